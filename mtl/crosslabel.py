@@ -1,0 +1,122 @@
+"""Cross-labelling: each teacher labels the other dataset, and the merged set is written to disk.
+
+The merged training set is stored as TFRecord shards. Each record holds the image (PNG),
+its true labels (-1 where missing), both teachers' predicted probabilities, the predicted
+label and confidence for the task the image lacks, and the dataset it came from. Training
+reads the shards back and chooses how to use the predictions (see `mtl.labels`).
+"""
+
+import json
+import logging
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mtl.data.pipeline import ExperimentData
+from mtl.tasks import CLASSES, EMOTION, GENDER, TASKS
+
+log = logging.getLogger(__name__)
+
+SHARD_PATTERN = "merged-{index:05d}-of-{count:05d}.tfrecord"
+SUMMARY_FILE = "summary.json"
+EXAMPLES_PER_SHARD = 4096
+
+_FEATURES = {
+    "image": tf.io.FixedLenFeature([], tf.string),
+    "gender": tf.io.FixedLenFeature([], tf.int64),
+    "emotion": tf.io.FixedLenFeature([], tf.int64),
+    "gender_probs": tf.io.FixedLenFeature([len(CLASSES[GENDER])], tf.float32),
+    "emotion_probs": tf.io.FixedLenFeature([len(CLASSES[EMOTION])], tf.float32),
+    "predicted_label": tf.io.FixedLenFeature([], tf.int64),
+    "confidence": tf.io.FixedLenFeature([], tf.float32),
+    "source": tf.io.FixedLenFeature([], tf.string),
+}
+
+
+def _example(image, labels, probs, source: str) -> bytes:
+    missing = EMOTION if source == GENDER else GENDER
+    predicted = int(np.argmax(probs[missing]))
+
+    def ints(value):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+
+    def floats(values):
+        return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in np.ravel(values)]))
+
+    def raw(value: bytes):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+    features = {
+        "image": raw(tf.io.encode_png(image).numpy()),
+        "gender": ints(labels[GENDER]),
+        "emotion": ints(labels[EMOTION]),
+        "gender_probs": floats(probs[GENDER]),
+        "emotion_probs": floats(probs[EMOTION]),
+        "predicted_label": ints(predicted),
+        "confidence": floats([probs[missing][predicted]]),
+        "source": raw(source.encode()),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+
+def cross_label(teacher: keras.Model, data: ExperimentData, out_dir: Path, batch_size: int = 256) -> dict:
+    """Label both training splits with `teacher` (an inference model) and write the merged shards.
+
+    Only the training splits are merged: the validation splits keep their true labels for
+    model selection, and the test sets are never touched. Returns the summary it writes.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=False)
+    parts = {GENDER: data.gender_train, EMOTION: data.emotion_train}
+    total = sum(len(source) for source in parts.values())
+    count = max(1, -(-total // EXAMPLES_PER_SHARD))
+    writers = [tf.io.TFRecordWriter(str(out_dir / SHARD_PATTERN.format(index=i, count=count))) for i in range(count)]
+    written, agreement = 0, {}
+    try:
+        for source_name, source in parts.items():
+            missing = EMOTION if source_name == GENDER else GENDER
+            confident = []
+            batches = data.images(source).batch(batch_size)
+            for images, labels in batches:
+                probs = teacher.predict_on_batch(tf.cast(images, tf.float32))
+                probs = {task: np.asarray(probs[task]) for task in TASKS}
+                for i in range(len(images)):
+                    example_labels = {task: int(labels[task][i]) for task in TASKS}
+                    example_probs = {task: probs[task][i] for task in TASKS}
+                    writers[written % count].write(_example(images[i], example_labels, example_probs, source_name))
+                    confident.append(float(probs[missing][i].max()))
+                    written += 1
+                print(f"cross-labelling: {written}/{total} images", flush=True)
+            agreement[source_name] = {
+                "images": len(confident),
+                "mean_confidence_on_missing_task": float(np.mean(confident)) if confident else None,
+            }
+    finally:
+        for writer in writers:
+            writer.close()
+    summary = {"examples": written, "shards": count, "by_source": agreement}
+    (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def read_merged(directory: Path, source: str | None = None) -> tf.data.Dataset:
+    """(uint8 image, labels, predictions) from the shards, optionally of one source dataset."""
+    files = sorted(str(path) for path in Path(directory).glob("merged-*.tfrecord"))
+    if not files:
+        from mtl.errors import UserError
+
+        raise UserError(f"Folder '{directory}' holds no cross-labelled shards (merged-*.tfrecord).")
+    records = tf.data.TFRecordDataset(files, num_parallel_reads=tf.data.AUTOTUNE)
+    parsed = records.map(lambda record: tf.io.parse_single_example(record, _FEATURES), num_parallel_calls=tf.data.AUTOTUNE)
+    if source is not None:
+        parsed = parsed.filter(lambda example: tf.equal(example["source"], source))
+    return parsed.map(_split_example, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _split_example(example):
+    image = tf.ensure_shape(tf.io.decode_png(example["image"], channels=3), (None, None, 3))
+    labels = {task: tf.cast(example[task], tf.int32) for task in TASKS}
+    predictions = {task: example[f"{task}_probs"] for task in TASKS}
+    return image, labels, predictions

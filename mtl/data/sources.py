@@ -1,0 +1,210 @@
+"""Readers for the three dataset layouts; each yields (image, {task: label}) with -1 for a missing label.
+
+- an image folder with one sub-folder per class (`gender/Training/{female,male}`, `fer2013/train/{happy,sad}`),
+- the Happy House HDF5 file (`test_set_x`/`test_set_y`, or `train_set_x`/`train_set_y`),
+- a jointly labelled folder `{happy_female,happy_male,sad_female,sad_male}/`.
+
+Sources only list what is there; decoding happens lazily inside tf.data (see `pipeline`).
+"""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import tensorflow as tf
+from sklearn.model_selection import train_test_split
+
+from mtl.data.images import decode_and_resize, looks_like_image
+from mtl.errors import UserError
+from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, MISSING, TASKS, split_four_class
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+@dataclass
+class ImageSource:
+    """A list of image files with a label per task (MISSING where the dataset has none)."""
+
+    name: str
+    paths: np.ndarray  # str
+    labels: dict[str, np.ndarray]  # task -> int32 per file
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def subset(self, indices, name: str) -> "ImageSource":
+        return ImageSource(name, self.paths[indices], {t: v[indices] for t, v in self.labels.items()})
+
+    def stratify_key(self) -> np.ndarray:
+        return self.labels[GENDER] * 3 + self.labels[EMOTION]
+
+    def dataset(self, image_size: int) -> tf.data.Dataset:
+        """(uint8 image, {task: int32 label}); undecodable files are skipped with a warning."""
+        labels = {task: tf.constant(values, tf.int32) for task, values in self.labels.items()}
+        files = tf.data.Dataset.from_tensor_slices((tf.constant(self.paths), labels))
+
+        def load(path, label):
+            return decode_and_resize(tf.io.read_file(path), image_size), label
+
+        # A corrupt file must not end an epoch: the failing element is dropped (and logged by TF).
+        return files.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).ignore_errors(
+            log_warning=True
+        )
+
+
+@dataclass
+class ArraySource:
+    """Images held in an HDF5 file, read row by row."""
+
+    name: str
+    path: Path
+    images_key: str
+    labels: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.labels[GENDER])
+
+    def dataset(self, image_size: int) -> tf.data.Dataset:
+        path, key, count = str(self.path), self.images_key, len(self)
+
+        def rows():
+            with h5py.File(path, "r") as file:
+                images = file[key]
+                for index in range(count):
+                    row = images[index]
+                    yield row[..., None] if row.ndim == 2 else row
+
+        images = tf.data.Dataset.from_generator(
+            rows, output_signature=tf.TensorSpec(shape=(None, None, None), dtype=tf.uint8)
+        )
+        images = images.map(lambda image: _to_rgb_and_resize(image, image_size))
+        labels = tf.data.Dataset.from_tensor_slices({t: tf.constant(v, tf.int32) for t, v in self.labels.items()})
+        return tf.data.Dataset.zip(images, labels)
+
+
+def _to_rgb_and_resize(image, image_size):
+    channels = tf.shape(image)[-1]
+    image = tf.cond(channels == 1, lambda: tf.image.grayscale_to_rgb(image), lambda: image[..., :3])
+    return tf.ensure_shape(
+        tf.cast(tf.image.resize(image, (image_size, image_size), antialias=True), tf.uint8),
+        (image_size, image_size, 3),
+    )
+
+
+def _require_folder(path: Path, what: str) -> None:
+    if not path.exists():
+        raise UserError(f"{what} folder '{path}' does not exist.")
+    if not path.is_dir():
+        raise UserError(f"{what} path '{path}' is not a folder.")
+
+
+def _class_folders(root: Path, classes, what: str) -> dict[str, Path]:
+    """Map each expected class to its sub-folder (case-insensitive), or say which is missing."""
+    _require_folder(root, what)
+    present = {child.name.lower(): child for child in root.iterdir() if child.is_dir()}
+    missing = [name for name in classes if name.lower() not in present]
+    if missing:
+        raise UserError(
+            f"{what} folder '{root}' has no sub-folder '{missing[0]}'; expected one folder per class: "
+            f"{', '.join(classes)}."
+        )
+    return {name: present[name.lower()] for name in classes}
+
+
+def _list_images(folder: Path) -> tuple[list[str], int]:
+    """Image files in a folder (sorted, recursive), and how many files were skipped as not images."""
+    kept, skipped = [], 0
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        if path.name.startswith("."):
+            continue
+        if path.suffix.lower() in IMAGE_SUFFIXES and looks_like_image(path):
+            kept.append(str(path))
+        else:
+            skipped += 1
+    return kept, skipped
+
+
+def _folder_source(root: Path, class_labels: dict[str, dict[str, int]], what: str) -> ImageSource:
+    folders = _class_folders(root, list(class_labels), what)
+    paths: list[str] = []
+    labels = {task: [] for task in TASKS}
+    skipped_total = 0
+    for class_name, folder in folders.items():
+        files, skipped = _list_images(folder)
+        skipped_total += skipped
+        if not files:
+            raise UserError(f"Class folder '{folder}' holds no readable images (JPEG, PNG, GIF or BMP).")
+        paths += files
+        for task in TASKS:
+            labels[task] += [class_labels[class_name].get(task, MISSING)] * len(files)
+    if skipped_total:
+        log.warning("%s: skipped %d files in '%s' that are not JPEG, PNG, GIF or BMP images.", what, skipped_total, root)
+    return ImageSource(
+        name=str(root),
+        paths=np.array(paths),
+        labels={task: np.array(values, np.int32) for task, values in labels.items()},
+    )
+
+
+def task_folder(root, task: str) -> ImageSource:
+    """A single-task image folder: one sub-folder per class of `task` (e.g. female/, male/)."""
+    class_labels = {name: {task: index} for index, name in enumerate(CLASSES[task])}
+    return _folder_source(Path(root), class_labels, f"{task.capitalize()} dataset")
+
+
+def joint_folder(root) -> ImageSource:
+    """A jointly labelled folder {happy_female,happy_male,sad_female,sad_male}/ with both labels."""
+    class_labels = {}
+    for index, name in enumerate(CLASSES[FOUR]):
+        emotion, gender = split_four_class(index)
+        class_labels[name] = {EMOTION: emotion, GENDER: gender}
+    return _folder_source(Path(root), class_labels, "Joint dataset")
+
+
+def happy_house(path) -> ArraySource:
+    """The Happy House HDF5 test (or train) file: label 1 is happy, 0 is not happy (taken as sad)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"Happy House file '{path}' does not exist.")
+    try:
+        with h5py.File(path, "r") as file:
+            keys = set(file.keys())
+            for prefix in ("test_set", "train_set"):
+                if {f"{prefix}_x", f"{prefix}_y"} <= keys:
+                    images_key = f"{prefix}_x"
+                    shape = file[images_key].shape
+                    happy = np.asarray(file[f"{prefix}_y"][:]).reshape(-1)
+                    break
+            else:
+                raise UserError(
+                    f"HDF5 file '{path}' has keys {sorted(keys)}; expected 'test_set_x' and 'test_set_y' "
+                    "(or 'train_set_x' and 'train_set_y')."
+                )
+    except OSError:
+        raise UserError(f"'{path}' is not a readable HDF5 file.") from None
+    if len(shape) not in (3, 4) or shape[0] != len(happy):
+        raise UserError(f"HDF5 file '{path}': {images_key} has shape {shape}, expected (N, H, W, 3) with N labels.")
+    emotion = np.where(happy == 1, CLASSES[EMOTION].index("happy"), CLASSES[EMOTION].index("sad"))
+    labels = {GENDER: np.full(len(happy), MISSING, np.int32), EMOTION: emotion.astype(np.int32)}
+    return ArraySource(name=str(path), path=path, images_key=images_key, labels=labels)
+
+
+def stratified_split(source: ImageSource, fraction: float, seed: int) -> tuple[ImageSource, ImageSource]:
+    """(train, validation): a seeded split that keeps each class's share in both parts."""
+    if not 0 < fraction < 1:
+        raise UserError(f"validation_fraction must be between 0 and 1, got {fraction}.")
+    indices = np.arange(len(source))
+    try:
+        train, validation = train_test_split(
+            indices, test_size=fraction, random_state=seed, stratify=source.stratify_key()
+        )
+    except ValueError as error:
+        raise UserError(f"Cannot split '{source.name}' into train and validation: {error}") from None
+    return (
+        source.subset(np.sort(train), f"{source.name}[train]"),
+        source.subset(np.sort(validation), f"{source.name}[validation]"),
+    )

@@ -1,0 +1,1 @@
+"""Networks: a named backbone, then one softmax head per output (see `build`)."""

@@ -1,0 +1,86 @@
+"""Networks as backbone + heads, and the inference model every approach saves.
+
+A network maps raw images (float, 0..255, [size, size, 3]) to `{head: probabilities}`.
+The inference model of any approach maps the same images to probabilities for all three
+questions, `{"gender", "emotion", "four"}`, so evaluation and prediction never need to know
+how a run was trained.
+"""
+
+import keras
+from keras import layers, ops
+
+from mtl.config import DataConfig, ModelConfig
+from mtl.errors import UserError
+from mtl.models.backbones import BACKBONES
+from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
+
+
+@keras.saving.register_keras_serializable(package="mtl")
+class Grayscale(layers.Layer):
+    """RGB to luminance, repeated over three channels: colour is removed inside the model."""
+
+    def call(self, images):
+        weights = ops.convert_to_tensor([0.299, 0.587, 0.114], dtype=images.dtype)
+        grey = ops.sum(images * weights, axis=-1, keepdims=True)
+        return ops.repeat(grey, 3, axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="mtl")
+class OuterProduct(layers.Layer):
+    """Four-class probabilities from emotion and gender probabilities (emotion-major order)."""
+
+    def call(self, emotion, gender):
+        joint = ops.expand_dims(emotion, -1) * ops.expand_dims(gender, -2)
+        return ops.reshape(joint, (-1, len(CLASSES[FOUR])))
+
+
+@keras.saving.register_keras_serializable(package="mtl")
+class Marginal(layers.Layer):
+    """One task's probabilities from four-class probabilities, summing over the other task."""
+
+    def __init__(self, task: str, **kwargs):
+        super().__init__(**kwargs)
+        self.task = task
+
+    def call(self, four):
+        grid = ops.reshape(four, (-1, len(CLASSES[EMOTION]), len(CLASSES[GENDER])))
+        return ops.sum(grid, axis=2 if self.task == EMOTION else 1)
+
+    def get_config(self):
+        return {**super().get_config(), "task": self.task}
+
+
+def image_input(data: DataConfig) -> keras.KerasTensor:
+    return keras.Input((data.image_size, data.image_size, 3), name="image")
+
+
+def build_network(model: ModelConfig, data: DataConfig, heads: dict[str, int], name: str) -> keras.Model:
+    """Backbone named in `model` with one softmax head per entry of `heads` (name -> classes)."""
+    if model.backbone not in BACKBONES:
+        raise UserError(f"Unknown backbone '{model.backbone}'; expected one of: {', '.join(BACKBONES)}.")
+    if data.color not in ("rgb", "gray"):
+        raise UserError(f"Unknown colour mode '{data.color}'; expected 'rgb' or 'gray'.")
+    images = image_input(data)
+    x = Grayscale(name="grayscale")(images) if data.color == "gray" else images
+    features = BACKBONES[model.backbone](x, model)
+    outputs = {head: layers.Dense(classes, activation="softmax", name=head)(features) for head, classes in heads.items()}
+    return keras.Model(images, outputs, name=name)
+
+
+def inference_model(networks: list[keras.Model], data: DataConfig) -> keras.Model:
+    """One model answering gender, emotion and four-class from the heads that `networks` have.
+
+    Two-task heads combine into four classes by outer product; a four-class head answers each
+    task by summing over the other.
+    """
+    images = image_input(data)
+    outputs = {}
+    for network in networks:
+        outputs.update(network(images))
+    if FOUR in outputs:
+        outputs.setdefault(GENDER, Marginal(GENDER, name="gender_from_four")(outputs[FOUR]))
+        outputs.setdefault(EMOTION, Marginal(EMOTION, name="emotion_from_four")(outputs[FOUR]))
+    else:
+        outputs[FOUR] = OuterProduct(name="four_from_tasks")(outputs[EMOTION], outputs[GENDER])
+    named = {task: layers.Identity(name=f"{task}_probabilities")(outputs[task]) for task in (GENDER, EMOTION, FOUR)}
+    return keras.Model(images, {task: named[task] for task in (GENDER, EMOTION, FOUR)}, name="mtl_inference")

@@ -1,0 +1,41 @@
+"""The two tasks, their classes, and the four combined classes.
+
+Labels are small integers; -1 marks a task whose label is missing for an example
+(a gender-only face has no emotion label and vice versa).
+"""
+
+import numpy as np
+
+MISSING = -1
+
+GENDER = "gender"
+EMOTION = "emotion"
+FOUR = "four"
+TASKS = (GENDER, EMOTION)
+
+CLASSES = {
+    GENDER: ("female", "male"),
+    EMOTION: ("happy", "sad"),
+}
+
+# Emotion-major order, matching the jointly labelled folder layout `{happy_female,...}/`.
+FOUR_CLASSES = tuple(f"{e}_{g}" for e in CLASSES[EMOTION] for g in CLASSES[GENDER])
+CLASSES[FOUR] = FOUR_CLASSES
+
+
+def four_class_index(emotion: int, gender: int) -> int:
+    """Index into FOUR_CLASSES of an (emotion, gender) pair."""
+    return emotion * len(CLASSES[GENDER]) + gender
+
+
+def split_four_class(index: int) -> tuple[int, int]:
+    """(emotion, gender) of a four-class index."""
+    return divmod(index, len(CLASSES[GENDER]))
+
+
+def four_from_tasks(emotion_probs, gender_probs):
+    """Four-class probabilities as the outer product of the two tasks' probabilities (NumPy)."""
+    emotion_probs = np.asarray(emotion_probs)
+    gender_probs = np.asarray(gender_probs)
+    joint = emotion_probs[..., :, None] * gender_probs[..., None, :]
+    return joint.reshape(*joint.shape[:-2], len(FOUR_CLASSES))

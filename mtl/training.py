@@ -1,0 +1,177 @@
+"""Training any network on (image, targets, weights) batches, validated on true labels.
+
+Training batches carry, per head, target probabilities and a weight per example (0 where the
+example has no label for that head). Validation batches carry the true labels
+`{"gender", "emotion"}` (-1 where missing), and every network is validated on the same two
+questions, whatever its heads: that keeps model selection honest and comparable.
+"""
+
+import json
+import math
+import time
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from mtl.config import TrainConfig
+from mtl.losses import FixedWeights, masked_cross_entropy
+from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, TASKS
+
+
+def task_probabilities(outputs: dict) -> dict:
+    """Gender and emotion probabilities from a network's heads (summing a four-class head)."""
+    answers = {task: outputs[task] for task in TASKS if task in outputs}
+    if FOUR in outputs:
+        grid = ops.reshape(outputs[FOUR], (-1, len(CLASSES[EMOTION]), len(CLASSES[GENDER])))
+        answers.setdefault(GENDER, ops.sum(grid, axis=1))
+        answers.setdefault(EMOTION, ops.sum(grid, axis=2))
+    return answers
+
+
+class Trainer(keras.Model):
+    """Wraps a network for `fit`: masked, combined losses in training; true-label accuracy in validation."""
+
+    def __init__(self, network: keras.Model, combiner: keras.layers.Layer | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.network = network
+        self.heads = list(network.output.keys())
+        self.combiner = combiner or FixedWeights({})
+        self.answers = [task for task in TASKS if task in self.heads or FOUR in self.heads]
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.head_losses = {head: keras.metrics.Mean(name=f"{head}_loss") for head in self.heads}
+        self.head_accuracy = {head: keras.metrics.CategoricalAccuracy(name=f"{head}_accuracy") for head in self.heads}
+        self.task_accuracy = {task: keras.metrics.SparseCategoricalAccuracy(name=f"{task}_accuracy") for task in TASKS}
+        self.mean_accuracy = keras.metrics.Mean(name="mean_accuracy")
+
+    def call(self, images, training=False):
+        return self.network(images, training=training)
+
+    @property
+    def metrics(self):
+        return [
+            self.loss_tracker,
+            *self.head_losses.values(),
+            *self.head_accuracy.values(),
+            *self.task_accuracy.values(),
+            self.mean_accuracy,
+        ]
+
+    def train_step(self, data):
+        images, targets, weights = data
+        with tf.GradientTape() as tape:
+            outputs = self.network(images, training=True)
+            losses = {head: masked_cross_entropy(targets[head], outputs[head], weights[head]) for head in self.heads}
+            present = {head: ops.cast(ops.sum(weights[head]) > 0, "float32") for head in self.heads}
+            loss = self.combiner(losses, present)
+        variables = self.trainable_variables
+        self.optimizer.apply(tape.gradient(loss, variables), variables)
+        self.loss_tracker.update_state(loss)
+        logs = {"loss": self.loss_tracker.result()}
+        for head in self.heads:
+            self.head_losses[head].update_state(losses[head], sample_weight=present[head])
+            self.head_accuracy[head].update_state(targets[head], outputs[head], sample_weight=weights[head])
+            logs[f"{head}_loss"] = self.head_losses[head].result()
+            logs[f"{head}_accuracy"] = self.head_accuracy[head].result()
+        return logs
+
+    def test_step(self, data):
+        images, labels = data
+        answers = task_probabilities(self.network(images, training=False))
+        total = 0.0
+        logs = {}
+        for task in self.answers:
+            has_label = ops.cast(labels[task] >= 0, "float32")
+            label = ops.maximum(labels[task], 0)
+            targets = ops.one_hot(label, len(CLASSES[task]))
+            total += masked_cross_entropy(targets, answers[task], has_label)
+            self.task_accuracy[task].update_state(label, answers[task], sample_weight=has_label)
+            logs[f"{task}_accuracy"] = self.task_accuracy[task].result()
+        self.loss_tracker.update_state(total)
+        logs["loss"] = self.loss_tracker.result()
+        if len(self.answers) > 1:
+            # A real logged metric, so Keras Tuner and early stopping can select on both tasks at once.
+            self.mean_accuracy.reset_state()
+            self.mean_accuracy.update_state(ops.mean(ops.stack([logs[f"{t}_accuracy"] for t in self.answers])))
+            logs["mean_accuracy"] = self.mean_accuracy.result()
+        return logs
+
+
+def selection_metric(trainer: Trainer) -> str:
+    """The validation metric that picks the best epoch: mean accuracy for two tasks, else the task's."""
+    return "val_mean_accuracy" if len(trainer.answers) > 1 else f"val_{trainer.answers[0]}_accuracy"
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int, epochs: int) -> keras.optimizers.Optimizer:
+    learning_rate = config.learning_rate
+    if config.schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, steps_per_epoch * epochs))
+    elif config.schedule != "constant":
+        from mtl.errors import UserError
+
+        raise UserError(f"Unknown schedule '{config.schedule}'; expected 'constant' or 'cosine'.")
+    return keras.optimizers.Adam(learning_rate)
+
+
+def fit(
+    trainer: Trainer,
+    train_batches: tf.data.Dataset,
+    validation_batches: tf.data.Dataset,
+    config: TrainConfig,
+    epochs: int,
+    steps_per_epoch: int,
+    log_dir: Path,
+    extra_callbacks=(),
+    verbose: int = 2,
+) -> dict:
+    """Train, keep the weights of the best validation epoch, log to TensorBoard; returns a summary."""
+    trainer.compile(optimizer=make_optimizer(config, steps_per_epoch, epochs))
+    monitor = selection_metric(trainer)
+    best = BestWeights(monitor)
+    callbacks = [keras.callbacks.TensorBoard(log_dir=str(log_dir)), best, *extra_callbacks]
+    if config.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor, mode="max", patience=config.early_stopping_patience))
+    start = time.perf_counter()
+    history = trainer.fit(
+        train_batches,
+        validation_data=validation_batches,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    seconds = time.perf_counter() - start
+    best.restore(trainer)
+    return {
+        "monitor": monitor,
+        "best_epoch": best.best_epoch,
+        "best_value": best.best_value,
+        "training_seconds": round(seconds, 1),
+        "history": {key: [float(v) for v in values] for key, values in history.history.items()},
+    }
+
+
+class BestWeights(keras.callbacks.Callback):
+    """Remembers the weights of the epoch with the best validation metric (higher is better)."""
+
+    def __init__(self, monitor: str):
+        super().__init__()
+        self.monitor = monitor
+        self.best_value = -math.inf
+        self.best_epoch = None
+        self.weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is not None and value > self.best_value:
+            self.best_value, self.best_epoch = float(value), epoch + 1
+            self.weights = self.model.get_weights()
+
+    def restore(self, trainer):
+        if self.weights is not None:
+            trainer.set_weights(self.weights)
+
+
+def write_json(path: Path, values) -> None:
+    Path(path).write_text(json.dumps(values, indent=2) + "\n")
