@@ -1,0 +1,207 @@
+"""The `mtl` command: train, evaluate, predict, compare, tune.
+
+User mistakes end in one sentence on stderr and exit status 2, never a traceback.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from mtl.errors import UserError
+
+EXIT_USER_ERROR = 2
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _overrides(args) -> dict:
+    from mtl.config import set_dotted
+
+    overrides: dict = {}
+    for item in getattr(args, "set", None) or []:
+        key, separator, value = item.partition("=")
+        if not separator:
+            raise UserError(f"--set expects KEY=VALUE (for example train.epochs=5), got '{item}'.")
+        set_dotted(overrides, key, _parse_value(value))
+    if getattr(args, "data_dir", None):
+        set_dotted(overrides, "data.data_dir", str(Path(args.data_dir).resolve()))
+    if getattr(args, "joint_dir", None):
+        set_dotted(overrides, "data.joint_test", str(Path(args.joint_dir).resolve()))
+    if getattr(args, "epochs", None) is not None:
+        set_dotted(overrides, "train.epochs", args.epochs)
+    if getattr(args, "backbone", None):
+        set_dotted(overrides, "model.backbone", args.backbone)
+    return overrides
+
+
+def _experiment_config(args, approach: str | None):
+    from mtl.config import ExperimentConfig, load_config, merge
+
+    config = load_config(args.config) if args.config else ExperimentConfig()
+    if approach:
+        config = merge(config, {"approach": approach})
+    return merge(config, _overrides(args))
+
+
+def _print_headline(metrics: dict) -> None:
+    for key, value in metrics["headline"].items():
+        if value is not None:
+            print(f"  {key}: {value:.4f}")
+
+
+def cmd_train(args) -> None:
+    from mtl.experiment import train_and_evaluate
+    from mtl.runs import default_run_name
+
+    config = _experiment_config(args, args.approach)
+    run_dir = Path(args.runs_dir) / (args.name or default_run_name(config))
+    metrics = train_and_evaluate(config, run_dir, evaluate=not args.no_evaluate)
+    print(f"Run written to {run_dir}")
+    if "headline" in metrics:
+        _print_headline(metrics)
+
+
+def cmd_evaluate(args) -> None:
+    from mtl.config import load_config, merge
+    from mtl.evaluate import evaluate_run, write_metrics
+    from mtl.runs import CONFIG_FILE, METRICS_FILE, require_run
+
+    run_dir = require_run(Path(args.run_dir))
+    output = Path(args.output) if args.output else run_dir / METRICS_FILE
+    if output.exists() and not args.overwrite:
+        raise UserError(f"'{output}' already exists; pass --output for another file or --overwrite to replace it.")
+    config = merge(load_config(run_dir / CONFIG_FILE), _overrides(args))
+    metrics = evaluate_run(run_dir, config.data, artifacts_dir=output.parent / f"{output.stem}_evaluation")
+    write_metrics(metrics, output)
+    print(f"Metrics written to {output}")
+    _print_headline(metrics)
+
+
+def cmd_predict(args) -> None:
+    from mtl.predict import describe, predict_files
+
+    results = predict_files(Path(args.run_dir), args.images)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for result in results:
+            print(describe(result))
+
+
+def cmd_compare(args) -> None:
+    from mtl.compare import compare, write_tables
+    from mtl.config import merge
+
+    spec = {}
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise UserError(f"Comparison config '{path}' does not exist.")
+        try:
+            spec = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise UserError(f"Comparison config '{path}' is not valid JSON ({error}).") from None
+        if "base" not in spec and "variants" not in spec:
+            spec = {"base": spec}  # a plain experiment config, e.g. the best one from `mtl tune`
+    spec.setdefault("base", {})
+    base_overrides = _overrides(args)
+    for section, values in base_overrides.items():
+        spec["base"].setdefault(section, {}).update(values) if isinstance(values, dict) else None
+    name = args.name or time.strftime("compare-%Y%m%d-%H%M%S")
+    only = args.variants.split(",") if args.variants else None
+    rows = compare(spec, Path(args.runs_dir) / name, only)
+    print()
+    print(write_tables(rows, Path(args.runs_dir) / name))
+    print(f"TensorBoard: tensorboard --logdir {Path(args.runs_dir) / name}")
+
+
+def cmd_notebook(args) -> None:
+    """The notebook's method end to end: the separate models, cross-labelling, the four-class model."""
+    args.variants = "separate,crosslabel_hard"
+    cmd_compare(args)
+
+
+def cmd_tune(args) -> None:
+    from mtl.tune import run_tuning
+
+    run_tuning(args, _experiment_config(args, args.approach))
+
+
+def _add_data_options(parser, experiment=True) -> None:
+    parser.add_argument("--data-dir", help="folder holding the datasets (default: the bundled sample)")
+    parser.add_argument("--joint-dir", help="a jointly labelled folder {happy_female,happy_male,sad_female,sad_male}/")
+    if experiment:
+        parser.add_argument("--config", help="JSON config file (any subset of the fields)")
+        parser.add_argument("--epochs", type=int, help="training epochs (overrides the config)")
+        parser.add_argument("--backbone", help="backbone name: lenet or dsresnet")
+        parser.add_argument("--runs-dir", default="runs", help="where run directories are created (default: runs)")
+        parser.add_argument("--name", help="name of the new run directory (default: time, approach, backbone)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. data.color=gray")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mtl.approaches import APPROACHES
+
+    parser = argparse.ArgumentParser(prog="mtl", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train one approach, then evaluate it")
+    train.add_argument("approach", choices=sorted(APPROACHES))
+    train.add_argument("--no-evaluate", action="store_true", help="skip the test-set evaluation")
+    _add_data_options(train)
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="score a run on the held-out test sets")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--output", help="metrics file to write (default: RUN_DIR/metrics.json)")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace an existing metrics file")
+    _add_data_options(evaluate, experiment=False)
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    predict = commands.add_parser("predict", help="gender, emotion and four-class labels of face images")
+    predict.add_argument("run_dir")
+    predict.add_argument("images", nargs="+")
+    predict.add_argument("--json", action="store_true", help="print JSON instead of lines")
+    predict.set_defaults(handler=cmd_predict)
+
+    for name, handler, text in (
+        ("compare", cmd_compare, "train and evaluate every approach side by side (TensorBoard, results.md)"),
+        ("notebook", cmd_notebook, "the notebook's method end to end: separate models, cross-labelling, four-class model"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("--variants", help="comma-separated subset of the variants to run")
+        _add_data_options(sub)
+        sub.set_defaults(handler=handler)
+
+    tune = commands.add_parser("tune", help="hyperparameter search with Keras Tuner")
+    tune.add_argument("approach", choices=sorted(APPROACHES))
+    _add_data_options(tune)
+    tune.set_defaults(handler=cmd_tune)
+    return parser
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.handler(args)
+    except UserError as error:
+        print(f"mtl: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("mtl: interrupted; finished runs and files are kept.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

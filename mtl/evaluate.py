@@ -1,0 +1,161 @@
+"""Honest evaluation of a run on held-out test sets, against true labels.
+
+Every approach saves one inference model answering gender, emotion and four-class, so all
+runs are scored the same way: gender on the gender test set, emotion on the FER2013 test
+set and on Happy House, and all three on a jointly labelled folder when one is given.
+The agreement of a four-class model with its own pseudo-labels is reported apart, since it
+measures consistency with the teachers, not correctness.
+"""
+
+import json
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
+
+from mtl.config import DataConfig, load_config
+from mtl.crosslabel import read_merged
+from mtl.data.pipeline import evaluation_batches, test_sets
+from mtl.runs import CONFIG_FILE, MODEL_FILE, require_run
+from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, TASKS, four_class_index
+
+MERGED_DIRS = ("crosslabeled",)
+
+
+def predict_dataset(model: keras.Model, examples: tf.data.Dataset, batch_size: int):
+    """(probabilities {task: [N, classes]}, labels {task: [N]}, images uint8 of the first batch)."""
+    probabilities = {task: [] for task in (GENDER, EMOTION, FOUR)}
+    labels = {task: [] for task in TASKS}
+    first_images = None
+    for images, batch_labels in evaluation_batches(examples, batch_size):
+        if first_images is None:
+            first_images = images.numpy().astype(np.uint8)
+        outputs = model.predict_on_batch(images)
+        for task in probabilities:
+            probabilities[task].append(np.asarray(outputs[task]))
+        for task in TASKS:
+            labels[task].append(batch_labels[task].numpy())
+    return (
+        {task: np.concatenate(values) for task, values in probabilities.items()},
+        {task: np.concatenate(values) for task, values in labels.items()},
+        first_images,
+    )
+
+
+def task_scores(task: str, true: np.ndarray, probabilities: np.ndarray) -> dict:
+    predicted = probabilities.argmax(axis=1)
+    classes = CLASSES[task]
+    return {
+        "accuracy": float(accuracy_score(true, predicted)),
+        "images": int(len(true)),
+        "per_class": classification_report(
+            true, predicted, labels=list(range(len(classes))), target_names=classes, output_dict=True, zero_division=0
+        ),
+        "confusion_matrix": confusion_matrix(true, predicted, labels=list(range(len(classes)))).tolist(),
+        "classes": list(classes),
+    }
+
+
+def score_test_set(probabilities: dict, labels: dict) -> dict:
+    """Scores for every task that this test set labels, and four-class when it labels both."""
+    scores = {}
+    for task in TASKS:
+        known = labels[task] >= 0
+        if known.any():
+            scores[task] = task_scores(task, labels[task][known], probabilities[task][known])
+    both = (labels[GENDER] >= 0) & (labels[EMOTION] >= 0)
+    if both.any():
+        four_true = np.array([four_class_index(e, g) for e, g in zip(labels[EMOTION][both], labels[GENDER][both])])
+        scores[FOUR] = task_scores(FOUR, four_true, probabilities[FOUR][both])
+    return scores
+
+
+def pseudo_label_agreement(model: keras.Model, run_dir: Path, batch_size: int) -> dict | None:
+    """How often the model's four-class answer matches the hard pseudo four-class label it trained on.
+
+    This is the figure the notebook reported as accuracy; it is kept only for comparison.
+    """
+    merged = next((run_dir / name for name in MERGED_DIRS if (run_dir / name).is_dir()), None)
+    if merged is None:
+        return None
+    matches, total = 0, 0
+    for images, labels, predictions in read_merged(merged).batch(batch_size):
+        emotion = np.where(labels[EMOTION] >= 0, labels[EMOTION], np.argmax(predictions[EMOTION], axis=1))
+        gender = np.where(labels[GENDER] >= 0, labels[GENDER], np.argmax(predictions[GENDER], axis=1))
+        pseudo = emotion * len(CLASSES[GENDER]) + gender
+        answer = np.asarray(model.predict_on_batch(tf.cast(images, tf.float32))[FOUR]).argmax(axis=1)
+        matches += int((answer == pseudo).sum())
+        total += len(pseudo)
+    return {"images": total, "agreement": matches / total if total else None}
+
+
+def inference_milliseconds(model: keras.Model, image_size: int, batch_size: int = 64, repeats: int = 5) -> float:
+    """Median wall-clock milliseconds per image for batched prediction (a measurement, never asserted)."""
+    batch = tf.random.uniform((batch_size, image_size, image_size, 3), 0, 255)
+    model.predict_on_batch(batch)  # warm-up: tracing and allocation
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.predict_on_batch(batch)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) / batch_size * 1000)
+
+
+def evaluate_run(run_dir: Path, data: DataConfig | None = None, artifacts_dir: Path | None = None) -> dict:
+    """Score the run's model on every test set; writes confusion matrices (JSON, PNG) if asked."""
+    from mtl.tensorboard_log import confusion_matrix_image, save_png
+
+    run_dir = require_run(run_dir)
+    config = load_config(run_dir / CONFIG_FILE)
+    data = data or config.data
+    model = keras.models.load_model(run_dir / MODEL_FILE)
+    metrics = {"run": str(run_dir), "approach": config.approach, "backbone": config.model.backbone, "test_sets": {}}
+    samples = {}
+    for name, source in test_sets(data).items():
+        print(f"evaluating on {name} ({len(source)} images)", flush=True)
+        probabilities, labels, first_images = predict_dataset(model, source.dataset(data.image_size), data.batch_size)
+        scores = score_test_set(probabilities, labels)
+        metrics["test_sets"][name] = scores
+        samples[name] = (first_images, probabilities, labels)
+        if artifacts_dir is not None:
+            artifacts_dir.mkdir(parents=True, exist_ok=True)
+            for task, task_score in scores.items():
+                stem = artifacts_dir / f"confusion_{name}_{task}"
+                stem.with_suffix(".json").write_text(
+                    json.dumps({"classes": task_score["classes"], "matrix": task_score["confusion_matrix"]}) + "\n"
+                )
+                image = confusion_matrix_image(np.array(task_score["confusion_matrix"]), task_score["classes"], f"{name}: {task}")
+                save_png(image, stem.with_suffix(".png"))
+    metrics["parameters"] = int(model.count_params())
+    metrics["inference_ms_per_image"] = inference_milliseconds(model, data.image_size)
+    agreement = pseudo_label_agreement(model, run_dir, data.batch_size)
+    if agreement is not None:
+        metrics["not_accuracy_agreement_with_own_pseudo_labels"] = agreement
+    metrics["headline"] = headline(metrics)
+    metrics["_samples"] = samples  # for TensorBoard images; dropped before writing JSON
+    return metrics
+
+
+def headline(metrics: dict) -> dict:
+    """The few numbers a comparison table shows."""
+    sets = metrics["test_sets"]
+
+    def accuracy(test_set, task):
+        return sets.get(test_set, {}).get(task, {}).get("accuracy")
+
+    return {
+        "gender_accuracy": accuracy("gender_test", GENDER),
+        "emotion_accuracy": accuracy("emotion_test", EMOTION),
+        "happy_house_accuracy": accuracy("happy_house", EMOTION),
+        "joint_four_class_accuracy": accuracy("joint_test", FOUR),
+        "joint_gender_accuracy": accuracy("joint_test", GENDER),
+        "joint_emotion_accuracy": accuracy("joint_test", EMOTION),
+    }
+
+
+def write_metrics(metrics: dict, path: Path) -> None:
+    public = {key: value for key, value in metrics.items() if not key.startswith("_")}
+    Path(path).write_text(json.dumps(public, indent=2) + "\n")
