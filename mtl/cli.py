@@ -141,7 +141,7 @@ def _add_data_options(parser, experiment=True) -> None:
     if experiment:
         parser.add_argument("--config", help="JSON config file (any subset of the fields)")
         parser.add_argument("--epochs", type=int, help="training epochs (overrides the config)")
-        parser.add_argument("--backbone", help="backbone name: lenet or dsresnet")
+        parser.add_argument("--backbone", help="backbone name: lenet, resnet or dsresnet")
         parser.add_argument("--runs-dir", default="runs", help="where run directories are created (default: runs)")
         parser.add_argument("--name", help="name of the new run directory (default: time, approach, backbone)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. data.color=gray")

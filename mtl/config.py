@@ -52,8 +52,8 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     backbone: str = "lenet"
-    width: int = 32  # channels of the first convolution stage
-    depth: int = 2  # blocks per stage, for backbones that have stages
+    width: int = 32  # channels of the first stage (resnet, dsresnet; LeNet is fixed)
+    depth: int = 1  # residual blocks per stage (resnet, dsresnet)
     dropout: float = 0.5
 
 
