@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from mtl.errors import UserError
@@ -98,7 +99,7 @@ def cmd_predict(args) -> None:
 
 def cmd_compare(args) -> None:
     from mtl.compare import compare, write_tables
-    from mtl.config import merge
+    from mtl.config import deep_merge
 
     spec = {}
     if args.config:
@@ -111,10 +112,7 @@ def cmd_compare(args) -> None:
             raise UserError(f"Comparison config '{path}' is not valid JSON ({error}).") from None
         if "base" not in spec and "variants" not in spec:
             spec = {"base": spec}  # a plain experiment config, e.g. the best one from `mtl tune`
-    spec.setdefault("base", {})
-    base_overrides = _overrides(args)
-    for section, values in base_overrides.items():
-        spec["base"].setdefault(section, {}).update(values) if isinstance(values, dict) else None
+    spec["base"] = deep_merge(spec.get("base", {}), _overrides(args))
     name = args.name or time.strftime("compare-%Y%m%d-%H%M%S")
     only = args.variants.split(",") if args.variants else None
     rows = compare(spec, Path(args.runs_dir) / name, only)
@@ -190,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Keras says this whenever a dataset of unknown length (ours skip unreadable images) ends,
+    # which is how every validation pass ends: not a problem, so not shown.
+    warnings.filterwarnings("ignore", message="Your input ran out of data")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

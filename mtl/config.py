@@ -153,13 +153,18 @@ def load_config(path: str | Path) -> ExperimentConfig:
 
 def merge(config: ExperimentConfig, overrides: dict[str, Any]) -> ExperimentConfig:
     """A copy of config with the nested overrides applied (same rules as a config file)."""
-    values = config.to_dict()
+    return config_from_dict(deep_merge(config.to_dict(), overrides))
+
+
+def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """base updated by overrides, merging nested dicts instead of replacing them."""
+    merged = dict(base)
     for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(values.get(key), dict):
-            values[key] = {**values[key], **value}
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
         else:
-            values[key] = value
-    return config_from_dict(values)
+            merged[key] = value
+    return merged
 
 
 def set_dotted(overrides: dict[str, Any], dotted: str, value: Any) -> None:

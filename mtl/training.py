@@ -139,6 +139,7 @@ def fit(
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
         callbacks=callbacks,
+        shuffle=False,  # the tf.data pipeline shuffles; Keras cannot shuffle a dataset
         verbose=verbose,
     )
     seconds = time.perf_counter() - start

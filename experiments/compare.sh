@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Compare every approach on the full data (../shared/data) with one backbone, seed and budget.
+#   experiments/compare.sh                       # the stronger CPU backbone (resnet), augmentation on
+#   experiments/compare.sh notebook_full         # the notebook's LeNet and settings
+# Results: runs/<name>/results.md, and `tensorboard --logdir runs/<name>`.
+set -euo pipefail
+config="${1:-compare_full}"
+cd "$(dirname "$0")/.."
+exec mtl compare --config "experiments/configs/${config}.json" --name "${config}-$(date +%Y%m%d-%H%M%S)"
