@@ -141,11 +141,13 @@ def log_to_tensorboard(run_dir: Path, config: ExperimentConfig, metrics: dict) -
     tensorboard_log.write_images(run_dir / "evaluation", "test_faces", grids)
 
 
-def _format(value) -> str:
+def _format(column: str, value) -> str:
     if value is None:
         return "-"
+    if column.endswith("accuracy"):
+        return f"{value:.4f}"
     if isinstance(value, float):
-        return f"{value:.4f}" if value <= 1 else f"{value:.1f}"
+        return f"{value:.2f}"
     return str(value)
 
 
@@ -157,7 +159,7 @@ def write_tables(rows: list[dict], root: Path) -> str:
         writer.writeheader()
         writer.writerows(rows)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_format(row[c]) for c in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(_format(c, row[c]) for c in columns) + " |" for row in rows]
     table = "\n".join(lines) + "\n"
     (root / "results.md").write_text(table)
     return table
