@@ -5,6 +5,8 @@ same way in training, evaluation and prediction. Colour handling beyond "three c
 (keeping colour or turning grey) is a layer of the model, see `mtl.models.build`.
 """
 
+import io
+
 import numpy as np
 import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
@@ -27,8 +29,24 @@ def looks_like_image(path) -> bool:
 
 def decode_and_resize(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
     """uint8 [size, size, 3] from encoded bytes: grey is repeated, alpha is dropped (TF graph op)."""
-    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-    return resize(image, image_size)
+
+    def with_tensorflow():
+        return tf.io.decode_image(encoded, channels=3, expand_animations=False)
+
+    def with_pillow():
+        return tf.ensure_shape(tf.numpy_function(_pillow_rgb, [encoded], tf.uint8, stateful=False), (None, None, 3))
+
+    # TensorFlow reads the colour indices of a palette BMP as grey levels; Pillow applies the palette.
+    is_bmp = tf.strings.substr(encoded, 0, 2) == b"BM"
+    return resize(tf.cond(is_bmp, with_pillow, with_tensorflow), image_size)
+
+
+def _pillow_rgb(encoded) -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(np.asarray(encoded).item())) as picture:
+            return np.asarray(picture.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise ValueError(f"undecodable image: {error}") from None  # InvalidArgumentError inside tf.data
 
 
 def resize(image: tf.Tensor, image_size: int) -> tf.Tensor:
@@ -46,7 +64,7 @@ def read_image(path, image_size: int) -> np.ndarray:
     if looks_like_image(path):
         try:
             return decode_and_resize(encoded, image_size).numpy()
-        except tf.errors.InvalidArgumentError:
+        except (tf.errors.InvalidArgumentError, ValueError):  # ValueError: Pillow's BMP decode, run eagerly
             pass  # truncated or odd variant: Pillow is more forgiving, and says clearly if not.
     try:
         with Image.open(path) as picture:

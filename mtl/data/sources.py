@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from sklearn.model_selection import train_test_split
 
-from mtl.data.images import decode_and_resize, looks_like_image
+from mtl.data.images import decode_and_resize, looks_like_image, resize
 from mtl.errors import UserError
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, MISSING, TASKS, split_four_class
 
@@ -89,10 +89,8 @@ class ArraySource:
 def _to_rgb_and_resize(image, image_size):
     channels = tf.shape(image)[-1]
     image = tf.cond(channels == 1, lambda: tf.image.grayscale_to_rgb(image), lambda: image[..., :3])
-    return tf.ensure_shape(
-        tf.cast(tf.image.resize(image, (image_size, image_size), antialias=True), tf.uint8),
-        (image_size, image_size, 3),
-    )
+    # The shared resize (rounded, not truncated), so these photos match the same image read from a file.
+    return tf.ensure_shape(resize(image, image_size), (image_size, image_size, 3))
 
 
 def _require_folder(path: Path, what: str) -> None:
