@@ -19,7 +19,7 @@ from mtl import tensorboard_log
 from mtl.config import ExperimentConfig, config_from_dict, merge
 from mtl.errors import UserError
 from mtl.evaluate import write_metrics
-from mtl.experiment import train_and_evaluate
+from mtl.experiment import train_and_evaluate, validate
 from mtl.runs import METRICS_FILE
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
 
@@ -87,6 +87,8 @@ def compare(spec: dict, root: Path, only: list[str] | None = None) -> list[dict]
         if missing:
             raise UserError(f"Unknown variant '{missing[0]}'; this comparison has: {', '.join(configs)}.")
         configs = {name: configs[name] for name in configs if name in only or name == TEACHER_VARIANT}
+    for config in configs.values():
+        validate(config)
     root.mkdir(parents=True, exist_ok=True)
     (root / "comparison.json").write_text(
         json.dumps({name: config.to_dict() for name, config in configs.items()}, indent=2) + "\n"
