@@ -1,0 +1,299 @@
+"""The `mtl` command end to end: train -> predict -> evaluate, and one clear sentence for every mistake."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import SAMPLE, copy_sample_images, run_cli, write_image
+from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
+
+MTL = Path(sys.executable).parent / "mtl"
+
+
+def assert_one_error_line(code, err, *fragments):
+    """Exit status 2, exactly one line on stderr (the sentence), no traceback; it names `fragments`."""
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("mtl: error: ")
+    for fragment in fragments:
+        assert str(fragment) in lines[0]
+
+
+def snapshot(folder: Path) -> dict:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory):
+    """Three faces to predict on: a sample JPEG, a FER2013 PNG, and an odd-sized RGBA PNG."""
+    folder = tmp_path_factory.mktemp("faces")
+    paths = copy_sample_images(SAMPLE / "gender" / "Validation" / "male", folder, 1)
+    paths += copy_sample_images(SAMPLE / "fer2013" / "train" / "happy", folder, 1)
+    paths.append(write_image(folder / "odd.png", "RGBA", size=(13, 200)))
+    return paths
+
+
+@pytest.fixture
+def run_copy(trained_run, tmp_path):
+    """A private copy of the trained run, for commands that write into it."""
+    return Path(shutil.copytree(trained_run[0], tmp_path / "run"))
+
+
+# ---------------------------------------------------------------- train -> predict -> evaluate
+
+
+def test_train_writes_a_run_and_prints_the_headline(trained_run):
+    run_dir, out = trained_run
+    assert f"Run written to {run_dir}" in out
+    printed = dict(re.findall(r"^  (\w+_accuracy): (\d\.\d{4})$", out, re.MULTILINE))
+    assert set(printed) == {"gender_accuracy", "emotion_accuracy", "happy_house_accuracy"}
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["approach"] == "separate"
+    assert config["train"]["epochs"] == 1 and config["data"]["batch_size"] == 32 and config["train"]["seed"] == 7
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key, value in printed.items():
+        assert metrics["headline"][key] == pytest.approx(float(value), abs=1e-4)
+        assert 0 <= metrics["headline"][key] <= 1
+    assert (run_dir / "evaluation" / "confusion_gender_test_gender.png").is_file()
+
+
+def test_predict_prints_one_line_per_image(trained_run, faces):
+    code, out, err = run_cli("predict", trained_run[0], *faces)
+
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == len(faces)
+    pattern = re.compile(
+        r"^(?P<image>.+): gender (female|male) \((?P<g>[01]\.\d\d)\), emotion (happy|sad) \((?P<e>[01]\.\d\d)\), "
+        r"four (happy|sad)_(female|male) \((?P<f>[01]\.\d\d)\)$"
+    )
+    for line, face in zip(lines, faces):
+        match = pattern.match(line)
+        assert match, line
+        assert match["image"] == str(face)
+        assert float(match["g"]) >= 0.5 and float(match["e"]) >= 0.5  # the most likely of two classes
+
+
+def test_predict_json_gives_probabilities_that_sum_to_one(trained_run, faces):
+    code, out, err = run_cli("predict", trained_run[0], *faces, "--json")
+
+    assert code == 0, err
+    results = json.loads(out)
+    assert [result["image"] for result in results] == [str(face) for face in faces]
+    for result in results:
+        for task in (GENDER, EMOTION, FOUR):
+            answer = result[task]
+            probabilities = answer["probabilities"]
+            assert list(probabilities) == list(CLASSES[task])
+            assert sum(probabilities.values()) == pytest.approx(1, abs=1e-5)
+            assert answer["label"] == max(probabilities, key=probabilities.get)
+            assert answer["probability"] == probabilities[answer["label"]]
+        # Four classes are the product of the two separate models' answers.
+        happy_female = result[EMOTION]["probabilities"]["happy"] * result[GENDER]["probabilities"]["female"]
+        assert result[FOUR]["probabilities"]["happy_female"] == pytest.approx(happy_female, abs=1e-5)
+
+
+def test_evaluate_refuses_to_overwrite_metrics_without_overwrite(run_copy):
+    before = (run_copy / "metrics.json").read_bytes()
+
+    code, out, err = run_cli("evaluate", run_copy)
+
+    assert_one_error_line(code, err, run_copy / "metrics.json", "--overwrite")
+    assert (run_copy / "metrics.json").read_bytes() == before
+
+    code, out, err = run_cli("evaluate", run_copy, "--overwrite")
+    assert code == 0, err
+    metrics = json.loads((run_copy / "metrics.json").read_text())
+    assert 0 <= metrics["headline"]["gender_accuracy"] <= 1
+    assert "_samples" not in metrics
+
+
+def test_evaluate_to_another_file_scores_the_joint_folder(trained_run, joint_folder, tmp_path):
+    output = tmp_path / "with_joint.json"
+    before = snapshot(trained_run[0])
+
+    code, out, err = run_cli("evaluate", trained_run[0], "--joint-dir", joint_folder, "--output", output)
+
+    assert code == 0, err
+    assert f"Metrics written to {output}" in out
+    metrics = json.loads(output.read_text())
+    assert 0 <= metrics["headline"]["joint_four_class_accuracy"] <= 1
+    assert metrics["test_sets"]["joint_test"][FOUR]["images"] == 16
+    assert (tmp_path / "with_joint_evaluation" / "confusion_joint_test_four.json").is_file()
+    assert snapshot(trained_run[0]) == before  # the run itself is untouched
+
+
+def test_existing_run_directory_is_never_overwritten(trained_run):
+    run_dir, _ = trained_run
+    before = snapshot(run_dir)
+
+    code, out, err = run_cli("train", "separate", "--epochs", "1", "--runs-dir", run_dir.parent, "--name", run_dir.name)
+
+    assert_one_error_line(code, err, run_dir, "already exists")
+    assert snapshot(run_dir) == before
+
+
+# ---------------------------------------------------------------- mistakes -> exit 2 --------
+
+
+def test_missing_data_dir(tmp_path):
+    code, _, err = run_cli("train", "separate", "--data-dir", tmp_path / "nowhere", "--runs-dir", tmp_path, "--name", "r")
+    assert_one_error_line(code, err, tmp_path / "nowhere")
+    assert not (tmp_path / "r").exists()
+
+
+def test_data_dir_with_the_wrong_layout(tmp_path):
+    data = tmp_path / "data"
+    copy_sample_images(SAMPLE / "gender" / "Training" / "female", data / "gender" / "Training" / "women", 2)
+    code, _, err = run_cli("train", "multitask", "--data-dir", data, "--runs-dir", tmp_path / "runs", "--name", "r")
+    assert_one_error_line(code, err, data / "gender" / "Training", "'female'")
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"this is text, not a face", b"", b"\xff\xd8\xff\xe0\x00\x10JFIF truncated"],
+    ids=["text", "zero-byte", "corrupt-jpeg"],
+)
+def test_predict_on_a_file_that_is_no_image(trained_run, tmp_path, content):
+    bad = tmp_path / "face.jpg"
+    bad.write_bytes(content)
+    code, out, err = run_cli("predict", trained_run[0], bad)
+    assert_one_error_line(code, err, bad, "not a readable image")
+    assert out == ""
+
+
+def test_predict_on_a_truncated_real_face(trained_run, tmp_path):
+    whole = sorted((SAMPLE / "gender" / "Validation" / "female").iterdir())[0].read_bytes()
+    bad = tmp_path / "cut.jpg"
+    bad.write_bytes(whole[:300])
+    code, _, err = run_cli("predict", trained_run[0], bad)
+    assert_one_error_line(code, err, bad)
+
+
+def test_predict_on_a_missing_image_or_a_folder(trained_run, tmp_path):
+    code, _, err = run_cli("predict", trained_run[0], tmp_path / "missing.png")
+    assert_one_error_line(code, err, tmp_path / "missing.png")
+    code, _, err = run_cli("predict", trained_run[0], tmp_path)
+    assert_one_error_line(code, err, tmp_path)
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_missing_run_directory(tmp_path, command, faces):
+    extra = [faces[0]] if command == "predict" else []
+    code, _, err = run_cli(command, tmp_path / "no_run", *extra)
+    assert_one_error_line(code, err, tmp_path / "no_run", "does not exist")
+
+
+def test_run_directory_without_a_model(tmp_path, faces):
+    (tmp_path / "half").mkdir()
+    code, _, err = run_cli("predict", tmp_path / "half", faces[0])
+    assert_one_error_line(code, err, tmp_path / "half", "model.keras")
+
+
+def test_unknown_approach_is_rejected_by_the_parser(tmp_path):
+    code, out, err = run_cli("train", "ensemble", "--runs-dir", tmp_path)
+    assert code == 2 and "Traceback" not in err
+    assert "invalid choice: 'ensemble'" in err.strip().splitlines()[-1]
+    assert not any(tmp_path.iterdir())
+
+
+def test_unknown_approach_in_a_comparison_config(tmp_path):
+    config = tmp_path / "compare.json"
+    config.write_text(json.dumps({"variants": {"mine": {"approach": "ensemble"}}}))
+    code, _, err = run_cli("compare", "--config", config, "--runs-dir", tmp_path, "--name", "c")
+    assert_one_error_line(code, err, "'ensemble'")
+
+
+def test_unknown_backbone(tmp_path):
+    code, _, err = run_cli("train", "separate", "--backbone", "vgg16", "--runs-dir", tmp_path, "--name", "r")
+    assert_one_error_line(code, err, "'vgg16'", "lenet")
+
+
+@pytest.mark.parametrize("option", ["--backbone=vgg16", "--set=data.color=sepia", "--set=options.pseudo_labels=fuzzy"])
+def test_an_option_mistake_leaves_no_run_directory_behind(tmp_path, option):
+    code, _, err = run_cli("train", "multitask", option, "--runs-dir", tmp_path, "--name", "r")
+    assert code == 2
+    assert not (tmp_path / "r").exists()  # else retrying with the same --name fails: "already exists"
+
+
+@pytest.mark.parametrize(
+    "how,fragment",
+    [("set", "config.data.colour"), ("file", "config.train.epoch")],
+)
+def test_unknown_config_field(tmp_path, how, fragment):
+    if how == "set":
+        args = ["--set", "data.colour=gray"]
+    else:
+        (tmp_path / "config.json").write_text(json.dumps({"train": {"epoch": 3}}))
+        args = ["--config", tmp_path / "config.json"]
+    code, _, err = run_cli("train", "separate", *args, "--runs-dir", tmp_path / "runs", "--name", "r")
+    assert_one_error_line(code, err, fragment)
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]"])
+def test_config_file_that_is_not_a_json_mapping(tmp_path, content):
+    (tmp_path / "config.json").write_text(content)
+    code, _, err = run_cli("train", "separate", "--config", tmp_path / "config.json", "--runs-dir", tmp_path)
+    assert_one_error_line(code, err, "config")
+
+
+def test_missing_config_file(tmp_path):
+    code, _, err = run_cli("train", "separate", "--config", tmp_path / "nope.json", "--runs-dir", tmp_path)
+    assert_one_error_line(code, err, tmp_path / "nope.json")
+
+
+def test_bad_set_syntax(tmp_path):
+    code, _, err = run_cli("train", "separate", "--set", "train.epochs", "--runs-dir", tmp_path)
+    assert_one_error_line(code, err, "KEY=VALUE", "'train.epochs'")
+
+
+def test_hdf5_with_the_wrong_keys(trained_run, tmp_path):
+    bad = tmp_path / "faces.h5"
+    with h5py.File(bad, "w") as file:
+        file["x"] = np.zeros((2, 64, 64, 3), np.uint8)
+        file["y"] = np.zeros(2)
+    code, _, err = run_cli(
+        "evaluate", trained_run[0], "--set", f"data.happy_house_test={bad}", "--output", tmp_path / "m.json"
+    )
+    assert_one_error_line(code, err, bad, "['x', 'y']", "test_set_x")
+    assert not (tmp_path / "m.json").exists()
+
+
+# ---------------------------------------------------------------- the installed script ------
+
+
+def mtl_script(*args, cwd):
+    return subprocess.run(
+        [str(MTL), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=120,
+        env={"PATH": "/usr/bin:/bin", "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+
+
+def without_native_tensorflow_logs(err: str) -> str:
+    """Stderr less the lines TensorFlow's C++ runtime prints when it loads (not ours to silence)."""
+    native = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages before absl|To enable the following instructions)")
+    return "\n".join(line for line in err.splitlines() if not native.match(line))
+
+
+def test_help_lists_the_commands():
+    code, out, _ = run_cli("--help")
+    assert code == 0
+    for command in ("train", "evaluate", "predict", "compare"):
+        assert command in out
+
+
+def test_installed_script_says_one_sentence_for_a_bad_path(tmp_path):
+    result = mtl_script("predict", tmp_path / "no_run", tmp_path / "face.jpg", cwd=tmp_path)
+    assert_one_error_line(result.returncode, without_native_tensorflow_logs(result.stderr), tmp_path / "no_run")
+    assert result.stdout == ""

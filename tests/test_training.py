@@ -1,0 +1,304 @@
+"""Training: masked losses, uncertainty weighting, where targets come from, mixing, cross-labelling."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mtl import crosslabel, labels
+from mtl.approaches.multitask import mixed_examples
+from mtl.config import ApproachConfig, DataConfig, ModelConfig, TrainConfig, config_from_dict
+from mtl.data.pipeline import ExperimentData
+from mtl.errors import UserError
+from mtl.losses import FixedWeights, UncertaintyWeighting, loss_combiner, masked_cross_entropy
+from mtl.models.build import build_network, inference_model
+from mtl.tasks import EMOTION, FOUR, GENDER, MISSING, TASKS
+from mtl.training import Trainer
+
+
+@pytest.fixture(scope="module")
+def sample_data():
+    return ExperimentData.load(DataConfig(batch_size=16), seed=7)
+
+
+@pytest.fixture(scope="module")
+def gender_batch(sample_data):
+    """16 real gender faces (float32) and their labels; none has an emotion label."""
+    images, batch_labels = next(iter(sample_data.images(sample_data.gender_train).batch(16)))
+    return tf.cast(images, tf.float32), batch_labels
+
+
+def multitask_network(seed=0):
+    keras.utils.set_random_seed(seed)
+    return build_network(ModelConfig(), DataConfig(), {GENDER: 2, EMOTION: 2}, name="multitask_model")
+
+
+def head_weights(network, head):
+    return [np.array(variable) for variable in network.get_layer(head).weights]
+
+
+def train_steps(trainer, images, targets, weights, steps=1):
+    batches = tf.data.Dataset.from_tensors((images, targets, weights)).repeat()
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
+    trainer.fit(batches, epochs=1, steps_per_epoch=steps, verbose=0)
+
+
+# ---------------------------------------------------------------- losses --------------------
+
+
+def test_masked_cross_entropy_averages_over_labelled_examples_only():
+    targets = tf.constant([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    probabilities = tf.constant([[0.8, 0.2], [0.4, 0.6], [0.01, 0.99]])
+
+    loss = float(masked_cross_entropy(targets, probabilities, tf.constant([1.0, 1.0, 0.0])))
+
+    assert loss == pytest.approx(-(np.log(0.8) + np.log(0.6)) / 2, rel=1e-5)
+    assert float(masked_cross_entropy(targets, probabilities, tf.zeros(3))) == 0.0
+
+
+def test_a_batch_without_emotion_labels_leaves_the_emotion_head_unchanged(gender_batch):
+    images, batch_labels = gender_batch
+    targets, weights = labels.task_targets(batch_labels, None, ApproachConfig(pseudo_labels="none"))
+    assert float(tf.reduce_sum(weights[EMOTION])) == 0 and float(tf.reduce_sum(weights[GENDER])) == 16
+
+    network = multitask_network()
+    emotion_before, gender_before = head_weights(network, EMOTION), head_weights(network, GENDER)
+    train_steps(Trainer(network), images, targets, weights)
+
+    emotion_after, gender_after = head_weights(network, EMOTION), head_weights(network, GENDER)
+    assert all(np.array_equal(b, a) for b, a in zip(emotion_before, emotion_after))  # kernel and bias
+    assert not any(np.array_equal(b, a) for b, a in zip(gender_before, gender_after))
+
+
+def test_fixed_weights_scale_each_head_loss():
+    combine = FixedWeights({GENDER: 2.0, EMOTION: 0.5})
+    total = combine({GENDER: tf.constant(1.0), EMOTION: tf.constant(4.0)}, present={GENDER: 1.0, EMOTION: 1.0})
+    assert float(total) == pytest.approx(4.0)
+
+
+def test_uncertainty_weighting_learns_log_variances_of_heads_with_labels(gender_batch):
+    images, batch_labels = gender_batch
+    network = multitask_network()
+    combiner = UncertaintyWeighting(TASKS)
+    trainer = Trainer(network, combiner)
+
+    # Gender-only batches: the gender log-variance moves, the emotion one gets no signal at all.
+    targets, weights = labels.task_targets(batch_labels, None, ApproachConfig(pseudo_labels="none"))
+    train_steps(trainer, images, targets, weights, steps=3)
+    assert float(combiner.log_variances[GENDER]) != 0.0
+    assert float(combiner.log_variances[EMOTION]) == 0.0
+
+    # With (pseudo) labels for both tasks, both log-variances are learned.
+    both_targets, both_weights = labels.task_targets(
+        batch_labels, {EMOTION: tf.fill([16, 2], 0.5), GENDER: tf.fill([16, 2], 0.5)}, ApproachConfig(pseudo_labels="hard")
+    )
+    gender_before = float(combiner.log_variances[GENDER])
+    train_steps(trainer, images, both_targets, both_weights, steps=3)
+    assert float(combiner.log_variances[EMOTION]) != 0.0
+    assert float(combiner.log_variances[GENDER]) != gender_before
+
+
+def test_uncertainty_loss_is_weighted_loss_plus_half_log_variance():
+    combine = UncertaintyWeighting(TASKS)
+    combine.log_variances[GENDER].assign(np.log(4.0))
+    total = combine({GENDER: tf.constant(2.0), EMOTION: tf.constant(3.0)}, present={GENDER: 1.0, EMOTION: 0.0})
+    assert float(total) == pytest.approx(2.0 / 4 + 0.5 * np.log(4.0), rel=1e-5)
+
+
+def test_unknown_loss_weighting_is_a_user_error():
+    with pytest.raises(UserError, match="loss_weighting 'equal'"):
+        loss_combiner(ApproachConfig(loss_weighting="equal"), TASKS)
+
+
+# ---------------------------------------------------------------- targets -------------------
+
+# Two gender faces (emotion missing) and one emotion face (gender missing).
+LABELS = {GENDER: tf.constant([0, 1, MISSING]), EMOTION: tf.constant([MISSING, MISSING, 1])}
+PREDICTIONS = {
+    GENDER: tf.constant([[0.3, 0.7], [0.2, 0.8], [0.95, 0.05]]),
+    EMOTION: tf.constant([[0.6, 0.4], [0.97, 0.03], [0.5, 0.5]]),
+}
+
+
+def targets_for(pseudo_labels, threshold=0.9):
+    options = ApproachConfig(pseudo_labels=pseudo_labels, confidence_threshold=threshold)
+    targets, weights = labels.task_targets(LABELS, PREDICTIONS, options)
+    return {t: v.numpy() for t, v in targets.items()}, {t: v.numpy() for t, v in weights.items()}
+
+
+def test_true_labels_are_one_hot_targets_whatever_the_label_source():
+    for source in labels.LABEL_SOURCES:
+        targets, weights = targets_for(source)
+        assert targets[GENDER][:2].tolist() == [[1, 0], [0, 1]]  # the teacher's 0.7/0.8 are ignored
+        assert targets[EMOTION][2].tolist() == [0, 1]
+        assert weights[GENDER][:2].tolist() == [1, 1] and weights[EMOTION][2] == 1
+
+
+def test_none_masks_the_missing_task():
+    _, weights = targets_for("none")
+    assert weights[EMOTION].tolist() == [0, 0, 1]
+    assert weights[GENDER].tolist() == [1, 1, 0]
+    # Without predictions every label source falls back to masking.
+    _, no_teacher = labels.task_targets(LABELS, None, ApproachConfig(pseudo_labels="soft"))
+    assert no_teacher[EMOTION].numpy().tolist() == [0, 0, 1]
+
+
+def test_hard_takes_the_teachers_most_likely_class():
+    targets, weights = targets_for("hard")
+    assert targets[EMOTION][:2].tolist() == [[1, 0], [1, 0]]
+    assert targets[GENDER][2].tolist() == [1, 0]
+    assert weights[EMOTION].tolist() == [1, 1, 1] and weights[GENDER].tolist() == [1, 1, 1]
+
+
+def test_soft_takes_the_teachers_probabilities():
+    targets, weights = targets_for("soft")
+    assert np.allclose(targets[EMOTION][:2], [[0.6, 0.4], [0.97, 0.03]])
+    assert np.allclose(targets[GENDER][2], [0.95, 0.05])
+    assert weights[EMOTION].tolist() == [1, 1, 1]
+
+
+def test_threshold_drops_pseudo_labels_below_the_confidence_threshold():
+    targets, weights = targets_for("threshold", threshold=0.9)
+    assert weights[EMOTION].tolist() == [0, 1, 1]  # 0.6 dropped, 0.97 kept, true label kept
+    assert weights[GENDER].tolist() == [1, 1, 1]  # 0.95 kept
+    assert targets[EMOTION][1].tolist() == [1, 0]
+    _, strict = targets_for("threshold", threshold=0.99)
+    assert strict[EMOTION].tolist() == [0, 0, 1] and strict[GENDER].tolist() == [1, 1, 0]
+
+
+def test_unknown_pseudo_label_source_is_a_user_error():
+    with pytest.raises(UserError, match="pseudo_labels 'fuzzy'"):
+        labels.check(ApproachConfig(pseudo_labels="fuzzy"))
+
+
+def test_four_class_targets_are_the_outer_product_of_the_task_targets():
+    options = ApproachConfig(pseudo_labels="soft")
+    targets, weights = labels.task_targets(LABELS, PREDICTIONS, options)
+    four, four_weights = labels.four_class_targets(LABELS, PREDICTIONS, options)
+
+    expected = np.einsum("ne,ng->neg", targets[EMOTION].numpy(), targets[GENDER].numpy()).reshape(3, 4)
+    assert np.allclose(four[FOUR].numpy(), expected)
+    assert np.allclose(four[FOUR].numpy().sum(axis=1), 1)
+    # First face: female for sure, emotion 0.6 happy -> [happy_female, happy_male, sad_female, sad_male].
+    assert np.allclose(four[FOUR].numpy()[0], [0.6, 0, 0.4, 0])
+    _, threshold_weights = labels.four_class_targets(LABELS, PREDICTIONS, ApproachConfig(pseudo_labels="threshold"))
+    assert threshold_weights[FOUR].numpy().tolist() == [0, 1, 1]
+    assert four_weights[FOUR].numpy().tolist() == [1, 1, 1]
+
+
+# ---------------------------------------------------------------- mixing --------------------
+
+
+def draw_sources(proportion, sizes=None, draws=2000):
+    config = config_from_dict({"data": {"emotion_proportion": proportion}, "train": {"seed": 5}})
+    gender = tf.data.Dataset.from_tensors(0).repeat(10)
+    emotion = tf.data.Dataset.from_tensors(1).repeat(10)
+    stream = mixed_examples(gender, emotion, config, sizes or {GENDER: 10, EMOTION: 10})
+    return np.fromiter(stream.take(draws).as_numpy_iterator(), int)
+
+
+@pytest.mark.parametrize("proportion", [0.5, 0.25])
+def test_mixed_batches_draw_emotion_faces_in_the_configured_proportion(proportion):
+    drawn = draw_sources(proportion)
+    assert len(drawn) == 2000  # endless: the small datasets repeat
+    assert drawn.mean() == pytest.approx(proportion, abs=0.04)
+
+
+def test_mixed_batches_default_to_the_natural_share():
+    drawn = draw_sources(None, sizes={GENDER: 300, EMOTION: 100})
+    assert drawn.mean() == pytest.approx(0.25, abs=0.04)
+
+
+@pytest.mark.parametrize("proportion", [0.0, 1.0])
+def test_emotion_proportion_must_be_strictly_between_0_and_1(proportion):
+    with pytest.raises(UserError, match="emotion_proportion"):
+        draw_sources(proportion)
+
+
+# ---------------------------------------------------------------- cross-labelling -----------
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    """An (untrained) separate-style inference model: its predictions are what matters here."""
+    keras.utils.set_random_seed(1)
+    gender = build_network(ModelConfig(), DataConfig(), {GENDER: 2}, name="gender_model")
+    emotion = build_network(ModelConfig(), DataConfig(), {EMOTION: 2}, name="emotion_model")
+    return inference_model([gender, emotion], DataConfig())
+
+
+@pytest.fixture(scope="module")
+def merged(tmp_path_factory, teacher, sample_data):
+    out = tmp_path_factory.mktemp("crosslabel") / "crosslabeled"
+    summary = crosslabel.cross_label(teacher, sample_data, out, batch_size=40)
+    return out, summary
+
+
+def test_cross_labelling_stores_the_teachers_probabilities_for_each_image(merged, teacher, sample_data):
+    out, _ = merged
+    examples = list(crosslabel.read_merged(out).as_numpy_iterator())
+    images = np.stack([image for image, _, _ in examples])
+
+    predicted = teacher.predict_on_batch(images.astype(np.float32))
+
+    assert images.dtype == np.uint8 and images.shape == (192, 64, 64, 3)
+    for task in TASKS:
+        stored = np.stack([predictions[task] for _, _, predictions in examples])
+        assert np.allclose(stored, predicted[task], atol=1e-5)
+        assert np.allclose(stored.sum(axis=1), 1, atol=1e-5)
+
+
+def test_cross_labelled_images_keep_their_true_labels_and_source(merged, sample_data):
+    out, summary = merged
+
+    for source, split, task in (("gender", sample_data.gender_train, GENDER), ("emotion", sample_data.emotion_train, EMOTION)):
+        examples = list(crosslabel.read_merged(out, source=source).as_numpy_iterator())
+        decoded = list(sample_data.images(split).as_numpy_iterator())
+        assert len(examples) == len(split) == 96
+        # Same images, same order, same true labels; the other task stays missing (-1).
+        assert all(np.array_equal(image, original) for (image, _, _), (original, _) in zip(examples, decoded))
+        assert [int(lab[task]) for _, lab, _ in examples] == split.labels[task].tolist()
+        other = EMOTION if task == GENDER else GENDER
+        assert {int(lab[other]) for _, lab, _ in examples} == {MISSING}
+
+    assert summary["examples"] == 192
+    assert json.loads((out / crosslabel.SUMMARY_FILE).read_text()) == summary
+    assert summary["by_source"]["gender"]["images"] == summary["by_source"]["emotion"]["images"] == 96
+    assert 0.5 <= summary["by_source"]["gender"]["mean_confidence_on_missing_task"] <= 1
+
+
+def test_cross_labelling_records_the_predicted_label_and_confidence_of_the_missing_task(merged):
+    out, _ = merged
+    files = sorted(str(path) for path in out.glob("merged-*.tfrecord"))
+    for record in tf.data.TFRecordDataset(files).take(200):
+        example = tf.io.parse_single_example(record, crosslabel._FEATURES)
+        missing = EMOTION if example["source"].numpy() == b"gender" else GENDER
+        probs = example[f"{missing}_probs"].numpy()
+        assert int(example["predicted_label"]) == int(probs.argmax())
+        assert float(example["confidence"]) == pytest.approx(float(probs.max()))
+
+
+def test_cross_labelling_splits_large_sets_into_shards(tmp_path, monkeypatch, teacher, sample_data):
+    monkeypatch.setattr(crosslabel, "EXAMPLES_PER_SHARD", 50)
+
+    summary = crosslabel.cross_label(teacher, sample_data, tmp_path / "merged")
+
+    shards = sorted(path.name for path in (tmp_path / "merged").glob("merged-*.tfrecord"))
+    assert summary["shards"] == 4 and shards == [f"merged-{i:05d}-of-00004.tfrecord" for i in range(4)]
+    assert sum(1 for _ in crosslabel.read_merged(tmp_path / "merged")) == 192
+    with pytest.raises(FileExistsError):  # never written over
+        crosslabel.cross_label(teacher, sample_data, tmp_path / "merged")
+
+
+def test_reading_a_folder_without_shards_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="no cross-labelled shards"):
+        crosslabel.read_merged(tmp_path)
+
+
+def test_train_config_rejects_unknown_schedules():
+    from mtl.training import make_optimizer
+
+    with pytest.raises(UserError, match="schedule 'step'"):
+        make_optimizer(TrainConfig(schedule="step"), steps_per_epoch=3, epochs=1)
