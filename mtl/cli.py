@@ -128,9 +128,12 @@ def cmd_notebook(args) -> None:
 
 
 def cmd_tune(args) -> None:
-    from mtl.tune import run_tuning
+    from mtl.config import config_from_dict, merge
+    from mtl.tune import read_search_file, run_tuning
 
-    run_tuning(args, _experiment_config(args, args.approach))
+    base, search = read_search_file(args.config)  # a plain config, or {"base": config, "search": settings}
+    config = merge(merge(config_from_dict(base), {"approach": args.approach}), _overrides(args))
+    run_tuning(args, config, search)
 
 
 def _add_data_options(parser, experiment=True) -> None:
@@ -146,6 +149,7 @@ def _add_data_options(parser, experiment=True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mtl import tune as tune_options
     from mtl.approaches import APPROACHES
 
     parser = argparse.ArgumentParser(prog="mtl", description=__doc__.splitlines()[0])
@@ -182,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune = commands.add_parser("tune", help="hyperparameter search with Keras Tuner")
     tune.add_argument("approach", choices=sorted(APPROACHES))
     _add_data_options(tune)
+    tune_options.add_options(tune)
     tune.set_defaults(handler=cmd_tune)
     return parser
 

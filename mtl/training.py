@@ -44,6 +44,12 @@ class Trainer(keras.Model):
         self.head_accuracy = {head: keras.metrics.CategoricalAccuracy(name=f"{head}_accuracy") for head in self.heads}
         self.task_accuracy = {task: keras.metrics.SparseCategoricalAccuracy(name=f"{task}_accuracy") for task in TASKS}
         self.mean_accuracy = keras.metrics.Mean(name="mean_accuracy")
+        self.build(network.input.shape)
+
+    def build(self, input_shape):
+        # The network is built already; marking the wrapper built lets Keras save and reload its
+        # weights before any training (Keras Tuner checkpoints and reloads every trial that way).
+        self.built = True
 
     def call(self, images, training=False):
         return self.network(images, training=training)

@@ -44,6 +44,19 @@ def shuffled_forever(examples: tf.data.Dataset, seed: int) -> tf.data.Dataset:
     return examples.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True).repeat()
 
 
+def mixed_examples(
+    gender: tf.data.Dataset, emotion: tf.data.Dataset, emotion_proportion: float, seed: int
+) -> tf.data.Dataset:
+    """Endless stream drawing from the two datasets, a share `emotion_proportion` from the emotion one."""
+    if not 0 < emotion_proportion < 1:
+        raise UserError(f"emotion_proportion must be between 0 and 1, got {emotion_proportion}.")
+    return tf.data.Dataset.sample_from_datasets(
+        [shuffled_forever(gender, seed), shuffled_forever(emotion, seed + 1)],
+        weights=[1 - emotion_proportion, emotion_proportion],
+        seed=seed,
+    )
+
+
 def steps_for(examples: int, config: ExperimentConfig) -> int:
     return max(1, math.ceil(examples / config.data.batch_size))
 

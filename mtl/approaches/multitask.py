@@ -31,47 +31,67 @@ def mixed_examples(gender: tf.data.Dataset, emotion: tf.data.Dataset, config: Ex
     proportion = config.data.emotion_proportion
     if proportion is None:
         proportion = sizes[EMOTION] / (sizes[GENDER] + sizes[EMOTION])
-    if not 0 < proportion < 1:
-        raise UserError(f"emotion_proportion must be between 0 and 1, got {proportion}.")
-    seed = config.train.seed
-    return tf.data.Dataset.sample_from_datasets(
-        [common.shuffled_forever(gender, seed), common.shuffled_forever(emotion, seed + 1)],
-        weights=[1 - proportion, proportion],
-        seed=seed,
-    )
+    return common.mixed_examples(gender, emotion, proportion, config.train.seed)
 
 
 def train(config: ExperimentConfig, run_dir: Path, data: ExperimentData) -> keras.Model:
     labels.check(config.options)
     run_dir = Path(run_dir)
-    sizes = {GENDER: len(data.gender_train), EMOTION: len(data.emotion_train)}
-    if config.options.pseudo_labels == "none":
-        gender, emotion = data.images(data.gender_train), data.images(data.emotion_train)
-    else:
+    merged_dir = None
+    if config.options.pseudo_labels != "none":
         teacher = common.load_teacher(config, run_dir, data)
-        cross_label(teacher, data, run_dir / MERGED_DIR)
-        gender = read_merged(run_dir / MERGED_DIR, source=GENDER).cache()
-        emotion = read_merged(run_dir / MERGED_DIR, source=EMOTION).cache()
+        merged_dir = run_dir / MERGED_DIR
+        cross_label(teacher, data, merged_dir)
 
-    network = build_network(config.model, config.data, {task: len(CLASSES[task]) for task in TASKS}, name="multitask_model")
-    train_batches = common.batches_with_targets(
-        mixed_examples(gender, emotion, config, sizes),
-        config,
-        lambda batch_labels, predictions=None: labels.task_targets(batch_labels, predictions, config.options),
-    )
-    print(f"Training the two-head model on {sum(sizes.values())} images per epoch.", flush=True)
+    two_head_network = network(config)
+    train_batches, steps = training_batches(config, data, merged_dir)
+    print(f"Training the two-head model on {len(data.gender_train) + len(data.emotion_train)} images per epoch.", flush=True)
     summary = common.fit_network(
-        network,
+        two_head_network,
         train_batches,
         data.validation(),
         config,
         config.train.epochs,
-        common.steps_for(sum(sizes.values()), config),
+        steps,
         run_dir / "logs" / "multitask",
-        combiner=loss_combiner(config.options, TASKS),
+        combiner=combiner(config),
     )
     common.write_summary(run_dir / "multitask_training.json", summary)
-    network.save(run_dir / "multitask_model.keras")
-    model = inference_model([network], config.data)
+    two_head_network.save(run_dir / "multitask_model.keras")
+    model = inference_model([two_head_network], config.data)
     model.save(run_dir / MODEL_FILE)
     return model
+
+
+def network(config: ExperimentConfig) -> keras.Model:
+    """One backbone with a gender head and an emotion head."""
+    return build_network(config.model, config.data, {task: len(CLASSES[task]) for task in TASKS}, name="multitask_model")
+
+
+def combiner(config: ExperimentConfig) -> keras.layers.Layer:
+    return loss_combiner(config.options, TASKS)
+
+
+def training_batches(
+    config: ExperimentConfig, data: ExperimentData, merged_dir: Path | None
+) -> tuple[tf.data.Dataset, int]:
+    """Mixed batches of both datasets with two-task targets, and the steps of one epoch.
+
+    With pseudo-labels the images come from the cross-labelled shards in `merged_dir`,
+    otherwise straight from the datasets.
+    """
+    labels.check(config.options)
+    sizes = {GENDER: len(data.gender_train), EMOTION: len(data.emotion_train)}
+    if config.options.pseudo_labels == "none":
+        gender, emotion = data.images(data.gender_train), data.images(data.emotion_train)
+    else:
+        if merged_dir is None:
+            raise UserError(f"pseudo_labels '{config.options.pseudo_labels}' needs cross-labelled images; none were made.")
+        gender = read_merged(merged_dir, source=GENDER).cache()
+        emotion = read_merged(merged_dir, source=EMOTION).cache()
+    batches = common.batches_with_targets(
+        mixed_examples(gender, emotion, config, sizes),
+        config,
+        lambda batch_labels, predictions=None: labels.task_targets(batch_labels, predictions, config.options),
+    )
+    return batches, common.steps_for(sum(sizes.values()), config)

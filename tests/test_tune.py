@@ -1,0 +1,222 @@
+"""`mtl tune`: Keras Tuner searches on the sample write a best config, resume, and share out over workers.
+
+Every search here is a real one on the bundled sample, one epoch a trial, LeNet only, so the
+numbers mean nothing; the tests check what the search does with trials, files and processes.
+"""
+
+import gc
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras_tuner as kt
+import pytest
+from tensorboard.backend.event_processing import event_file_loader
+from tensorboard.plugins.hparams import plugin_data_pb2
+from tensorflow.python.framework.func_graph import FuncGraph
+
+from conftest import run_cli
+from mtl.config import AugmentConfig, ExperimentConfig, config_from_dict, load_config
+from mtl.tune import SPACES, config_for, scaled_augmentation
+
+QUICK = ("--max-epochs", "1", "--epochs", "1", "--hp", "backbone=lenet")
+
+
+def tune_command(approach, directory, *options) -> list[str]:
+    return [sys.executable, "-m", "mtl", "tune", approach, "--directory", str(directory), *QUICK, *options]
+
+
+def trials_of(directory: Path) -> dict[str, dict]:
+    """trial id -> trial.json of a search directory."""
+    return {
+        path.parent.name.removeprefix("trial_"): json.loads(path.read_text())
+        for path in sorted((directory / "trials").glob("trial_*/trial.json"))
+    }
+
+
+def hparams_sessions(logdir: Path) -> dict[str, set[str]]:
+    """Trial folder -> names of the hyperparameters its HParams session records."""
+    sessions = {}
+    for events in logdir.glob("*/execution0/events.out.tfevents.*"):
+        for event in event_file_loader.LegacyEventFileLoader(str(events)).Load():
+            for value in event.summary.value:
+                if value.tag == "_hparams_/session_start_info":
+                    data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+                    sessions[events.parent.parent.name] = set(data.session_start_info.hparams)
+    return sessions
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.kill()
+    process.wait(timeout=30)
+
+
+def traced_training_steps() -> int:
+    """How many traced Keras training/validation steps are alive in this process."""
+    gc.collect()
+    return sum(isinstance(obj, FuncGraph) and obj.name.startswith("one_step_on_data") for obj in gc.get_objects())
+
+
+@pytest.fixture(scope="module")
+def multitask_search(tmp_path_factory):
+    """A 2-trial random search of the multitask approach (teachers and cross-labels made first).
+
+    Returns the directory, the command's output and how many traced steps it left alive.
+    """
+    directory = tmp_path_factory.mktemp("search") / "multitask"
+    before = traced_training_steps()
+    code, out, err = run_cli("tune", "multitask", "--directory", directory, "--tuner", "random", "--max-trials", "2", *QUICK)
+    assert code == 0, err
+    return directory, out, traced_training_steps() - before
+
+
+def test_hyperparameters_set_config_fields_and_inactive_ones_keep_the_base_values():
+    base = ExperimentConfig(approach="multitask")
+    hp = kt.HyperParameters()
+    hp.values.update({"backbone": "lenet", "width": 16, "batch_size": 128, "pseudo_labels": "threshold",
+                      "confidence_threshold": 0.7, "loss_weighting": "uncertainty", "augment_strength": 0.0})
+
+    config = config_for(hp, SPACES["multitask"], base)
+
+    assert (config.model.backbone, config.data.batch_size) == ("lenet", 128)
+    assert config.model.width == base.model.width  # width means nothing to LeNet
+    assert config.options.confidence_threshold == 0.7
+    assert config.options.emotion_loss_weight == base.options.emotion_loss_weight  # not a fixed weighting
+    assert config.data.augment.rotation == 0 and not config.data.augment.flip
+    assert config.data.augment.grayscale_probability == base.data.augment.grayscale_probability
+
+
+def test_augment_strength_one_is_the_base_augmentation():
+    assert config_from_dict({"data": {"augment": scaled_augmentation(None, 1.0)}}).data.augment == AugmentConfig()
+
+
+def test_a_two_trial_search_writes_a_best_config_that_trains(multitask_search, tmp_path):
+    directory, out, _ = multitask_search
+    trials = trials_of(directory)
+    assert sorted(trials) == ["0", "1"] and {trial["status"] for trial in trials.values()} == {"COMPLETED"}
+    best = max(trials.values(), key=lambda trial: trial["score"])
+    assert "| trial | val_mean_accuracy |" in out and str(directory / "best_config.json") in out
+
+    config = load_config(directory / "best_config.json")
+    assert config.approach == "multitask" and config.train.epochs == 1
+    assert config.train.learning_rate == best["hyperparameters"]["values"]["learning_rate"]
+    assert config.data.batch_size == best["hyperparameters"]["values"]["batch_size"]
+    # Every trial is a row of TensorBoard's HParams dashboard.
+    assert set(hparams_sessions(directory / "tensorboard")) == set(trials)
+
+    code, _, err = run_cli(
+        "train", "multitask", "--config", directory / "best_config.json", "--no-evaluate",
+        "--set", f"options.teachers={directory / 'teachers'}", "--runs-dir", tmp_path, "--name", "best",
+    )
+    assert code == 0, err
+    assert (tmp_path / "best" / "model.keras").is_file()
+
+
+def test_finished_trials_leave_no_traced_graphs_behind(multitask_search):
+    # Each trial traces its own training step; keeping them all would grow memory trial after trial.
+    assert multitask_search[2] <= 0
+
+
+def test_other_settings_in_a_search_directory_are_refused_unless_overwrite(multitask_search, tmp_path):
+    directory = tmp_path / "search"
+    shutil.copytree(multitask_search[0], directory)
+    before = trials_of(directory)
+
+    code, _, err = run_cli("tune", "multitask", "--directory", directory, "--tuner", "random", "--max-trials", "3", *QUICK)
+
+    assert code == 2 and "max_trials: 2 there, 3 now" in err and "Traceback" not in err
+    assert trials_of(directory) == before
+
+    code, _, err = run_cli(
+        "tune", "multitask", "--directory", directory, "--tuner", "random", "--max-trials", "1", *QUICK,
+        "--hp", 'pseudo_labels="none"', "--overwrite",
+    )
+    assert code == 0, err
+    assert sorted(trials_of(directory)) == ["0"] and not (directory / "crosslabeled").exists()
+
+
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        (("--hp", "colour=[1,2]"), "Unknown hyperparameter 'colour'"),
+        (("--tuner", "hyperband", "--max-trials", "3"), "--max-trials is for the random and bayesian"),
+        (("--worker", "w0", "--overwrite"), "never for a worker"),
+        (("--worker", "chief2"), "reserves for the chief"),
+    ],
+)
+def test_mistaken_search_options_are_one_sentence_and_exit_2(tmp_path, options, message):
+    code, _, err = run_cli("tune", "separate", "--directory", tmp_path / "search", *QUICK, *options)
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_a_killed_search_resumes_without_repeating_finished_trials(tmp_path):
+    directory = tmp_path / "search"
+    command = tune_command("separate", directory, "--tuner", "random", "--max-trials", "2")
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and first.poll() is None:
+            trials = trials_of(directory) if (directory / "trials").is_dir() else {}
+            if trials.get("0", {}).get("status") == "COMPLETED" and "1" in trials:
+                break  # trial 0 is done and trial 1 is in flight
+            time.sleep(0.1)
+        first.kill()
+        first.wait(timeout=30)
+    finally:
+        stop(first)
+    finished = {path: path.read_bytes() for path in (directory / "trials" / "trial_0").iterdir()}
+    assert trials_of(directory)["1"]["status"] == "RUNNING"
+
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=180)
+
+    assert rerun.returncode == 0, rerun.stderr
+    trials = trials_of(directory)
+    assert sorted(trials) == ["0", "1"] and {trial["status"] for trial in trials.values()} == {"COMPLETED"}
+    assert {path: path.read_bytes() for path in finished} == finished  # trial 0 was not run again
+    oracle = json.loads((directory / "trials" / "oracle.json").read_text())
+    assert oracle["run_times"] == {"0": 1, "1": 1}  # trial 1 ran to its end once, after the restart
+    assert (directory / "best_config.json").is_file()
+
+
+def test_a_chief_and_two_workers_run_every_trial_once(tmp_path):
+    directory = tmp_path / "search"
+    search = ("--tuner", "random", "--max-trials", "3", "--oracle-port", str(free_port()))
+    logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("chief", "w0", "w1")}
+    processes = {}
+    try:
+        processes["chief"] = subprocess.Popen(
+            tune_command("separate", directory, *search, "--chief"), stdout=logs["chief"], stderr=subprocess.STDOUT
+        )
+        for worker in ("w0", "w1"):
+            processes[worker] = subprocess.Popen(
+                tune_command("separate", directory, *search, "--worker", worker),
+                stdout=logs[worker],
+                stderr=subprocess.STDOUT,
+            )
+        for name in ("w0", "w1", "chief"):
+            assert processes[name].wait(timeout=240) == 0, (tmp_path / f"{name}.log").read_text()[-3000:]
+    finally:
+        for process in processes.values():
+            stop(process)
+        for log in logs.values():
+            log.close()
+
+    trials = trials_of(directory)
+    assert sorted(trials) == ["0", "1", "2"] and {trial["status"] for trial in trials.values()} == {"COMPLETED"}
+    oracle = json.loads((directory / "trials" / "oracle.json").read_text())
+    assert oracle["run_times"] == dict.fromkeys(trials, 1) and oracle["ongoing_trials"] == {}
+    assert (directory / "best_config.json").is_file()
+    assert "| trial | val_mean_accuracy |" in (tmp_path / "chief.log").read_text()
+    for worker in ("w0", "w1"):
+        assert "has no trials left" in (tmp_path / f"{worker}.log").read_text()
