@@ -99,17 +99,11 @@ def cmd_predict(args) -> None:
 
 def cmd_compare(args) -> None:
     from mtl.compare import compare, write_tables
-    from mtl.config import deep_merge
+    from mtl.config import deep_merge, read_json
 
     spec = {}
     if args.config:
-        path = Path(args.config)
-        if not path.is_file():
-            raise UserError(f"Comparison config '{path}' does not exist.")
-        try:
-            spec = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise UserError(f"Comparison config '{path}' is not valid JSON ({error}).") from None
+        spec = read_json(args.config, "Comparison config")
         if "base" not in spec and "variants" not in spec:
             spec = {"base": spec}  # a plain experiment config, e.g. the best one from `mtl tune`
     spec["base"] = deep_merge(spec.get("base", {}), _overrides(args))

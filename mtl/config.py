@@ -140,15 +140,19 @@ def config_from_dict(values: dict[str, Any]) -> ExperimentConfig:
     return _build(ExperimentConfig, values, "config")
 
 
-def load_config(path: str | Path) -> ExperimentConfig:
+def read_json(path: str | Path, what: str = "Config file") -> Any:
+    """The parsed JSON of a file the user named, or a UserError saying what is wrong with it."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"Config file '{path}' does not exist.")
+        raise UserError(f"{what} '{path}' does not exist.")
     try:
-        values = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"Config file '{path}' is not valid JSON ({error}).") from None
-    return config_from_dict(values)
+        raise UserError(f"{what} '{path}' is not valid JSON ({error}).") from None
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    return config_from_dict(read_json(path))
 
 
 def merge(config: ExperimentConfig, overrides: dict[str, Any]) -> ExperimentConfig:

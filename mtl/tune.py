@@ -44,7 +44,7 @@ import keras_tuner as kt
 
 from mtl import approaches, training
 from mtl.approaches import common
-from mtl.config import AugmentConfig, ExperimentConfig, merge, set_dotted
+from mtl.config import AugmentConfig, ExperimentConfig, merge, read_json, set_dotted
 from mtl.crosslabel import SUMMARY_FILE, cross_label
 from mtl.data.pipeline import ExperimentData
 from mtl.errors import UserError
@@ -315,13 +315,7 @@ def read_search_file(path: str | None) -> tuple[dict, dict]:
     """
     if not path:
         return {}, {}
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"Config file '{path}' does not exist.")
-    try:
-        values = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"Config file '{path}' is not valid JSON ({error}).") from None
+    values = read_json(path)
     if not isinstance(values, dict) or not ({"base", "search"} & set(values)):
         return values, {}
     unknown = sorted(set(values) - {"base", "search"}, key=str)
@@ -558,9 +552,10 @@ def run_tuning(args, config: ExperimentConfig, search: dict | None = None) -> di
             raise stopped.__cause__ from None
         except Exception as error:
             if worker and type(error).__module__.startswith("grpc"):
+                reason = error.code() if hasattr(error, "code") else error
                 raise UserError(
                     f"Worker '{worker}' got no answer from the chief at {os.environ['KERASTUNER_ORACLE_IP']}:"
-                    f"{os.environ['KERASTUNER_ORACLE_PORT']} ({getattr(error, 'code', lambda: error)()}); "
+                    f"{os.environ['KERASTUNER_ORACLE_PORT']} ({reason}); "
                     "start it with --chief and check --oracle-ip and --oracle-port."
                 ) from None
             raise

@@ -12,6 +12,7 @@ from mtl import training
 from mtl.config import ExperimentConfig
 from mtl.data.pipeline import AUTOTUNE, Augmenter, ExperimentData
 from mtl.errors import UserError
+from mtl.models.build import inference_model
 from mtl.runs import MODEL_FILE
 
 log = logging.getLogger(__name__)
@@ -105,3 +106,11 @@ def load_teacher(config: ExperimentConfig, run_dir: Path, data: ExperimentData) 
 
 def write_summary(path: Path, summary: dict) -> None:
     training.write_json(path, summary)
+
+
+def save_network_and_inference_model(network: keras.Model, config: ExperimentConfig, run_dir: Path) -> keras.Model:
+    """Save the trained network as `<its name>.keras` and the run's inference model as model.keras."""
+    network.save(Path(run_dir) / f"{network.name}.keras")
+    model = inference_model([network], config.data)
+    model.save(Path(run_dir) / MODEL_FILE)
+    return model

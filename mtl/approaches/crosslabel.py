@@ -16,8 +16,7 @@ from mtl.config import ExperimentConfig
 from mtl.crosslabel import SUMMARY_FILE, cross_label, read_merged
 from mtl.data.pipeline import ExperimentData
 from mtl.errors import UserError
-from mtl.models.build import build_network, inference_model
-from mtl.runs import MODEL_FILE
+from mtl.models.build import build_network
 from mtl.tasks import CLASSES, FOUR
 
 MERGED_DIR = "crosslabeled"
@@ -50,10 +49,7 @@ def train(config: ExperimentConfig, run_dir: Path, data: ExperimentData) -> kera
         run_dir / "logs" / "four_class",
     )
     common.write_summary(run_dir / "four_class_training.json", fit_summary)
-    four_class_network.save(run_dir / "four_class_model.keras")
-    model = inference_model([four_class_network], config.data)
-    model.save(run_dir / MODEL_FILE)
-    return model
+    return common.save_network_and_inference_model(four_class_network, config, run_dir)
 
 
 def network(config: ExperimentConfig) -> keras.Model:

@@ -19,8 +19,7 @@ from mtl.crosslabel import cross_label, read_merged
 from mtl.data.pipeline import ExperimentData
 from mtl.errors import UserError
 from mtl.losses import loss_combiner
-from mtl.models.build import build_network, inference_model
-from mtl.runs import MODEL_FILE
+from mtl.models.build import build_network
 from mtl.tasks import CLASSES, EMOTION, GENDER, TASKS
 
 MERGED_DIR = "crosslabeled"
@@ -57,10 +56,7 @@ def train(config: ExperimentConfig, run_dir: Path, data: ExperimentData) -> kera
         combiner=combiner(config),
     )
     common.write_summary(run_dir / "multitask_training.json", summary)
-    two_head_network.save(run_dir / "multitask_model.keras")
-    model = inference_model([two_head_network], config.data)
-    model.save(run_dir / MODEL_FILE)
-    return model
+    return common.save_network_and_inference_model(two_head_network, config, run_dir)
 
 
 def network(config: ExperimentConfig) -> keras.Model:
