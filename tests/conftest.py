@@ -133,8 +133,8 @@ def trained_run(tmp_path_factory):
 def tensorboard_server(logdir: Path, scratch: Path, startup_seconds: float = 90):
     """A real TensorBoard serving `logdir` on a free local port; yields its base URL.
 
-    As in test_tensorboard_log.py: the Python loader, everything loaded once before the first
-    answer (--reload_task blocking), the port chosen by the OS and read from the log.
+    The Python loader, everything loaded once before the first answer (--reload_task blocking),
+    the port chosen by the OS and read from the log.
     """
     import re
     import subprocess

@@ -1,21 +1,14 @@
 """mtl.tensorboard_log: HParams rows read back through a real TensorBoard server, and the images."""
 
 import io
-import os
-import re
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import tensorboard_server
 from PIL import Image
 
 from mtl import tensorboard_log as tl
-
-STARTUP_SECONDS = 60
 
 RUNS = {
     "run_a": (
@@ -41,54 +34,6 @@ CONFIG_HPARAMS = {
 CONFIG_METRICS = {"gender/accuracy": "Gender accuracy", "emotion/accuracy": "Emotion accuracy"}
 
 
-def _start_tensorboard(logdir: Path, scratch: Path) -> tuple[subprocess.Popen, str]:
-    """Start a real TensorBoard on a free port; return the process and its base URL."""
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3", TMPDIR=str(scratch))
-    log_path = scratch / "tensorboard.log"
-    log = open(log_path, "w")
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "tensorboard.main",
-            "--logdir", str(logdir),
-            "--host", "127.0.0.1",
-            "--port", "0",  # the OS picks a free port; TensorBoard prints which
-            "--load_fast=false",  # the Python loader: the Rust data server is not needed
-            # Load everything once before serving, and never again: data is complete at the
-            # first answer and the server does no background work afterwards.
-            "--reload_interval", "0",
-            "--reload_task", "blocking",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-        env=env,
-    )
-    log.close()
-    deadline = time.monotonic() + STARTUP_SECONDS
-    try:
-        while time.monotonic() < deadline:
-            match = re.search(r" at (http://127\.0\.0\.1:\d+)/", log_path.read_text())
-            if match:
-                return process, match.group(1)
-            if process.poll() is not None:
-                raise RuntimeError(f"TensorBoard exited:\n{log_path.read_text()}")
-            time.sleep(0.2)
-        raise TimeoutError(
-            f"TensorBoard did not start in {STARTUP_SECONDS} s:\n{log_path.read_text()}"
-        )
-    except BaseException:
-        _stop(process)
-        raise
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A TensorBoard serving RUNS and the HParams config; yields (url, logdir)."""
@@ -96,11 +41,8 @@ def server(tmp_path_factory):
     tl.write_hparams_config(logdir, CONFIG_HPARAMS, CONFIG_METRICS)
     for run, (hparams, metrics) in RUNS.items():
         tl.write_hparams(logdir / run, hparams, metrics)
-    process, url = _start_tensorboard(logdir, tmp_path_factory.mktemp("tensorboard"))
-    try:
+    with tensorboard_server(logdir, tmp_path_factory.mktemp("tensorboard")) as url:
         yield url, logdir
-    finally:
-        _stop(process)
 
 
 def test_hparams_and_metrics_read_back_from_tensorboard(server):
