@@ -1,14 +1,10 @@
 #!/usr/bin/env bash
-# Hyperband searches on the full data (../shared/data), each sized to finish within about 45 minutes
-# on this 2-core machine; the best trial lands in runs/tune-<approach>/best_config.json.
+# Hyperband searches on the full data (../shared/data), max 3 epochs, factor 3: 6 trials, 11 epochs.
+# The best trial lands in runs/tune-<approach>/best_config.json.
 #
-#   experiments/tune.sh multitask    # max 4 epochs, factor 3: 10 trials, 26 epochs (~30 min + ~5 min teachers)
-#   experiments/tune.sh separate     # max 3 epochs, factor 2:  8 trials, 17 epochs (~30 min)
-#
-# Sizing: an epoch is ~28.6k images; LeNet trains ~900 img/s and resnet ~450 img/s, so with half
-# the trials on each backbone a multitask epoch takes ~1 min with validation and augmentation. The
-# separate search trains both networks on every batch (each learns from its own labels only), so
-# its epochs cost about twice as much; it gets fewer of them.
+#   experiments/tune.sh multitask    # measured: 15 min on 2 cores, with teachers given (TEACHERS=...)
+#   experiments/tune.sh crosslabel
+#   experiments/tune.sh separate     # trains both networks on every batch: about twice the time
 #
 # Options after the approach go to `mtl tune`, e.g. --tuner bayesian --max-trials 12, --overwrite.
 # TEACHERS=RUN_DIR (a finished separate run) cross-labels with those models instead of training teachers.
@@ -23,7 +19,7 @@
 #
 # Then train the winner: mtl train multitask --config runs/tune-multitask/best_config.json
 set -euo pipefail
-approach="${1:?usage: experiments/tune.sh separate|multitask [mtl tune options]}"
+approach="${1:?usage: experiments/tune.sh separate|crosslabel|multitask [mtl tune options]}"
 shift
 cd "$(dirname "$0")/.."
 teachers=()
