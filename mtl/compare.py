@@ -18,9 +18,7 @@ import numpy as np
 from mtl import tensorboard_log
 from mtl.config import ExperimentConfig, config_from_dict, merge
 from mtl.errors import UserError
-from mtl.evaluate import write_metrics
 from mtl.experiment import train_and_evaluate, validate
-from mtl.runs import METRICS_FILE
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
 
 # The variants every comparison runs unless its config names others. Later variants use the
@@ -106,10 +104,8 @@ def compare(spec: dict, root: Path, only: list[str] | None = None) -> list[dict]
         metrics = train_and_evaluate(config, root / name)
         if name == TEACHER_VARIANT:
             teacher_run = root / name
-        # Includes cross-labelling, excludes evaluation; teachers trained elsewhere are not counted.
-        metrics["training_seconds"] = round(metrics["training_seconds"], 1)
+        # training_seconds includes cross-labelling, excludes evaluation and teachers trained elsewhere.
         log_to_tensorboard(root / name, config, metrics)
-        write_metrics(metrics, root / name / METRICS_FILE)
         rows.append(row_of(name, config, metrics))
         print(f"{name} took {time.perf_counter() - started:.0f} s", flush=True)
     write_tables(rows, root)

@@ -15,10 +15,12 @@ import numpy as np
 import tensorflow as tf
 
 from mtl.data.pipeline import ExperimentData
+from mtl.errors import UserError
 from mtl.tasks import CLASSES, EMOTION, GENDER, TASKS
 
 log = logging.getLogger(__name__)
 
+MERGED_DIR = "crosslabeled"  # inside a run or search directory
 SHARD_PATTERN = "merged-{index:05d}-of-{count:05d}.tfrecord"
 SUMMARY_FILE = "summary.json"
 EXAMPLES_PER_SHARD = 4096
@@ -105,8 +107,6 @@ def read_merged(directory: Path, source: str | None = None) -> tf.data.Dataset:
     """(uint8 image, labels, predictions) from the shards, optionally of one source dataset."""
     files = sorted(str(path) for path in Path(directory).glob("merged-*.tfrecord"))
     if not files:
-        from mtl.errors import UserError
-
         raise UserError(f"Folder '{directory}' holds no cross-labelled shards (merged-*.tfrecord).")
     records = tf.data.TFRecordDataset(files, num_parallel_reads=tf.data.AUTOTUNE)
     parsed = records.map(lambda record: tf.io.parse_single_example(record, _FEATURES), num_parallel_calls=tf.data.AUTOTUNE)

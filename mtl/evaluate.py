@@ -16,14 +16,13 @@ import numpy as np
 import tensorflow as tf
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
 
-from mtl.config import DataConfig, load_config
-from mtl.crosslabel import read_merged
+from mtl.config import ApproachConfig, DataConfig, load_config
+from mtl.crosslabel import MERGED_DIR, read_merged
 from mtl.data.pipeline import evaluation_batches, test_sets
+from mtl.labels import four_class_targets
 from mtl.runs import CONFIG_FILE, MODEL_FILE, require_run
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, TASKS, four_class_index
-
-MERGED_DIRS = ("crosslabeled",)
-
+from mtl.tensorboard_log import confusion_matrix_image, save_png
 
 def predict_dataset(model: keras.Model, examples: tf.data.Dataset, batch_size: int):
     """(probabilities {task: [N, classes]}, labels {task: [N]}, images uint8 of the first batch)."""
@@ -78,14 +77,14 @@ def pseudo_label_agreement(model: keras.Model, run_dir: Path, batch_size: int) -
 
     This is the figure the notebook reported as accuracy; it is kept only for comparison.
     """
-    merged = next((run_dir / name for name in MERGED_DIRS if (run_dir / name).is_dir()), None)
-    if merged is None:
+    merged = run_dir / MERGED_DIR
+    if not merged.is_dir():
         return None
+    hard = ApproachConfig(pseudo_labels="hard")
     matches, total = 0, 0
     for images, labels, predictions in read_merged(merged).batch(batch_size):
-        emotion = np.where(labels[EMOTION] >= 0, labels[EMOTION], np.argmax(predictions[EMOTION], axis=1))
-        gender = np.where(labels[GENDER] >= 0, labels[GENDER], np.argmax(predictions[GENDER], axis=1))
-        pseudo = emotion * len(CLASSES[GENDER]) + gender
+        targets, _ = four_class_targets(labels, predictions, hard)
+        pseudo = np.argmax(targets[FOUR], axis=1)
         answer = np.asarray(model.predict_on_batch(tf.cast(images, tf.float32))[FOUR]).argmax(axis=1)
         matches += int((answer == pseudo).sum())
         total += len(pseudo)
@@ -106,8 +105,6 @@ def inference_milliseconds(model: keras.Model, image_size: int, batch_size: int 
 
 def evaluate_run(run_dir: Path, data: DataConfig | None = None, artifacts_dir: Path | None = None) -> dict:
     """Score the run's model on every test set; writes confusion matrices (JSON, PNG) if asked."""
-    from mtl.tensorboard_log import confusion_matrix_image, save_png
-
     run_dir = require_run(run_dir)
     config = load_config(run_dir / CONFIG_FILE)
     data = data or config.data

@@ -25,8 +25,8 @@ def validate(config: ExperimentConfig) -> None:
     labels.check(config.options)
     loss_combiner(config.options, ())
     make_optimizer(config.train, steps_per_epoch=1, epochs=1)
-    if config.approach == "crosslabel" and config.options.pseudo_labels == "none":
-        raise UserError("The crosslabel approach needs pseudo-labels: set pseudo_labels to hard, soft or threshold.")
+    if config.approach == "crosslabel":
+        approaches.crosslabel.check(config)
 
 
 def train_and_evaluate(config: ExperimentConfig, run_dir: Path, evaluate: bool = True) -> dict:

@@ -16,6 +16,7 @@ import tensorflow as tf
 from keras import ops
 
 from mtl.config import TrainConfig
+from mtl.errors import UserError
 from mtl.losses import FixedWeights, masked_cross_entropy
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, TASKS
 
@@ -43,7 +44,6 @@ class Trainer(keras.Model):
         self.head_losses = {head: keras.metrics.Mean(name=f"{head}_loss") for head in self.heads}
         self.head_accuracy = {head: keras.metrics.CategoricalAccuracy(name=f"{head}_accuracy") for head in self.heads}
         self.task_accuracy = {task: keras.metrics.SparseCategoricalAccuracy(name=f"{task}_accuracy") for task in TASKS}
-        self.mean_accuracy = keras.metrics.Mean(name="mean_accuracy")
         self.build(network.input.shape)
 
     def build(self, input_shape):
@@ -61,7 +61,6 @@ class Trainer(keras.Model):
             *self.head_losses.values(),
             *self.head_accuracy.values(),
             *self.task_accuracy.values(),
-            self.mean_accuracy,
         ]
 
     def train_step(self, data):
@@ -98,9 +97,7 @@ class Trainer(keras.Model):
         logs["loss"] = self.loss_tracker.result()
         if len(self.answers) > 1:
             # A real logged metric, so Keras Tuner and early stopping can select on both tasks at once.
-            self.mean_accuracy.reset_state()
-            self.mean_accuracy.update_state(ops.mean(ops.stack([logs[f"{t}_accuracy"] for t in self.answers])))
-            logs["mean_accuracy"] = self.mean_accuracy.result()
+            logs["mean_accuracy"] = ops.mean(ops.stack([logs[f"{t}_accuracy"] for t in self.answers]))
         return logs
 
 
@@ -114,8 +111,6 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int, epochs: int) -> ke
     if config.schedule == "cosine":
         learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, steps_per_epoch * epochs))
     elif config.schedule != "constant":
-        from mtl.errors import UserError
-
         raise UserError(f"Unknown schedule '{config.schedule}'; expected 'constant' or 'cosine'.")
     return keras.optimizers.Adam(learning_rate)
 

@@ -35,7 +35,7 @@ import json
 import os
 import shutil
 import sys
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ import keras_tuner as kt
 from mtl import approaches, training
 from mtl.approaches import common
 from mtl.config import AugmentConfig, ExperimentConfig, merge, read_json, set_dotted
-from mtl.crosslabel import SUMMARY_FILE, cross_label
+from mtl.crosslabel import MERGED_DIR, SUMMARY_FILE, cross_label
 from mtl.data.pipeline import ExperimentData
 from mtl.errors import UserError
 from mtl.runs import MODEL_FILE
@@ -55,7 +55,6 @@ BEST_CONFIG_FILE = "best_config.json"
 PROJECT = "trials"
 TENSORBOARD_DIR = "tensorboard"
 TEACHERS_DIR = "teachers"
-MERGED_DIR = "crosslabeled"
 
 TUNERS = ("hyperband", "bayesian", "random")
 # Every approach is validated on both tasks (crosslabel's four classes through their marginals,
@@ -267,20 +266,6 @@ def forget_custom_gradients() -> None:
     if isinstance(registry, dict):
         for name in [name for name in registry if name.startswith("CustomGradient-")]:
             del registry[name]
-
-
-class DecodedOnce(ExperimentData):
-    """The experiment's data with each source decoded once for the whole search, not once per trial."""
-
-    def images(self, source):
-        decoded = self.__dict__.setdefault("_decoded", {})
-        if id(source) not in decoded:
-            decoded[id(source)] = super().images(source)
-        return decoded[id(source)]
-
-    @classmethod
-    def wrap(cls, data: ExperimentData) -> "DecodedOnce":
-        return cls(**{field.name: getattr(data, field.name) for field in fields(data)})
 
 
 # ------------------------------------------------------------------------- settings ---
@@ -528,7 +513,7 @@ def run_tuning(args, config: ExperimentConfig, search: dict | None = None) -> di
     with distributed_role(args) as tuner_id:
         chief = tuner_id is not None and "chief" in tuner_id
         worker = tuner_id if tuner_id is not None and not chief else None
-        data = DecodedOnce.wrap(ExperimentData.load(config.data, config.train.seed))  # checks the data first
+        data = ExperimentData.load(config.data, config.train.seed)  # checks the data first
         claim_directory(directory, settings, args.overwrite, worker is not None)
         done = len(list((directory / PROJECT).glob("trial_*/trial.json")))
         print(f"{'Resuming' if done else 'Starting'} the {settings.tuner} search in {directory}.", flush=True)

@@ -104,10 +104,6 @@ def load_teacher(config: ExperimentConfig, run_dir: Path, data: ExperimentData) 
     return separate.train_models(config, Path(run_dir) / "teachers", data)
 
 
-def write_summary(path: Path, summary: dict) -> None:
-    training.write_json(path, summary)
-
-
 def save_network_and_inference_model(network: keras.Model, config: ExperimentConfig, run_dir: Path) -> keras.Model:
     """Save the trained network as `<its name>.keras` and the run's inference model as model.keras."""
     network.save(Path(run_dir) / f"{network.name}.keras")

@@ -10,16 +10,14 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from mtl import labels
+from mtl import labels, training
 from mtl.approaches import common
 from mtl.config import ExperimentConfig
-from mtl.crosslabel import SUMMARY_FILE, cross_label, read_merged
+from mtl.crosslabel import MERGED_DIR, SUMMARY_FILE, cross_label, read_merged
 from mtl.data.pipeline import ExperimentData
 from mtl.errors import UserError
 from mtl.models.build import build_network
 from mtl.tasks import CLASSES, FOUR
-
-MERGED_DIR = "crosslabeled"
 
 
 def check(config: ExperimentConfig) -> None:
@@ -48,7 +46,7 @@ def train(config: ExperimentConfig, run_dir: Path, data: ExperimentData) -> kera
         steps,
         run_dir / "logs" / "four_class",
     )
-    common.write_summary(run_dir / "four_class_training.json", fit_summary)
+    training.write_json(run_dir / "four_class_training.json", fit_summary)
     return common.save_network_and_inference_model(four_class_network, config, run_dir)
 
 

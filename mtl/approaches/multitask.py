@@ -12,17 +12,15 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from mtl import labels
+from mtl import labels, training
 from mtl.approaches import common
 from mtl.config import ExperimentConfig
-from mtl.crosslabel import cross_label, read_merged
+from mtl.crosslabel import MERGED_DIR, cross_label, read_merged
 from mtl.data.pipeline import ExperimentData
 from mtl.errors import UserError
 from mtl.losses import loss_combiner
 from mtl.models.build import build_network
 from mtl.tasks import CLASSES, EMOTION, GENDER, TASKS
-
-MERGED_DIR = "crosslabeled"
 
 
 def mixed_examples(gender: tf.data.Dataset, emotion: tf.data.Dataset, config: ExperimentConfig, sizes) -> tf.data.Dataset:
@@ -55,7 +53,7 @@ def train(config: ExperimentConfig, run_dir: Path, data: ExperimentData) -> kera
         run_dir / "logs" / "multitask",
         combiner=combiner(config),
     )
-    common.write_summary(run_dir / "multitask_training.json", summary)
+    training.write_json(run_dir / "multitask_training.json", summary)
     return common.save_network_and_inference_model(two_head_network, config, run_dir)
 
 

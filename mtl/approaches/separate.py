@@ -12,7 +12,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from mtl import labels
+from mtl import labels, training
 from mtl.approaches import common
 from mtl.config import ExperimentConfig
 from mtl.data.pipeline import ExperimentData, evaluation_batches
@@ -52,7 +52,7 @@ def train_task_model(task: str, config: ExperimentConfig, data: ExperimentData, 
         run_dir / "logs" / task,
     )
     network.save(run_dir / f"{task}_model.keras")
-    common.write_summary(run_dir / f"{task}_training.json", summary)
+    training.write_json(run_dir / f"{task}_training.json", summary)
     return network
 
 

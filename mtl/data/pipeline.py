@@ -5,7 +5,7 @@ training) and `{"gender": int32, "emotion": int32}` with -1 where the dataset ha
 The test sets are only ever read for the final evaluation, never for training or selection.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -41,6 +41,9 @@ class ExperimentData:
     emotion_train: sources.ImageSource
     emotion_validation: sources.ImageSource
     config: DataConfig
+    # Each source is decoded once per process: the teachers, cross-labelling, the student and
+    # every trial of a search read the same in-memory cache.
+    _decoded: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def load(cls, config: DataConfig, seed: int) -> "ExperimentData":
@@ -53,7 +56,9 @@ class ExperimentData:
 
     def images(self, source) -> tf.data.Dataset:
         """Decoded, resized, cached (uint8) examples of one source, in a fixed order."""
-        return source.dataset(self.config.image_size).cache()
+        if id(source) not in self._decoded:
+            self._decoded[id(source)] = source.dataset(self.config.image_size).cache()
+        return self._decoded[id(source)]
 
     def validation(self) -> tf.data.Dataset:
         """Both validation splits, batched: the data that selects models and tunes hyperparameters."""

@@ -24,17 +24,17 @@ def lenet(images, config: ModelConfig):
     return layers.Dropout(config.dropout)(x)
 
 
-def _conv_bn_relu(x, channels: int, stride: int = 1):
-    x = layers.Conv2D(channels, 3, strides=stride, padding="same", use_bias=False)(x)
+def _conv_bn_relu(x, channels: int, stride: int = 1, conv=layers.Conv2D):
+    x = conv(channels, 3, strides=stride, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization()(x)
     return layers.ReLU()(x)
 
 
-def _residual_block(x, channels: int, stride: int):
-    """Two 3x3 convolutions with batch normalisation and a shortcut (projected when the shape changes)."""
+def _residual_block(x, channels: int, stride: int, conv):
+    """Two 3x3 `conv` layers with batch normalisation and a shortcut (projected when the shape changes)."""
     shortcut = x
-    y = _conv_bn_relu(x, channels, stride)
-    y = layers.Conv2D(channels, 3, padding="same", use_bias=False)(y)
+    y = _conv_bn_relu(x, channels, stride, conv)
+    y = conv(channels, 3, padding="same", use_bias=False)(y)
     y = layers.BatchNormalization()(y)
     if stride != 1 or shortcut.shape[-1] != channels:
         shortcut = layers.Conv2D(channels, 1, strides=stride, use_bias=False)(shortcut)
@@ -42,55 +42,32 @@ def _residual_block(x, channels: int, stride: int):
     return layers.ReLU()(layers.Add()([y, shortcut]))
 
 
-def resnet(images, config: ModelConfig):
-    """A small ResNet sized for a 2-core CPU: about 4x LeNet's compute, a third of its parameters.
-
-    Stem at half resolution, then three stages (width, 2*width, 4*width channels) of `depth`
-    residual blocks, halving the resolution between stages; global average pooling. With
-    width 32 and depth 1 it is a ResNet-8. Plain convolutions, not depthwise-separable ones:
-    on this CPU TensorFlow runs them several times faster for the same multiply-adds.
-    """
+def _residual_network(images, config: ModelConfig, conv):
+    """Stem at half resolution, then three stages (width, 2*width, 4*width channels) of `depth`
+    residual blocks, halving the resolution between stages; global average pooling."""
     x = layers.Rescaling(1.0 / 255)(images)
     x = _conv_bn_relu(x, config.width, stride=2)
     for stage in range(3):
         for block in range(config.depth):
             stride = 2 if (block == 0 and stage > 0) else 1
-            x = _residual_block(x, config.width * 2**stage, stride)
+            x = _residual_block(x, config.width * 2**stage, stride, conv)
     x = layers.GlobalAveragePooling2D()(x)
     return layers.Dropout(config.dropout)(x)
 
 
-def _separable_block(x, channels: int, stride: int):
-    """A residual block of two depthwise-separable convolutions with batch normalisation."""
-    shortcut = x
-    y = layers.SeparableConv2D(channels, 3, strides=stride, padding="same", use_bias=False)(x)
-    y = layers.BatchNormalization()(y)
-    y = layers.ReLU()(y)
-    y = layers.SeparableConv2D(channels, 3, padding="same", use_bias=False)(y)
-    y = layers.BatchNormalization()(y)
-    if stride != 1 or shortcut.shape[-1] != channels:
-        shortcut = layers.Conv2D(channels, 1, strides=stride, use_bias=False)(shortcut)
-        shortcut = layers.BatchNormalization()(shortcut)
-    return layers.ReLU()(layers.Add()([y, shortcut]))
+def resnet(images, config: ModelConfig):
+    """A small ResNet sized for a 2-core CPU: about 4x LeNet's compute, a third of its parameters.
+
+    With width 32 and depth 1 it is a ResNet-8. Plain convolutions, not depthwise-separable ones:
+    on this CPU TensorFlow runs them several times faster for the same multiply-adds.
+    """
+    return _residual_network(images, config, layers.Conv2D)
 
 
 def dsresnet(images, config: ModelConfig):
-    """A small residual network of depthwise-separable convolutions, sized for a 2-core CPU.
-
-    Stem at half resolution, then three stages (width, 2*width, 4*width channels) of
-    `depth` blocks each, halving the resolution at each stage; global average pooling.
-    """
-    x = layers.Rescaling(1.0 / 255)(images)
-    x = layers.Conv2D(config.width, 3, strides=2, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
-    x = layers.ReLU()(x)
-    for stage in range(3):
-        channels = config.width * 2**stage
-        for block in range(config.depth):
-            stride = 2 if (block == 0 and stage > 0) else 1
-            x = _separable_block(x, channels, stride)
-    x = layers.GlobalAveragePooling2D()(x)
-    return layers.Dropout(config.dropout)(x)
+    """The same network with depthwise-separable convolutions in its blocks: far fewer
+    parameters and multiply-adds, but slower per multiply-add on this CPU."""
+    return _residual_network(images, config, layers.SeparableConv2D)
 
 
 BACKBONES = {"lenet": lenet, "resnet": resnet, "dsresnet": dsresnet}
