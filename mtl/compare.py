@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mtl import tensorboard_log
 from mtl.config import ExperimentConfig, config_from_dict, merge
+from mtl.dashboard.figures import confusion_matrix_image, face_grid_image, write_images
+from mtl.dashboard.hparams import write_hparams, write_hparams_config
 from mtl.errors import UserError
 from mtl.experiment import train_and_evaluate, validate
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
@@ -91,7 +92,7 @@ def compare(spec: dict, root: Path, only: list[str] | None = None) -> list[dict]
     (root / "comparison.json").write_text(
         json.dumps({name: config.to_dict() for name, config in configs.items()}, indent=2) + "\n"
     )
-    tensorboard_log.write_hparams_config(
+    write_hparams_config(
         root, {name: [] for name in HPARAMS}, {key: display for key, display in METRICS.items()}
     )
     rows = []
@@ -115,12 +116,12 @@ def compare(spec: dict, root: Path, only: list[str] | None = None) -> list[dict]
 def log_to_tensorboard(run_dir: Path, config: ExperimentConfig, metrics: dict) -> None:
     """The run's HParams row, its confusion matrices, and a grid of test faces with predictions."""
     values = {key: value for key, value in row_of("", config, metrics).items() if key in METRICS and value is not None}
-    tensorboard_log.write_hparams(run_dir, hparams_of(config), values)
+    write_hparams(run_dir, hparams_of(config), values)
     matrices, grids = [], []
     for test_set, scores in metrics["test_sets"].items():
         for task, task_scores in scores.items():
             matrices.append(
-                tensorboard_log.confusion_matrix_image(
+                confusion_matrix_image(
                     np.array(task_scores["confusion_matrix"]), task_scores["classes"], f"{test_set}: {task}"
                 )
             )
@@ -134,9 +135,9 @@ def log_to_tensorboard(run_dir: Path, config: ExperimentConfig, metrics: dict) -
             true = [CLASSES[FOUR][e * 2 + g] for e, g in zip(labels[EMOTION][:count], labels[GENDER][:count])]
         else:
             true = [CLASSES[task][i] for i in labels[task][:count]]
-        grids.append(tensorboard_log.face_grid_image(images[:count], predicted, true))
-    tensorboard_log.write_images(run_dir / "evaluation", "confusion_matrices", matrices)
-    tensorboard_log.write_images(run_dir / "evaluation", "test_faces", grids)
+        grids.append(face_grid_image(images[:count], predicted, true))
+    write_images(run_dir / "evaluation", "confusion_matrices", matrices)
+    write_images(run_dir / "evaluation", "test_faces", grids)
 
 
 def _format(column: str, value) -> str:

@@ -17,12 +17,12 @@ import tensorflow as tf
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
 
 from mtl.config import ApproachConfig, DataConfig, load_config
-from mtl.crosslabel import MERGED_DIR, read_merged
+from mtl.pseudo_labels import MERGED_DIR, read_merged
+from mtl.dashboard.figures import confusion_matrix_image, save_png
 from mtl.data.pipeline import evaluation_batches, test_sets
 from mtl.labels import four_class_targets
 from mtl.runs import CONFIG_FILE, MODEL_FILE, require_run
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, TASKS, four_class_index
-from mtl.tensorboard_log import confusion_matrix_image, save_png
 
 def predict_dataset(model: keras.Model, examples: tf.data.Dataset, batch_size: int):
     """(probabilities {task: [N, classes]}, labels {task: [N]}, images uint8 of the first batch)."""

@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from conftest import run_cli, tensorboard_server
-from mtl import tensorboard_log
+from conftest import run_cli
+from tensorboard_server import read_experiment_from_server, read_hparams_from_server, tensorboard_server
 from mtl.compare import HPARAMS, METRICS
 
 VARIANTS = ("separate", "crosslabel_hard", "multitask_masked")
@@ -124,8 +124,8 @@ def test_tensorboard_shows_every_variant_with_its_approach_and_accuracy(comparis
     expected = {row["variant"]: row for row in read_csv(root)}
 
     with tensorboard_server(root, tmp_path) as url:
-        rows = tensorboard_log.read_hparams_from_server(url)
-        experiment = tensorboard_log.read_experiment_from_server(url)
+        rows = read_hparams_from_server(url)
+        experiment = read_experiment_from_server(url)
 
     assert sorted(row["run"] for row in rows) == sorted(VARIANTS)
     for row in rows:

@@ -1,14 +1,15 @@
-"""mtl.tensorboard_log: HParams rows read back through a real TensorBoard server, and the images."""
+"""mtl.dashboard: HParams rows read back through a real TensorBoard server, and the pictures."""
 
 import io
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tensorboard_server
 from PIL import Image
+from tensorboard_server import read_experiment_from_server, read_hparams_from_server, tensorboard_server
 
-from mtl import tensorboard_log as tl
+from mtl.dashboard import figures
+from mtl.dashboard.hparams import write_hparams, write_hparams_config
 
 RUNS = {
     "run_a": (
@@ -38,9 +39,9 @@ CONFIG_METRICS = {"gender/accuracy": "Gender accuracy", "emotion/accuracy": "Emo
 def server(tmp_path_factory):
     """A TensorBoard serving RUNS and the HParams config; yields (url, logdir)."""
     logdir = tmp_path_factory.mktemp("logs")
-    tl.write_hparams_config(logdir, CONFIG_HPARAMS, CONFIG_METRICS)
+    write_hparams_config(logdir, CONFIG_HPARAMS, CONFIG_METRICS)
     for run, (hparams, metrics) in RUNS.items():
-        tl.write_hparams(logdir / run, hparams, metrics)
+        write_hparams(logdir / run, hparams, metrics)
     with tensorboard_server(logdir, tmp_path_factory.mktemp("tensorboard")) as url:
         yield url, logdir
 
@@ -48,7 +49,7 @@ def server(tmp_path_factory):
 def test_hparams_and_metrics_read_back_from_tensorboard(server):
     url, logdir = server
     # --reload_task blocking: the server read all event files before it began to answer.
-    rows = tl.read_hparams_from_server(url)
+    rows = read_hparams_from_server(url)
 
     expected = [
         {
@@ -69,7 +70,7 @@ def test_hparams_and_metrics_read_back_from_tensorboard(server):
 
 def test_config_declares_dashboard_columns(server):
     url, _ = server
-    experiment = tl.read_experiment_from_server(url)
+    experiment = read_experiment_from_server(url)
 
     assert experiment["metrics"] == CONFIG_METRICS
     # The plugin sorts each discrete domain; ints are declared (and returned) as floats.
@@ -83,8 +84,8 @@ def test_config_declares_dashboard_columns(server):
 
 def test_last_step_is_the_row_value(tmp_path):
     """Without a server: the metric scalars land in the run dir under their own tags."""
-    tl.write_hparams(tmp_path / "run", {"x": 1}, {"acc": 0.25}, step=0)
-    tl.write_hparams(tmp_path / "run", {"x": 1}, {"acc": 0.75}, step=3)
+    write_hparams(tmp_path / "run", {"x": 1}, {"acc": 0.25}, step=0)
+    write_hparams(tmp_path / "run", {"x": 1}, {"acc": 0.75}, step=3)
     values = {}
     for event_file in sorted((tmp_path / "run").glob("events.out.tfevents.*")):
         for event in tf.compat.v1.train.summary_iterator(str(event_file)):
@@ -95,50 +96,50 @@ def test_last_step_is_the_row_value(tmp_path):
 
 
 def test_confusion_matrix_image():
-    image = tl.confusion_matrix_image(np.array([[5, 2], [1, 7]]), ["happy", "sad"], "emotion")
+    image = figures.confusion_matrix_image(np.array([[5, 2], [1, 7]]), ["happy", "sad"], "emotion")
     assert image.dtype == np.uint8
     assert image.ndim == 3 and image.shape[2] == 3
     assert image.shape[0] >= 200 and image.shape[1] >= 200
     assert image.min() < 50 and image.max() == 255  # drawn, not blank
-    bigger = tl.confusion_matrix_image(np.eye(4, dtype=int), list("abcd"), "four")
+    bigger = figures.confusion_matrix_image(np.eye(4, dtype=int), list("abcd"), "four")
     assert bigger.shape[0] > image.shape[0]
     with pytest.raises(ValueError):
-        tl.confusion_matrix_image(np.eye(3, dtype=int), ["a", "b"], "wrong size")
+        figures.confusion_matrix_image(np.eye(3, dtype=int), ["a", "b"], "wrong size")
 
 
 def _has_red(image: np.ndarray) -> bool:
-    return bool(np.any(np.all(image == tl._WRONG, axis=-1)))
+    return bool(np.any(np.all(image == figures.WRONG, axis=-1)))
 
 
 def test_face_grid_image_marks_wrong_predictions():
     faces = np.full((10, 48, 48, 3), 128, dtype=np.uint8)
     labels = ["happy"] * 10
 
-    all_right = tl.face_grid_image(faces, labels, labels, columns=4)
+    all_right = figures.face_grid_image(faces, labels, labels, columns=4)
     assert all_right.dtype == np.uint8 and all_right.ndim == 3 and all_right.shape[2] == 3
-    five_columns = tl.face_grid_image(faces, labels, labels, columns=5)  # 2 rows, not 3
+    five_columns = figures.face_grid_image(faces, labels, labels, columns=5)  # 2 rows, not 3
     assert five_columns.shape[1] > all_right.shape[1] and five_columns.shape[0] < all_right.shape[0]
     assert not _has_red(all_right)
 
-    one_wrong = tl.face_grid_image(faces, ["sad"] + labels[1:], labels, columns=4)
+    one_wrong = figures.face_grid_image(faces, ["sad"] + labels[1:], labels, columns=4)
     assert one_wrong.shape == all_right.shape
     assert _has_red(one_wrong)
     # The red is on the first face only (the top-left cell).
-    red_rows, red_cols = np.nonzero(np.all(one_wrong == tl._WRONG, axis=-1))
+    red_rows, red_cols = np.nonzero(np.all(one_wrong == figures.WRONG, axis=-1))
     assert red_cols.max() < one_wrong.shape[1] // 4 and red_rows.max() < one_wrong.shape[0] // 3
 
-    unlabelled = tl.face_grid_image(faces[:3, :, :, :1], ["happy"] * 3)  # grey faces, no truth
+    unlabelled = figures.face_grid_image(faces[:3, :, :, :1], ["happy"] * 3)  # grey faces, no truth
     assert unlabelled.shape[2] == 3 and not _has_red(unlabelled)
     with pytest.raises(ValueError):
-        tl.face_grid_image(faces, labels[:5])
+        figures.face_grid_image(faces, labels[:5])
     with pytest.raises(ValueError):
-        tl.face_grid_image(faces.astype(np.float32), labels)
+        figures.face_grid_image(faces.astype(np.float32), labels)
 
 
 def test_write_images_writes_an_image_summary(tmp_path):
     small = np.zeros((20, 30, 3), dtype=np.uint8)
     large = np.full((40, 25, 3), 200, dtype=np.uint8)
-    tl.write_images(tmp_path, "faces", [small, large], step=7)
+    figures.write_images(tmp_path, "faces", [small, large], step=7)
 
     found = []
     for event_file in tmp_path.glob("events.out.tfevents.*"):
@@ -160,6 +161,6 @@ def test_write_images_writes_an_image_summary(tmp_path):
 
 def test_save_png_round_trip(tmp_path):
     image = np.random.default_rng(0).integers(0, 256, (12, 17, 3), dtype=np.uint8)
-    path = tl.save_png(image, tmp_path / "sub" / "image.png")
+    path = figures.save_png(image, tmp_path / "sub" / "image.png")
     assert path.exists()
     assert np.array_equal(np.asarray(Image.open(path)), image)
