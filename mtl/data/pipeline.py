@@ -7,9 +7,9 @@ The test sets are only ever read for the final evaluation, never for training or
 
 from dataclasses import dataclass, field
 from importlib import resources
+import math
 from pathlib import Path
 
-import keras
 import tensorflow as tf
 
 from mtl.config import AugmentConfig, DataConfig
@@ -87,34 +87,128 @@ def _to_float(image, labels):
     return tf.cast(image, tf.float32), labels
 
 
+def training_batches(examples: tf.data.Dataset, batch_size: int, augmenter, to_targets) -> tf.data.Dataset:
+    """Batched float images, augmented per batch when `augmenter` is given, with `to_targets(labels, predictions)`.
+
+    `examples` yields (image, labels) or (image, labels, predictions), already shuffled and repeated.
+    Batch k is augmented with the seed (augmenter.seed, k), so a run's augmentation is reproducible
+    whatever order the parallel map finishes in.
+    """
+
+    def finish(index, batch):
+        images, labels, *predictions = batch
+        images = tf.cast(images, tf.float32)
+        if augmenter is not None:
+            images = augmenter(images, batch_index=index)
+        targets, weights = to_targets(labels, predictions[0] if predictions else None)
+        return images, targets, weights
+
+    # Augmenting whole batches keeps each op vectorised; per-example maps cost more than the step.
+    numbered = tf.data.Dataset.zip(tf.data.Dataset.counter(), examples.batch(batch_size))
+    return numbered.map(finish, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
+# One random stream per parameter, so no two parameters ever share their draws.
+_STREAMS = ("flip", "angle", "zoom", "shift_x", "shift_y", "contrast", "brightness", "grey")
+
+
+def draw_augmentation(config: AugmentConfig, batch_size, seed) -> dict[str, tf.Tensor]:
+    """The random parameters of one batch, one value per image, from the stateless seed `seed` (shape [2]).
+
+    Parameters are independent of each other and between images; a zero strength draws the identity.
+    """
+
+    def uniform(name, low, high):
+        stream = tf.random.experimental.stateless_fold_in(seed, _STREAMS.index(name))
+        return tf.random.stateless_uniform([batch_size], stream, low, high)
+
+    low_zoom, high_zoom = config.zoom or (0.0, 0.0)
+    return {
+        "flip": uniform("flip", 0.0, 1.0) < (0.5 if config.flip else 0.0),
+        "angle": uniform("angle", -config.rotation, config.rotation) * 2 * math.pi,
+        # Keras RandomZoom's meaning: the sampling grid is scaled by 1 + factor, so positive zooms out.
+        "zoom": 1.0 + uniform("zoom", low_zoom, high_zoom),
+        "shift_x": uniform("shift_x", -config.translation, config.translation),
+        "shift_y": uniform("shift_y", -config.translation, config.translation),
+        "contrast": 1.0 + uniform("contrast", -config.contrast, config.contrast),
+        "brightness": uniform("brightness", -config.brightness, config.brightness) * 255.0,
+        "grey": uniform("grey", 0.0, 1.0) < config.grayscale_probability,
+    }
+
+
+def affine_transforms(parameters: dict[str, tf.Tensor], height: int, width: int) -> tf.Tensor:
+    """[B, 8] projective transforms (output pixel -> input pixel): flip, rotation, zoom and shift about the centre.
+
+    The input point of output point p is  centre + zoom * R(angle) * F * (p - centre - shift).
+    """
+    zoom, angle = parameters["zoom"], parameters["angle"]
+    mirror = tf.where(parameters["flip"], -1.0, 1.0)
+    a0, a1 = zoom * tf.cos(angle) * mirror, -zoom * tf.sin(angle)
+    b0, b1 = zoom * tf.sin(angle) * mirror, zoom * tf.cos(angle)
+    centre_x, centre_y = (width - 1) / 2, (height - 1) / 2
+    from_x = centre_x + parameters["shift_x"] * width
+    from_y = centre_y + parameters["shift_y"] * height
+    a2 = centre_x - a0 * from_x - a1 * from_y
+    b2 = centre_y - b0 * from_x - b1 * from_y
+    zeros = tf.zeros_like(zoom)
+    return tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+
+
+@tf.function(jit_compile=True, reduce_retracing=True)
+def augment(images: tf.Tensor, parameters: dict[str, tf.Tensor]) -> tf.Tensor:
+    """`images` (float [B, H, W, 3] in [0, 255]) resampled once through their affine transforms, then
+    contrast, brightness and grey applied per image, clipped to [0, 255].
+
+    Compiled with XLA: the bilinear gathers and the photometric ops fuse into one pass, several
+    times faster on CPU than `ImageProjectiveTransformV3`, which XLA cannot compile.
+    """
+    height, width = tf.shape(images)[1], tf.shape(images)[2]
+    transforms = affine_transforms(parameters, tf.cast(height, tf.float32), tf.cast(width, tf.float32))
+    images = _bilinear(images, transforms)
+    mean = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
+    images = (images - mean) * parameters["contrast"][:, None, None, None] + mean
+    images += parameters["brightness"][:, None, None, None]
+    grey = tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(images))
+    images = tf.where(parameters["grey"][:, None, None, None], grey, images)
+    return tf.clip_by_value(images, 0.0, 255.0)
+
+
+def _bilinear(images: tf.Tensor, transforms: tf.Tensor) -> tf.Tensor:
+    """Bilinear resampling at the transformed points; points outside take the nearest edge pixel."""
+    batch, height, width = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
+    rows, columns = tf.meshgrid(tf.range(height, dtype=tf.float32), tf.range(width, dtype=tf.float32), indexing="ij")
+    a = transforms[:, :, None, None]
+    x = tf.clip_by_value(a[:, 0] * columns + a[:, 1] * rows + a[:, 2], 0.0, tf.cast(width - 1, tf.float32))
+    y = tf.clip_by_value(a[:, 3] * columns + a[:, 4] * rows + a[:, 5], 0.0, tf.cast(height - 1, tf.float32))
+    left, top = tf.floor(x), tf.floor(y)
+    right_share, bottom_share = (x - left)[..., None], (y - top)[..., None]
+    left, top = tf.cast(left, tf.int32), tf.cast(top, tf.int32)
+    right, bottom = tf.minimum(left + 1, width - 1), tf.minimum(top + 1, height - 1)
+    pixels = tf.reshape(images, [-1, tf.shape(images)[3]])
+    first_pixel = (tf.range(batch) * height * width)[:, None, None]
+
+    def at(row, column):
+        return tf.gather(pixels, first_pixel + row * width + column)
+
+    upper = at(top, left) * (1 - right_share) + at(top, right) * right_share
+    lower = at(bottom, left) * (1 - right_share) + at(bottom, right) * right_share
+    return upper * (1 - bottom_share) + lower * bottom_share
+
+
 class Augmenter:
-    """Random changes to a float batch in [0, 255]: geometry, photometry and colour-to-grey."""
+    """Random changes to a float batch in [0, 255]: one affine resampling (flip, rotation, zoom, shift),
+    contrast, brightness and colour-to-grey, every parameter drawn independently per image."""
 
     def __init__(self, config: AugmentConfig, seed: int):
-        layers = []
-        if config.flip:
-            layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
-        if config.rotation:
-            layers.append(keras.layers.RandomRotation(config.rotation, fill_mode="nearest", seed=seed))
-        if config.zoom and any(config.zoom):
-            low, high = config.zoom
-            layers.append(keras.layers.RandomZoom((low, high), fill_mode="nearest", seed=seed))
-        if config.translation:
-            layers.append(
-                keras.layers.RandomTranslation(config.translation, config.translation, fill_mode="nearest", seed=seed)
-            )
-        if config.contrast:
-            layers.append(keras.layers.RandomContrast(config.contrast, value_range=(0, 255), seed=seed))
-        if config.brightness:
-            layers.append(keras.layers.RandomBrightness(config.brightness, value_range=(0, 255), seed=seed))
-        self.geometry = keras.Sequential(layers) if layers else None
-        self.grayscale_probability = config.grayscale_probability
+        self.config = config
+        self.seed = seed
+        # Draws for calls without a batch index (a direct call, or a map that numbers no batches).
+        self._generator = tf.random.Generator.from_seed(seed)
 
-    def __call__(self, images: tf.Tensor) -> tf.Tensor:
-        if self.geometry is not None:
-            images = self.geometry(images, training=True)
-        if self.grayscale_probability:
-            grey = tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(images))
-            chosen = tf.random.uniform([tf.shape(images)[0], 1, 1, 1]) < self.grayscale_probability
-            images = tf.where(chosen, grey, images)
-        return tf.clip_by_value(images, 0.0, 255.0)
+    def __call__(self, images: tf.Tensor, batch_index=None) -> tf.Tensor:
+        """`images` augmented; with `batch_index` the draws depend only on (seed, batch_index)."""
+        if batch_index is None:
+            seed = self._generator.make_seeds(1)[:, 0]
+        else:
+            seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(batch_index, tf.int64)])
+        return augment(images, draw_augmentation(self.config, tf.shape(images)[0], seed))
