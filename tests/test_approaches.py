@@ -10,6 +10,9 @@ from mtl.evaluate import evaluate_run
 from mtl.experiment import train_and_evaluate
 from mtl.tasks import EMOTION, FOUR, GENDER
 
+# Every test trains at least one approach end to end, or uses the trained separate run.
+pytestmark = pytest.mark.slow
+
 # Test set -> (tasks it is scored on, images): the sample's sizes and the test's joint folder.
 EXPECTED_SCORES = {
     "gender_test": ({GENDER}, 80),

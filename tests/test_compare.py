@@ -12,6 +12,9 @@ from conftest import run_cli
 from tensorboard_server import read_experiment_from_server, read_hparams_from_server, tensorboard_server
 from mtl.compare import HPARAMS, METRICS
 
+# Every test reads one comparison that trains three approaches end to end.
+pytestmark = pytest.mark.slow
+
 VARIANTS = ("separate", "crosslabel_hard", "multitask_masked")
 APPROACHES = {"separate": "separate", "crosslabel_hard": "crosslabel", "multitask_masked": "multitask"}
 ACCURACIES = ("gender_accuracy", "emotion_accuracy", "happy_house_accuracy")

@@ -37,7 +37,7 @@ CONFIG_METRICS = {"gender/accuracy": "Gender accuracy", "emotion/accuracy": "Emo
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """A TensorBoard serving RUNS and the HParams config; yields (url, logdir)."""
+    """A TensorBoard serving RUNS and the HParams config; yields (url, logdir). Starts in about 10 s."""
     logdir = tmp_path_factory.mktemp("logs")
     write_hparams_config(logdir, CONFIG_HPARAMS, CONFIG_METRICS)
     for run, (hparams, metrics) in RUNS.items():
@@ -46,6 +46,7 @@ def server(tmp_path_factory):
         yield url, logdir
 
 
+@pytest.mark.slow
 def test_hparams_and_metrics_read_back_from_tensorboard(server):
     url, logdir = server
     # --reload_task blocking: the server read all event files before it began to answer.
@@ -68,6 +69,7 @@ def test_hparams_and_metrics_read_back_from_tensorboard(server):
     assert all(isinstance(row["hparams"]["approach"], str) for row in rows)
 
 
+@pytest.mark.slow
 def test_config_declares_dashboard_columns(server):
     url, _ = server
     experiment = read_experiment_from_server(url)

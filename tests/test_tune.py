@@ -101,6 +101,7 @@ def test_augment_strength_one_is_the_base_augmentation():
     assert config_from_dict({"data": {"augment": scaled_augmentation(None, 1.0)}}).data.augment == AugmentConfig()
 
 
+@pytest.mark.slow
 def test_a_two_trial_search_writes_a_best_config_that_trains(multitask_search, tmp_path):
     directory, out, _ = multitask_search
     trials = trials_of(directory)
@@ -123,11 +124,13 @@ def test_a_two_trial_search_writes_a_best_config_that_trains(multitask_search, t
     assert (tmp_path / "best" / "model.keras").is_file()
 
 
+@pytest.mark.slow
 def test_finished_trials_leave_no_traced_graphs_behind(multitask_search):
     # Each trial traces its own training step; keeping them all would grow memory trial after trial.
     assert multitask_search[2] <= 0
 
 
+@pytest.mark.slow
 def test_other_settings_in_a_search_directory_are_refused_unless_overwrite(multitask_search, tmp_path):
     directory = tmp_path / "search"
     shutil.copytree(multitask_search[0], directory)
@@ -160,6 +163,7 @@ def test_mistaken_search_options_are_one_sentence_and_exit_2(tmp_path, options, 
     assert code == 2 and message in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_a_killed_search_resumes_without_repeating_finished_trials(tmp_path):
     directory = tmp_path / "search"
     command = tune_command("separate", directory, "--tuner", "random", "--max-trials", "2")
@@ -189,6 +193,7 @@ def test_a_killed_search_resumes_without_repeating_finished_trials(tmp_path):
     assert (directory / "best_config.json").is_file()
 
 
+@pytest.mark.slow
 def test_a_chief_and_two_workers_run_every_trial_once(tmp_path):
     directory = tmp_path / "search"
     search = ("--tuner", "random", "--max-trials", "3", "--oracle-port", str(free_port()))
