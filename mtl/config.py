@@ -1,11 +1,18 @@
 """Experiment configuration: a tree of dataclasses, saved as JSON beside every run.
 
 A config file need only name the fields it changes; everything else keeps its default.
-Unknown fields are an error, so a typo never silently falls back to a default.
+Every field declares here, once, the type and the values it accepts; a config file, a
+`--set` value, a merge and a search trial are all checked against that when they are read,
+before any folder is made. Unknown fields are an error too, so a typo never silently falls
+back to a default.
 """
 
 import dataclasses
+import importlib
 import json
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,20 +20,36 @@ from typing import Any
 from mtl.errors import UserError
 
 
+def number(default, *, at_least=None, above=None, at_most=None, below=None):
+    """A numeric field (or tuple of numbers) whose every number lies within the given bounds."""
+    bounds = {"at_least": at_least, "above": above, "at_most": at_most, "below": below}
+    bounds = {key: value for key, value in bounds.items() if value is not None}
+    return field(default=default, metadata={"bounds": bounds})
+
+
+def choice(default: str, *values: str, registry: str | None = None):
+    """A field that takes one of `values`, or one of the names `registry` ("module:function") returns.
+
+    Registries are resolved only when a config is checked: they import TensorFlow, and
+    `mtl --help` must not.
+    """
+    return field(default=default, metadata={"choices": values, "registry": registry})
+
+
 @dataclass
 class AugmentConfig:
     """Random changes applied to training images only."""
 
     flip: bool = True
-    rotation: float = 0.05  # fraction of a full turn
+    rotation: float = number(0.05, at_least=0, at_most=1)  # fraction of a full turn
     # Keras RandomZoom factors: positive zooms out, showing faces that fill less of the frame,
     # as in head-and-shoulders photos; negative zooms in.
-    zoom: tuple[float, float] = (-0.1, 0.5)
-    translation: float = 0.1
-    contrast: float = 0.2
-    brightness: float = 0.2
+    zoom: tuple[float, float] = number((-0.1, 0.5), above=-1, at_most=1)
+    translation: float = number(0.1, at_least=0, at_most=1)
+    contrast: float = number(0.2, at_least=0, at_most=1)
+    brightness: float = number(0.2, at_least=0, at_most=1)
     # Colour faces turned grey at random, so colour cannot tell the datasets apart.
-    grayscale_probability: float = 0.5
+    grayscale_probability: float = number(0.5, at_least=0, at_most=1)
 
 
 @dataclass
@@ -40,32 +63,36 @@ class DataConfig:
     emotion_test: str = "fer2013/test"
     happy_house_test: str = "happy_house/test_happy.h5"
     joint_test: str | None = None  # a folder {happy_female,happy_male,sad_female,sad_male}/
-    image_size: int = 64
-    color: str = "rgb"  # "rgb" keeps colour, "gray" turns every image grey inside the model
-    validation_fraction: float = 0.2
-    batch_size: int = 32
+    image_size: int = number(64, at_least=16)  # smaller leaves LeNet's second convolution nothing to see
+    color: str = choice("rgb", "rgb", "gray")  # "gray" turns every image grey inside the model
+    validation_fraction: float = number(0.2, above=0, below=1)
+    batch_size: int = number(32, at_least=1)
+    cache: str = "memory"  # decoded images: "memory", "none" (decode every epoch) or a folder of cache files
     augment: AugmentConfig | None = field(default_factory=AugmentConfig)
     # Share of the emotion dataset in mixed batches (multitask); None: its natural share.
-    emotion_proportion: float | None = 0.5
+    emotion_proportion: float | None = number(0.5, above=0, below=1)
 
 
 @dataclass
 class ModelConfig:
-    backbone: str = "lenet"
-    width: int = 32  # channels of the first stage (resnet, dsresnet; LeNet is fixed)
-    depth: int = 1  # residual blocks per stage (resnet, dsresnet)
-    dropout: float = 0.5
+    backbone: str = choice("lenet", registry="mtl.models.backbones:names")
+    width: int = number(32, at_least=1)  # channels of the first stage (resnet, dsresnet; LeNet is fixed)
+    depth: int = number(1, at_least=1)  # residual blocks per stage (resnet, dsresnet)
+    dropout: float = number(0.5, at_least=0, below=1)
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
-    four_class_epochs: int | None = None  # crosslabel's four-class model; None: same as epochs
-    learning_rate: float = 1e-4
-    schedule: str = "constant"  # "constant" or "cosine"
-    optimizer: str = "adam"
-    seed: int = 42
-    early_stopping_patience: int | None = None
+    epochs: int = number(10, at_least=1)
+    # crosslabel's four-class model; None: same as epochs
+    four_class_epochs: int | None = number(None, at_least=1)
+    learning_rate: float = number(1e-4, above=0)
+    schedule: str = choice("constant", "constant", "cosine")
+    # sgd: with Nesterov momentum 0.9, and usually a learning rate ten to a hundred times adam's.
+    optimizer: str = choice("adam", "adam", "adamw", "sgd")
+    weight_decay: float = number(1e-4, at_least=0)  # adamw only
+    seed: int = number(42, at_least=0)
+    early_stopping_patience: int | None = number(None, at_least=1)  # epochs; None: never stop early
 
 
 @dataclass
@@ -75,17 +102,18 @@ class ApproachConfig:
     # A separate-approach run whose models cross-label; None: train them inside this run.
     teachers: str | None = None
     # Where a missing task's labels come from: "none" (masked), "hard", "soft", "threshold".
-    pseudo_labels: str = "hard"
-    confidence_threshold: float = 0.9
-    # How the two losses combine: "fixed" or "uncertainty".
-    loss_weighting: str = "fixed"
-    gender_loss_weight: float = 1.0
-    emotion_loss_weight: float = 1.0
+    pseudo_labels: str = choice("hard", "none", "hard", "soft", "threshold")
+    confidence_threshold: float = number(0.9, above=0, at_most=1)
+    # How the losses of the heads combine.
+    loss_weighting: str = choice("fixed", registry="mtl.weighting:names")
+    gender_loss_weight: float = number(1.0, at_least=0)
+    emotion_loss_weight: float = number(1.0, at_least=0)
+    dwa_temperature: float = number(2.0, above=0)  # "dwa": higher evens out the heads' weights
 
 
 @dataclass
 class ExperimentConfig:
-    approach: str = "separate"
+    approach: str = choice("separate", registry="mtl.approaches:names")
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -98,46 +126,129 @@ class ExperimentConfig:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
 
+# ---------------------------------------------------------------------- checking ---
+
+
+def _kind(annotation) -> tuple[Any, bool]:
+    """(the type a field holds, whether it may also be None) from its annotation."""
+    if isinstance(annotation, types.UnionType):
+        kinds = [kind for kind in typing.get_args(annotation) if kind is not type(None)]
+        return kinds[0], len(kinds) < len(typing.get_args(annotation))
+    return annotation, False
+
+
+def _choices(rules) -> tuple[str, ...] | None:
+    if rules.get("registry"):
+        module, function = rules["registry"].split(":")
+        return tuple(getattr(importlib.import_module(module), function)())
+    return rules.get("choices") or None
+
+
+def _within(value, bounds) -> bool:
+    return (
+        value >= bounds.get("at_least", -math.inf)
+        and value > bounds.get("above", -math.inf)
+        and value <= bounds.get("at_most", math.inf)
+        and value < bounds.get("below", math.inf)
+    )
+
+
+_REFUSED = object()
+
+
+def _converted(value, kind, rules):
+    """`value` as a `kind` (an int is a float too, a list a tuple) if it keeps `rules`, else _REFUSED."""
+    if typing.get_origin(kind) is tuple:
+        item_kinds = typing.get_args(kind)
+        if not isinstance(value, (list, tuple)) or len(value) != len(item_kinds):
+            return _REFUSED
+        items = tuple(_converted(item, item_kind, rules) for item, item_kind in zip(value, item_kinds))
+        return _REFUSED if any(item is _REFUSED for item in items) else items
+    if isinstance(value, bool) != (kind is bool):  # JSON's true is no number, 1 no flag
+        return _REFUSED
+    if kind is float and isinstance(value, int):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is float and not math.isfinite(value)):
+        return _REFUSED
+    if "bounds" in rules and not _within(value, rules["bounds"]):
+        return _REFUSED
+    choices = _choices(rules)
+    if choices is not None and value not in choices:
+        return _REFUSED
+    return value
+
+
+_SIGNS = {"at_least": ">=", "above": ">", "at_most": "<=", "below": "<"}
+
+
+def _bounds_text(bounds) -> str:
+    """' >= 1', ' > 0', or an interval such as ' in [0, 1)'."""
+    low = [(key, value) for key, value in bounds.items() if key in ("at_least", "above")]
+    high = [(key, value) for key, value in bounds.items() if key in ("at_most", "below")]
+    if low and high:
+        (low_key, low_value), (high_key, high_value) = low[0], high[0]
+        opening = "[" if low_key == "at_least" else "("
+        closing = "]" if high_key == "at_most" else ")"
+        return f" in {opening}{low_value:g}, {high_value:g}{closing}"
+    return "".join(f" {_SIGNS[key]} {value:g}" for key, value in bounds.items())
+
+
+def _allowed(kind, rules, optional: bool) -> str:
+    """What a field accepts, in words: 'a whole number >= 1', 'one of: rgb, gray', ..."""
+    choices = _choices(rules)
+    if choices is not None:
+        text = f"one of: {', '.join(choices)}"
+    elif kind is bool:
+        text = "true or false"
+    elif kind is str:
+        text = "a string"
+    elif typing.get_origin(kind) is tuple:
+        text = f"a list of {len(typing.get_args(kind))} numbers"
+    else:
+        text = "a whole number" if kind is int else "a number"
+    text += _bounds_text(rules.get("bounds", {}))
+    return f"{text} or null" if optional else text
+
+
+def _checked(cls, name: str, value, where: str):
+    """The value of field `name` of `cls`, converted to its declared type, or a UserError naming it."""
+    kind, optional = _kind(typing.get_type_hints(cls)[name])
+    if value is None and optional:
+        return None
+    if dataclasses.is_dataclass(kind):
+        if not isinstance(value, dict):
+            allowed = "a mapping of its fields" + (" or null" if optional else "")
+            raise UserError(f"Config section '{where}' must be {allowed}, got {value!r}.")
+        default = getattr(cls(), name)
+        start = dataclasses.asdict(default) if default is not None else {}
+        return _build(kind, {**start, **value}, where)
+    rules = next(item.metadata for item in dataclasses.fields(cls) if item.name == name)
+    converted = _converted(value, kind, rules)
+    if converted is _REFUSED:
+        raise UserError(f"Config field '{where}' must be {_allowed(kind, rules, optional)}, got {value!r}.")
+    return converted
+
+
 def _build(cls, values: dict[str, Any], where: str):
     if not isinstance(values, dict):
-        raise UserError(f"Config section '{where}' must be a mapping, got {type(values).__name__}.")
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(known))
+        raise UserError(f"A config must be a mapping of field names to values, got {values!r}.")
+    known = {item.name for item in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known, key=str)
+    prefix = f"{where}." if where else ""
     if unknown:
-        raise UserError(
-            f"Unknown config field '{where}.{unknown[0]}'; expected one of: {', '.join(sorted(known))}."
-        )
-    defaults = cls()
-    kwargs = {}
-    for name, value in values.items():
-        default = getattr(defaults, name)
-        nested = _nested_type(cls, name)
-        if nested is not None and value is not None:
-            start = dataclasses.asdict(default) if default is not None else {}
-            kwargs[name] = _build(nested, {**start, **value}, f"{where}.{name}")
-        elif isinstance(default, tuple) and isinstance(value, list):
-            kwargs[name] = tuple(value)
-        else:
-            kwargs[name] = value
-    return cls(**kwargs)
-
-
-_NESTED = {
-    (ExperimentConfig, "data"): DataConfig,
-    (ExperimentConfig, "model"): ModelConfig,
-    (ExperimentConfig, "train"): TrainConfig,
-    (ExperimentConfig, "options"): ApproachConfig,
-    (DataConfig, "augment"): AugmentConfig,
-}
-
-
-def _nested_type(cls, name):
-    return _NESTED.get((cls, name))
+        raise UserError(f"Unknown config field '{prefix}{unknown[0]}'; expected one of: {', '.join(sorted(known))}.")
+    return cls(**{name: _checked(cls, name, value, prefix + name) for name, value in values.items()})
 
 
 def config_from_dict(values: dict[str, Any]) -> ExperimentConfig:
-    """An ExperimentConfig from a (possibly partial) nested dict; unknown keys are a UserError."""
-    return _build(ExperimentConfig, values, "config")
+    """An ExperimentConfig from a (possibly partial) nested dict, every value checked.
+
+    An unknown key, a value of the wrong type or outside what its field allows is a UserError.
+    """
+    return _build(ExperimentConfig, values, "")
+
+
+# ------------------------------------------------------------------ files and merges ---
 
 
 def read_json(path: str | Path, what: str = "Config file") -> Any:
@@ -176,5 +287,7 @@ def set_dotted(overrides: dict[str, Any], dotted: str, value: Any) -> None:
     *parents, leaf = dotted.split(".")
     node = overrides
     for part in parents:
-        node = node.setdefault(part, {})
+        if not isinstance(node.get(part), dict):
+            node[part] = {}  # a later `--set train.epochs=3` after `--set train=5` wins, as any later one does
+        node = node[part]
     node[leaf] = value

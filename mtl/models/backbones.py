@@ -73,6 +73,11 @@ def dsresnet(images, config: ModelConfig):
 BACKBONES = {"lenet": lenet, "resnet": resnet, "dsresnet": dsresnet}
 
 
+def names() -> list[str]:
+    """The backbones a config may name (`model.backbone`)."""
+    return list(BACKBONES)
+
+
 def count_multiply_adds(model: keras.Model) -> int:
     """Multiply-adds of one forward pass over the convolution and dense layers (batch of one)."""
     total = 0

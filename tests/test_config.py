@@ -1,0 +1,116 @@
+"""The config: each field's type and allowed values, declared once and checked whenever a config is read."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mtl.config import ExperimentConfig, config_from_dict, deep_merge, merge
+from mtl.errors import UserError
+from mtl.models import backbones
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+@pytest.mark.parametrize(
+    "values,field,expected",
+    [
+        ({"train": {"learning_rate": 1}}, ("train", "learning_rate"), 1.0),  # an int where a float goes
+        ({"train": {"epochs": 1}}, ("train", "epochs"), 1),
+        ({"train": {"four_class_epochs": None}}, ("train", "four_class_epochs"), None),
+        ({"model": {"dropout": 0}}, ("model", "dropout"), 0.0),
+        ({"model": {"dropout": 0.99}}, ("model", "dropout"), 0.99),
+        ({"data": {"image_size": 16}}, ("data", "image_size"), 16),
+        ({"data": {"validation_fraction": 0.5}}, ("data", "validation_fraction"), 0.5),
+        ({"data": {"emotion_proportion": None}}, ("data", "emotion_proportion"), None),
+        ({"data": {"color": "gray"}}, ("data", "color"), "gray"),
+        ({"data": {"augment": None}}, ("data", "augment"), None),
+        ({"data": {"augment": {"zoom": [-0.5, 1]}}}, ("data", "augment", "zoom"), (-0.5, 1.0)),
+        ({"data": {"augment": {"rotation": 0}}}, ("data", "augment", "rotation"), 0.0),
+        ({"options": {"confidence_threshold": 1}}, ("options", "confidence_threshold"), 1.0),
+        ({"options": {"pseudo_labels": "none"}}, ("options", "pseudo_labels"), "none"),
+        ({"train": {"optimizer": "sgd", "schedule": "cosine"}}, ("train", "optimizer"), "sgd"),
+        ({"approach": "multitask", "model": {"backbone": "dsresnet"}}, ("model", "backbone"), "dsresnet"),
+    ],
+)
+def test_edge_values_are_accepted_as_their_declared_type(values, field, expected):
+    config = config_from_dict(values)
+    value = config
+    for name in field:
+        value = getattr(value, name)
+    assert value == expected and type(value) is type(expected)
+
+
+def test_a_saved_config_reads_back_as_the_same_config():
+    config = config_from_dict({"data": {"augment": {"zoom": [0, 0.3]}}, "train": {"optimizer": "adamw"}})
+    assert config_from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_a_merge_is_checked_like_a_config_file():
+    # Search trials and --set values reach the config through merge.
+    with pytest.raises(UserError) as error:
+        merge(ExperimentConfig(), {"options": {"confidence_threshold": 1.5}})
+    assert str(error.value) == "Config field 'options.confidence_threshold' must be a number in (0, 1], got 1.5."
+
+
+@pytest.mark.parametrize(
+    "values,sentence",
+    [
+        ({"train": {"epochs": "abc"}}, "Config field 'train.epochs' must be a whole number >= 1, got 'abc'."),
+        ({"train": {"epochs": True}}, "Config field 'train.epochs' must be a whole number >= 1, got True."),
+        (
+            {"data": {"augment": {"zoom": [0.1]}}},
+            "Config field 'data.augment.zoom' must be a list of 2 numbers in (-1, 1], got [0.1].",
+        ),
+        (
+            {"data": {"emotion_proportion": 1}},
+            "Config field 'data.emotion_proportion' must be a number in (0, 1) or null, got 1.",
+        ),
+        ({"data": {"color": "sepia"}}, "Config field 'data.color' must be one of: rgb, gray, got 'sepia'."),
+        ({"train": 5}, "Config section 'train' must be a mapping of its fields, got 5."),
+        ([1, 2], "A config must be a mapping of field names to values, got [1, 2]."),
+        ({"train": {"epoch": 3}}, "Unknown config field 'train.epoch'; expected one of: early_stopping_patience, "
+         "epochs, four_class_epochs, learning_rate, optimizer, schedule, seed, weight_decay."),
+    ],
+)
+def test_a_refused_value_is_one_sentence_naming_the_field_the_value_and_what_is_allowed(values, sentence):
+    with pytest.raises(UserError) as error:
+        config_from_dict(values)
+    assert str(error.value) == sentence
+
+
+def test_registry_choices_follow_what_is_registered(monkeypatch):
+    with pytest.raises(UserError, match="'model.backbone' must be one of: lenet, resnet, dsresnet, got 'tiny'"):
+        config_from_dict({"model": {"backbone": "tiny"}})
+    monkeypatch.setitem(backbones.BACKBONES, "tiny", backbones.lenet)
+    assert config_from_dict({"model": {"backbone": "tiny"}}).model.backbone == "tiny"
+
+
+def test_reading_the_config_module_loads_no_tensorflow():
+    # Registries import TensorFlow, so their names are looked up only when a config is checked.
+    check = "import sys, mtl.config; assert not any(m.startswith(('tensorflow', 'keras')) for m in sys.modules)"
+    subprocess.run([sys.executable, "-c", check], check=True, timeout=60)
+
+
+def committed_configs():
+    """Every experiment config committed under experiments/: run configs, comparisons, search bases."""
+    for path in sorted(EXPERIMENTS.rglob("*.json")):
+        values = json.loads(path.read_text())
+        if path.name == "comparison.json":
+            yield from values.values()
+        elif "base_config" in values:
+            yield values["base_config"]
+        elif "base" in values:
+            yield values["base"]
+            yield from (deep_merge(values["base"], variant) for variant in (values.get("variants") or {}).values())
+        elif "approach" in values and "data" in values:
+            yield values
+
+
+def test_every_committed_experiment_config_is_still_valid():
+    configs = list(committed_configs())
+    assert len(configs) >= 10
+    for values in configs:
+        config_from_dict(values)
