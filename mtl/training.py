@@ -16,7 +16,6 @@ import tensorflow as tf
 from keras import ops
 
 from mtl.config import TrainConfig
-from mtl.errors import UserError
 from mtl.losses import FixedWeights, masked_cross_entropy
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, TASKS
 
@@ -107,11 +106,14 @@ def selection_metric(trainer: Trainer) -> str:
 
 
 def make_optimizer(config: TrainConfig, steps_per_epoch: int, epochs: int) -> keras.optimizers.Optimizer:
+    """The optimizer `config.optimizer` names (checked by the config), with its learning-rate schedule."""
     learning_rate = config.learning_rate
     if config.schedule == "cosine":
         learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, steps_per_epoch * epochs))
-    elif config.schedule != "constant":
-        raise UserError(f"Unknown schedule '{config.schedule}'; expected 'constant' or 'cosine'.")
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True)
     return keras.optimizers.Adam(learning_rate)
 
 

@@ -5,11 +5,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import pytest
 
 from mtl.config import ExperimentConfig, config_from_dict, deep_merge, merge
 from mtl.errors import UserError
 from mtl.models import backbones
+from mtl.training import make_optimizer
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
@@ -114,3 +116,25 @@ def test_every_committed_experiment_config_is_still_valid():
     assert len(configs) >= 10
     for values in configs:
         config_from_dict(values)
+
+
+@pytest.mark.parametrize(
+    "name,optimizer_class",
+    [("adam", keras.optimizers.Adam), ("adamw", keras.optimizers.AdamW), ("sgd", keras.optimizers.SGD)],
+)
+def test_train_optimizer_picks_the_keras_optimizer(tiny_config, name, optimizer_class):
+    config = tiny_config(train={"optimizer": name, "learning_rate": 0.01, "weight_decay": 0.001})
+    optimizer = make_optimizer(config.train, steps_per_epoch=3, epochs=2)
+    assert type(optimizer) is optimizer_class
+    assert float(optimizer.learning_rate) == pytest.approx(0.01)
+    if name == "sgd":
+        assert optimizer.momentum == 0.9 and optimizer.nesterov
+    if name == "adamw":
+        assert optimizer.weight_decay == pytest.approx(0.001)
+
+
+def test_cosine_schedule_decays_the_learning_rate_over_the_whole_run(tiny_config):
+    config = tiny_config(train={"optimizer": "sgd", "schedule": "cosine", "learning_rate": 0.1})
+    schedule = make_optimizer(config.train, steps_per_epoch=3, epochs=2).get_config()["learning_rate"]
+    assert schedule["class_name"] == "CosineDecay"
+    assert schedule["config"]["initial_learning_rate"] == 0.1 and schedule["config"]["decay_steps"] == 6
