@@ -12,8 +12,13 @@ import warnings
 from pathlib import Path
 
 from mtl.errors import UserError
+from mtl.tuning.options import DEFAULT_MAX_TRIALS, OBJECTIVES, TUNERS
 
 EXIT_USER_ERROR = 2
+
+# Approaches are plug-ins registered where TensorFlow is imported, so the parser takes any name
+# and the config refuses an unknown one: `mtl --help` never loads TensorFlow.
+APPROACH_HELP = "approach name: separate, crosslabel, multitask or a registered plug-in"
 
 
 def _parse_value(text: str):
@@ -98,6 +103,15 @@ def cmd_predict(args) -> None:
 
 
 def cmd_compare(args) -> None:
+    _compare(args, args.variants.split(",") if args.variants else None)
+
+
+def cmd_notebook(args) -> None:
+    """The notebook's method end to end: the separate models, cross-labelling, the four-class model."""
+    _compare(args, ["separate", "crosslabel_hard"])
+
+
+def _compare(args, only: list[str] | None) -> None:
     from mtl.compare import compare, write_tables
     from mtl.config import deep_merge, read_json
 
@@ -108,22 +122,15 @@ def cmd_compare(args) -> None:
             spec = {"base": spec}  # a plain experiment config, e.g. the best one from `mtl tune`
     spec["base"] = deep_merge(spec.get("base", {}), _overrides(args))
     name = args.name or time.strftime("compare-%Y%m%d-%H%M%S")
-    only = args.variants.split(",") if args.variants else None
     rows = compare(spec, Path(args.runs_dir) / name, only)
     print()
     print(write_tables(rows, Path(args.runs_dir) / name))
     print(f"TensorBoard: tensorboard --logdir {Path(args.runs_dir) / name}")
 
 
-def cmd_notebook(args) -> None:
-    """The notebook's method end to end: the separate models, cross-labelling, the four-class model."""
-    args.variants = "separate,crosslabel_hard"
-    cmd_compare(args)
-
-
 def cmd_tune(args) -> None:
     from mtl.config import config_from_dict, merge
-    from mtl.tune import read_search_file, run_tuning
+    from mtl.tuning.search import read_search_file, run_tuning  # TensorFlow and Keras Tuner: only once a search runs
 
     base, search = read_search_file(args.config)  # a plain config, or {"base": config, "search": settings}
     config = merge(merge(config_from_dict(base), {"approach": args.approach}), _overrides(args))
@@ -142,15 +149,33 @@ def _add_data_options(parser, experiment=True) -> None:
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. data.color=gray")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from mtl import tune as tune_options
-    from mtl.approaches import APPROACHES
+def _add_tune_options(parser) -> None:
+    """The options of `mtl tune` beyond the experiment's (--config, --set, --data-dir, ...)."""
+    parser.add_argument("--tuner", choices=TUNERS, help="search algorithm (default: hyperband)")
+    parser.add_argument("--objective", choices=OBJECTIVES, help="validation metric to maximise (default: val_mean_accuracy)")
+    parser.add_argument("--max-epochs", type=int, help="epochs of a trial; Hyperband's longest (default: train.epochs)")
+    parser.add_argument("--max-trials", type=int, help=f"trials of a random or bayesian search (default: {DEFAULT_MAX_TRIALS})")
+    parser.add_argument(
+        "--hp",
+        action="append",
+        metavar="NAME=SPEC",
+        help='set one hyperparameter\'s range: backbone=lenet, batch_size=[64,128], dropout={"min":0,"max":0.3}',
+    )
+    parser.add_argument("--directory", help="search directory (default: RUNS_DIR/tune-APPROACH); run again to resume")
+    parser.add_argument("--overwrite", action="store_true", help="start afresh where a search with other settings is")
+    role = parser.add_mutually_exclusive_group()
+    role.add_argument("--chief", action="store_true", help="distributed search: serve the trials to the workers")
+    role.add_argument("--worker", metavar="ID", help="distributed search: run trials for the chief as worker ID")
+    parser.add_argument("--oracle-ip", help="address of the chief (default: 127.0.0.1)")
+    parser.add_argument("--oracle-port", type=int, help="port of the chief (default: 8000)")
 
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mtl", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train one approach, then evaluate it")
-    train.add_argument("approach", choices=sorted(APPROACHES))
+    train.add_argument("approach", help=APPROACH_HELP)
     train.add_argument("--no-evaluate", action="store_true", help="skip the test-set evaluation")
     _add_data_options(train)
     train.set_defaults(handler=cmd_train)
@@ -168,19 +193,22 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="print JSON instead of lines")
     predict.set_defaults(handler=cmd_predict)
 
-    for name, handler, text in (
-        ("compare", cmd_compare, "train and evaluate every approach side by side (TensorBoard, results.md)"),
-        ("notebook", cmd_notebook, "the notebook's method end to end: separate models, cross-labelling, four-class model"),
-    ):
-        sub = commands.add_parser(name, help=text)
-        sub.add_argument("--variants", help="comma-separated subset of the variants to run")
-        _add_data_options(sub)
-        sub.set_defaults(handler=handler)
+    compare = commands.add_parser("compare", help="train and evaluate every approach side by side (TensorBoard, results.md)")
+    compare.add_argument("--variants", help="comma-separated subset of the variants to run")
+    _add_data_options(compare)
+    compare.set_defaults(handler=cmd_compare)
+
+    # Always the same two variants: choosing others is what `compare --variants` is for.
+    notebook = commands.add_parser(
+        "notebook", help="the notebook's method end to end: separate models, cross-labelling, four-class model"
+    )
+    _add_data_options(notebook)
+    notebook.set_defaults(handler=cmd_notebook)
 
     tune = commands.add_parser("tune", help="hyperparameter search with Keras Tuner")
-    tune.add_argument("approach", choices=sorted(APPROACHES))
+    tune.add_argument("approach", help=APPROACH_HELP)
     _add_data_options(tune)
-    tune_options.add_options(tune)
+    _add_tune_options(tune)
     tune.set_defaults(handler=cmd_tune)
     return parser
 
