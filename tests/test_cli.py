@@ -51,6 +51,7 @@ def run_copy(trained_run, tmp_path):
 # ---------------------------------------------------------------- train -> predict -> evaluate
 
 
+@pytest.mark.slow
 def test_train_writes_a_run_and_prints_the_headline(trained_run):
     run_dir, out = trained_run
     assert f"Run written to {run_dir}" in out
@@ -66,6 +67,7 @@ def test_train_writes_a_run_and_prints_the_headline(trained_run):
     assert (run_dir / "evaluation" / "confusion_gender_test_gender.png").is_file()
 
 
+@pytest.mark.slow
 def test_predict_prints_one_line_per_image(trained_run, faces):
     code, out, err = run_cli("predict", trained_run[0], *faces)
 
@@ -83,6 +85,7 @@ def test_predict_prints_one_line_per_image(trained_run, faces):
         assert float(match["g"]) >= 0.5 and float(match["e"]) >= 0.5  # the most likely of two classes
 
 
+@pytest.mark.slow
 def test_predict_json_gives_probabilities_that_sum_to_one(trained_run, faces):
     code, out, err = run_cli("predict", trained_run[0], *faces, "--json")
 
@@ -102,6 +105,7 @@ def test_predict_json_gives_probabilities_that_sum_to_one(trained_run, faces):
         assert result[FOUR]["probabilities"]["happy_female"] == pytest.approx(happy_female, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_evaluate_refuses_to_overwrite_metrics_without_overwrite(run_copy):
     before = (run_copy / "metrics.json").read_bytes()
 
@@ -117,6 +121,7 @@ def test_evaluate_refuses_to_overwrite_metrics_without_overwrite(run_copy):
     assert "_samples" not in metrics
 
 
+@pytest.mark.slow
 def test_evaluate_to_another_file_scores_the_joint_folder(trained_run, joint_folder, tmp_path):
     output = tmp_path / "with_joint.json"
     before = snapshot(trained_run[0])
@@ -132,6 +137,7 @@ def test_evaluate_to_another_file_scores_the_joint_folder(trained_run, joint_fol
     assert snapshot(trained_run[0]) == before  # the run itself is untouched
 
 
+@pytest.mark.slow
 def test_existing_run_directory_is_never_overwritten(trained_run):
     run_dir, _ = trained_run
     before = snapshot(run_dir)
@@ -159,6 +165,7 @@ def test_data_dir_with_the_wrong_layout(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "content",
     [b"this is text, not a face", b"", b"\xff\xd8\xff\xe0\x00\x10JFIF truncated"],
@@ -172,6 +179,7 @@ def test_predict_on_a_file_that_is_no_image(trained_run, tmp_path, content):
     assert out == ""
 
 
+@pytest.mark.slow
 def test_predict_on_a_truncated_real_face(trained_run, tmp_path):
     whole = sorted((SAMPLE / "gender" / "Validation" / "female").iterdir())[0].read_bytes()
     bad = tmp_path / "cut.jpg"
@@ -180,6 +188,7 @@ def test_predict_on_a_truncated_real_face(trained_run, tmp_path):
     assert_one_error_line(code, err, bad)
 
 
+@pytest.mark.slow
 def test_predict_on_a_missing_image_or_a_folder(trained_run, tmp_path):
     code, _, err = run_cli("predict", trained_run[0], tmp_path / "missing.png")
     assert_one_error_line(code, err, tmp_path / "missing.png")
@@ -289,6 +298,7 @@ def test_bad_set_syntax(tmp_path):
     assert_one_error_line(code, err, "KEY=VALUE", "'train.epochs'")
 
 
+@pytest.mark.slow
 def test_hdf5_with_the_wrong_keys(trained_run, tmp_path):
     bad = tmp_path / "faces.h5"
     with h5py.File(bad, "w") as file:
@@ -346,6 +356,7 @@ def test_notebook_runs_its_fixed_pair_so_takes_no_variants(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_installed_script_says_one_sentence_for_a_bad_path(tmp_path):
     result = mtl_script("predict", tmp_path / "no_run", tmp_path / "face.jpg", cwd=tmp_path)
     assert_one_error_line(result.returncode, without_native_tensorflow_logs(result.stderr), tmp_path / "no_run")
