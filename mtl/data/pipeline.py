@@ -5,9 +5,10 @@ training) and `{"gender": int32, "emotion": int32}` with -1 where the dataset ha
 The test sets are only ever read for the final evaluation, never for training or selection.
 """
 
+import hashlib
+import math
 from dataclasses import dataclass, field
 from importlib import resources
-import math
 from pathlib import Path
 
 import tensorflow as tf
@@ -41,7 +42,7 @@ class ExperimentData:
     emotion_train: sources.ImageSource
     emotion_validation: sources.ImageSource
     config: DataConfig
-    # Each source is decoded once per process: the teachers, cross-labelling, the student and
+    # With a cache, each source is decoded once per process: the teachers, cross-labelling, the student and
     # every trial of a search read the same in-memory cache.
     _decoded: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -55,15 +56,34 @@ class ExperimentData:
         return cls(gender_train, gender_validation, emotion_train, emotion_validation, config)
 
     def images(self, source) -> tf.data.Dataset:
-        """Decoded, resized, cached (uint8) examples of one source, in a fixed order."""
+        """Decoded, resized (uint8) examples of one source, in a fixed order, cached as `data.cache` says."""
         if id(source) not in self._decoded:
-            self._decoded[id(source)] = source.dataset(self.config.image_size).cache()
+            self._decoded[id(source)] = cached(source.dataset(self.config.image_size), source, self.config)
         return self._decoded[id(source)]
 
     def validation(self) -> tf.data.Dataset:
         """Both validation splits, batched: the data that selects models and tunes hyperparameters."""
         both = self.images(self.gender_validation).concatenate(self.images(self.emotion_validation))
         return evaluation_batches(both, self.config.batch_size)
+
+
+def cached(examples: tf.data.Dataset, source, config: DataConfig) -> tf.data.Dataset:
+    """`examples` cached in memory ("memory"), not at all ("none": decoded again every epoch), or in
+    files under the folder `config.cache`, so a dataset larger than memory still trains."""
+    if config.cache == "memory":
+        return examples.cache()
+    if config.cache == "none":
+        return examples
+    folder = Path(config.cache)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        raise UserError(
+            f"data.cache '{config.cache}' is not 'memory', 'none' or a folder that can be created."
+        ) from None
+    # Named by the image size and the files, so a changed source or size never reads a stale cache.
+    key = hashlib.sha256("\n".join([str(config.image_size), *source.paths]).encode()).hexdigest()[:16]
+    return examples.cache(str(folder / f"images-{key}"))
 
 
 def test_sets(config: DataConfig) -> dict[str, sources.ImageSource | sources.ArraySource]:
