@@ -15,15 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
+from mtl import approaches
 from mtl.config import ExperimentConfig, config_from_dict, merge
 from mtl.dashboard.figures import confusion_matrix_image, face_grid_image, write_images
 from mtl.dashboard.hparams import write_hparams, write_hparams_config
 from mtl.errors import UserError
-from mtl.experiment import train_and_evaluate, validate
+from mtl.experiment import TEACHERS_DIR, train_and_evaluate, validate
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
 
-# The variants every comparison runs unless its config names others. Later variants use the
-# `separate` run as teachers, so the cross-labels come from the same baseline models.
+# The variants every comparison runs unless its config names others. Variants that need teachers
+# use the run of the first variant whose approach provides them (trained first), so the
+# cross-labels come from the same baseline models.
 DEFAULT_VARIANTS = {
     "separate": {"approach": "separate"},
     "crosslabel_hard": {"approach": "crosslabel", "options": {"pseudo_labels": "hard"}},
@@ -31,7 +33,6 @@ DEFAULT_VARIANTS = {
     "multitask_masked": {"approach": "multitask", "options": {"pseudo_labels": "none"}},
     "multitask_pseudo": {"approach": "multitask", "options": {"pseudo_labels": "soft"}},
 }
-TEACHER_VARIANT = "separate"
 
 METRICS = {
     "gender_accuracy": "gender accuracy (gender test)",
@@ -42,7 +43,7 @@ METRICS = {
     "inference_ms_per_image": "inference ms/image",
     "training_seconds": "training seconds",
 }
-HPARAMS = ("approach", "pseudo_labels", "loss_weighting", "backbone", "color", "epochs", "seed")
+SHARED_HPARAMS = ("approach", "backbone", "color", "epochs", "seed")
 
 
 def variant_configs(spec: dict) -> dict[str, ExperimentConfig]:
@@ -55,24 +56,46 @@ def variant_configs(spec: dict) -> dict[str, ExperimentConfig]:
     return {name: merge(base, overrides) for name, overrides in variants.items()}
 
 
-def hparams_of(config: ExperimentConfig) -> dict:
-    return {
+def hparams_columns(configs: dict[str, ExperimentConfig]) -> list[str]:
+    """The shared HParams columns, then every field the variants' approaches add."""
+    added = [name for config in configs.values() for name in approaches.get(config.approach).hparams(config)]
+    return [*SHARED_HPARAMS, *dict.fromkeys(added)]
+
+
+def hparams_of(config: ExperimentConfig, columns: list[str]) -> dict:
+    values = {
         "approach": config.approach,
-        "pseudo_labels": config.options.pseudo_labels if config.approach != "separate" else "n/a",
-        "loss_weighting": config.options.loss_weighting if config.approach == "multitask" else "n/a",
         "backbone": config.model.backbone,
         "color": config.data.color,
         "epochs": config.train.epochs,
         "seed": config.train.seed,
+        **approaches.get(config.approach).hparams(config),
     }
+    return {column: values.get(column, "n/a") for column in columns}
 
 
-def row_of(name: str, config: ExperimentConfig, metrics: dict) -> dict:
-    row = {"variant": name, **hparams_of(config)}
+def row_of(name: str, config: ExperimentConfig, metrics: dict, columns: list[str]) -> dict:
+    row = {"variant": name, **hparams_of(config, columns)}
     for key in METRICS:
         value = metrics["headline"].get(key) if key in metrics["headline"] else metrics.get(key)
         row[key] = value
     return row
+
+
+def teacher_variant(configs: dict[str, ExperimentConfig], names: list[str]) -> str | None:
+    """The first variant whose approach provides teachers, if any of `names` needs them and has none given."""
+    needing = [
+        name for name in names if approaches.get(configs[name].approach).needs_teachers(configs[name])
+        and not configs[name].options.teachers
+    ]
+    providers = [name for name, config in configs.items() if approaches.get(config.approach).provides_teachers]
+    return providers[0] if needing and providers else None
+
+
+def teachers_first(configs: dict[str, ExperimentConfig]) -> dict[str, ExperimentConfig]:
+    """The variants in their order, except that those whose approach provides teachers come first."""
+    providers = [name for name, config in configs.items() if approaches.get(config.approach).provides_teachers]
+    return {name: configs[name] for name in [*providers[:1], *configs] if name in configs}
 
 
 def compare(spec: dict, root: Path, only: list[str] | None = None) -> list[dict]:
@@ -85,29 +108,34 @@ def compare(spec: dict, root: Path, only: list[str] | None = None) -> list[dict]
         missing = [name for name in only if name not in configs]
         if missing:
             raise UserError(f"Unknown variant '{missing[0]}'; this comparison has: {', '.join(configs)}.")
-        configs = {name: configs[name] for name in configs if name in only or name == TEACHER_VARIANT}
+        configs = {name: configs[name] for name in configs if name in only or name == teacher_variant(configs, only)}
     for config in configs.values():
         validate(config)
+    configs = teachers_first(configs)
+    columns = hparams_columns(configs)
     root.mkdir(parents=True, exist_ok=True)
     (root / "comparison.json").write_text(
         json.dumps({name: config.to_dict() for name, config in configs.items()}, indent=2) + "\n"
     )
     write_hparams_config(
-        root, {name: [] for name in HPARAMS}, {key: display for key, display in METRICS.items()}
+        root, {name: [] for name in columns}, {key: display for key, display in METRICS.items()}
     )
     rows = []
     teacher_run = None
     for name, config in configs.items():
-        if config.approach != "separate" and teacher_run is not None and not config.options.teachers:
+        approach = approaches.get(config.approach)
+        if approach.needs_teachers(config) and teacher_run is not None and not config.options.teachers:
             config = merge(config, {"options": {"teachers": str(teacher_run)}})
         print(f"\n=== {name}: {config.approach} ===", flush=True)
         started = time.perf_counter()
         metrics = train_and_evaluate(config, root / name)
-        if name == TEACHER_VARIANT:
+        if teacher_run is None and approach.provides_teachers:
             teacher_run = root / name
+        elif teacher_run is None and approach.needs_teachers(config) and not config.options.teachers:
+            teacher_run = root / name / TEACHERS_DIR  # trained inside this run: the next variants reuse them
         # training_seconds includes cross-labelling, excludes evaluation and teachers trained elsewhere.
-        log_to_tensorboard(root / name, config, metrics)
-        rows.append(row_of(name, config, metrics))
+        log_to_tensorboard(root / name, config, metrics, columns)
+        rows.append(row_of(name, config, metrics, columns))
         print(f"{name} took {time.perf_counter() - started:.0f} s", flush=True)
     write_tables(rows, root)
     return rows

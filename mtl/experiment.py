@@ -1,32 +1,75 @@
-"""One experiment end to end: a new run directory, training, evaluation, metrics on disk."""
+"""One experiment end to end: a new run directory, teachers if needed, training, evaluation, metrics."""
 
 import time
 from pathlib import Path
 
-from mtl import approaches, labels
-from mtl.approaches import common
-from mtl.config import ExperimentConfig
+import keras
+
+from mtl import approaches, pseudo_labels, training
+from mtl.approaches.base import Approach
+from mtl.config import ExperimentConfig, merge
 from mtl.data.pipeline import ExperimentData
-from mtl.errors import UserError
 from mtl.evaluate import evaluate_run, write_metrics
-from mtl.losses import loss_combiner
-from mtl.models.backbones import BACKBONES
-from mtl.runs import METRICS_FILE, create_run
-from mtl.training import make_optimizer
+from mtl.models.build import inference_model
+from mtl.runs import METRICS_FILE, MODEL_FILE, create_run
+
+TEACHERS_DIR = "teachers"  # inside a run or search directory, when no options.teachers is given
 
 
-def validate(config: ExperimentConfig) -> None:
-    """Reject an unknown option now, before any folder is made or any model trained."""
-    approaches.get(config.approach)
-    if config.model.backbone not in BACKBONES:
-        raise UserError(f"Unknown backbone '{config.model.backbone}'; expected one of: {', '.join(BACKBONES)}.")
-    if config.data.color not in ("rgb", "gray"):
-        raise UserError(f"Unknown colour mode '{config.data.color}'; expected 'rgb' or 'gray'.")
-    labels.check(config.options)
-    loss_combiner(config.options, ())
-    make_optimizer(config.train, steps_per_epoch=1, epochs=1)
-    if config.approach == "crosslabel":
-        approaches.crosslabel.check(config)
+def seed_everything(seed: int) -> None:
+    keras.utils.set_random_seed(seed)
+
+
+def validate(config: ExperimentConfig) -> Approach:
+    """The config's approach, once it has accepted the config: before any folder is made or model trained."""
+    approach = approaches.get(config.approach)
+    approach.check(config)
+    return approach
+
+
+def train_approach(approach: Approach, config: ExperimentConfig, run_dir: Path, data: ExperimentData) -> keras.Model:
+    """Fit the approach's stages in order into `run_dir`; saves each network and the inference model."""
+    run_dir = Path(run_dir)
+    merged_dir = cross_labelled_images(config, run_dir, data) if approach.needs_teachers(config) else None
+    stages = approach.stages(config)
+    for stage in stages:
+        summary = approach.fit_stage(
+            config, stage, data, merged_dir, run_dir / "logs" / stage.name, approach.epochs(config, stage.name)
+        )
+        training.write_json(run_dir / f"{stage.name}_training.json", summary)
+        stage.network.save(run_dir / f"{stage.network.name}.keras")
+    model = inference_model([stage.network for stage in stages], config.data)
+    model.save(run_dir / MODEL_FILE)
+    return model
+
+
+def teachers(config: ExperimentConfig, directory: Path, data: ExperimentData) -> Path:
+    """A run of the separate models that cross-label: `options.teachers`, or one trained into `directory/teachers`.
+
+    Teachers left finished by an earlier, interrupted run in `directory` are reused.
+    """
+    if config.options.teachers:
+        return Path(config.options.teachers)
+    run_dir = Path(directory) / TEACHERS_DIR
+    if not (run_dir / MODEL_FILE).is_file():
+        print("Training the teachers first.", flush=True)
+        teacher_approach = approaches.teacher()
+        teacher_config = merge(config, {"approach": teacher_approach.name})
+        run_dir.mkdir(parents=True, exist_ok=True)
+        train_approach(teacher_approach, teacher_config, run_dir, data)
+    return run_dir
+
+
+def cross_labelled_images(config: ExperimentConfig, directory: Path, data: ExperimentData, name: str = pseudo_labels.MERGED_DIR) -> Path:
+    """Both training splits labelled by the teachers into `directory/name` (made once, then reused)."""
+    merged_dir = Path(directory) / name
+    if (merged_dir / pseudo_labels.SUMMARY_FILE).is_file():
+        print(f"Reusing the cross-labelled images in {merged_dir}.", flush=True)
+        return merged_dir
+    teacher = pseudo_labels.load_teacher(teachers(config, directory, data))
+    summary = pseudo_labels.cross_label(teacher, data, merged_dir)
+    print(f"Cross-labelled {summary['examples']} images into {merged_dir}.", flush=True)
+    return merged_dir
 
 
 def train_and_evaluate(config: ExperimentConfig, run_dir: Path, evaluate: bool = True) -> dict:
@@ -35,13 +78,12 @@ def train_and_evaluate(config: ExperimentConfig, run_dir: Path, evaluate: bool =
     Returns the metrics (with `training_seconds` added); writes config.json, model.keras,
     TensorBoard logs and metrics.json into the run directory.
     """
-    validate(config)
-    approach = approaches.get(config.approach)
+    approach = validate(config)
     data = ExperimentData.load(config.data, config.train.seed)  # validates the data before a run is made
     run_dir = create_run(run_dir, config)
-    common.seed_everything(config.train.seed)
+    seed_everything(config.train.seed)
     start = time.perf_counter()
-    approach.train(config, run_dir, data)
+    train_approach(approach, config, run_dir, data)
     training_seconds = time.perf_counter() - start
     if not evaluate:
         return {"run": str(run_dir), "training_seconds": training_seconds}

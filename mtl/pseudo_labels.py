@@ -1,4 +1,6 @@
-"""Cross-labelling: each teacher labels the other dataset, and the merged set is written to disk.
+"""Pseudo-labels: the teachers, cross-labelling with them, and reading the merged set back.
+
+Each teacher (a separate-approach run) labels the other dataset, and the merged set is written to disk.
 
 The merged training set is stored as TFRecord shards. Each record holds the image (PNG),
 its true labels (-1 where missing), both teachers' predicted probabilities, the predicted
@@ -16,6 +18,7 @@ import tensorflow as tf
 
 from mtl.data.pipeline import ExperimentData
 from mtl.errors import UserError
+from mtl.runs import MODEL_FILE
 from mtl.tasks import CLASSES, EMOTION, GENDER, TASKS
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,20 @@ def _example(image, labels, probs, source: str) -> bytes:
         "source": raw(source.encode()),
     }
     return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+
+def load_teacher(run_dir: str | Path) -> keras.Model:
+    """The inference model of a finished separate-approach run, to cross-label with."""
+    path = Path(run_dir) / MODEL_FILE
+    if not path.is_file():
+        raise UserError(f"Teacher run '{run_dir}' holds no {MODEL_FILE}; train the separate approach first.")
+    log.info("Using the separate models of '%s' as teachers.", run_dir)
+    return keras.models.load_model(path)
+
+
+def merged_examples(directory: Path) -> int:
+    """How many images the cross-labelled set in `directory` holds."""
+    return json.loads((Path(directory) / SUMMARY_FILE).read_text())["examples"]
 
 
 def cross_label(teacher: keras.Model, data: ExperimentData, out_dir: Path, batch_size: int = 256) -> dict:

@@ -124,15 +124,22 @@ def fit(
     config: TrainConfig,
     epochs: int,
     steps_per_epoch: int,
-    log_dir: Path,
+    log_dir: Path | None,
     extra_callbacks=(),
+    initial_epoch: int = 0,
     verbose: int = 2,
 ) -> dict:
-    """Train, keep the weights of the best validation epoch, log to TensorBoard; returns a summary."""
-    trainer.compile(optimizer=make_optimizer(config, steps_per_epoch, epochs))
+    """Train, keep the weights of the best validation epoch, log to TensorBoard; returns a summary.
+
+    From `initial_epoch` (a search trial continued by Hyperband) the optimizer starts afresh,
+    so its schedule spans the epochs that are left.
+    """
+    trainer.compile(optimizer=make_optimizer(config, steps_per_epoch, epochs - initial_epoch))
     monitor = selection_metric(trainer)
     best = BestWeights(monitor)
-    callbacks = [keras.callbacks.TensorBoard(log_dir=str(log_dir)), best, *extra_callbacks]
+    callbacks = [best, *extra_callbacks]
+    if log_dir is not None:
+        callbacks.insert(0, keras.callbacks.TensorBoard(log_dir=str(log_dir)))
     if config.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor, mode="max", patience=config.early_stopping_patience))
     start = time.perf_counter()
@@ -140,6 +147,7 @@ def fit(
         train_batches,
         validation_data=validation_batches,
         epochs=epochs,
+        initial_epoch=initial_epoch,
         steps_per_epoch=steps_per_epoch,
         callbacks=callbacks,
         shuffle=False,  # the tf.data pipeline shuffles; Keras cannot shuffle a dataset
@@ -150,7 +158,8 @@ def fit(
     return {
         "monitor": monitor,
         "best_epoch": best.best_epoch,
-        "best_value": best.best_value,
+        "best_value": best.best_value if best.best_epoch else None,
+        "best_validation": best.validation,
         "training_seconds": round(seconds, 1),
         "history": {key: [float(v) for v in values] for key, values in history.history.items()},
     }
@@ -165,12 +174,14 @@ class BestWeights(keras.callbacks.Callback):
         self.best_value = -math.inf
         self.best_epoch = None
         self.weights = None
+        self.validation = {}  # the validation results of the best epoch
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
         if value is not None and value > self.best_value:
             self.best_value, self.best_epoch = float(value), epoch + 1
             self.weights = self.model.get_weights()
+            self.validation = {key: float(value) for key, value in logs.items() if key.startswith("val_")}
 
     def restore(self, trainer):
         if self.weights is not None:

@@ -21,7 +21,8 @@ from tensorflow.python.framework.func_graph import FuncGraph
 
 from conftest import run_cli
 from mtl.config import AugmentConfig, ExperimentConfig, config_from_dict, load_config
-from mtl.tune import SPACES, config_for, scaled_augmentation
+from mtl import approaches
+from mtl.tuning.space import config_for, default_space, scaled_augmentation
 
 QUICK = ("--max-epochs", "1", "--epochs", "1", "--hp", "backbone=lenet")
 
@@ -87,7 +88,8 @@ def test_hyperparameters_set_config_fields_and_inactive_ones_keep_the_base_value
     hp.values.update({"backbone": "lenet", "width": 16, "batch_size": 128, "pseudo_labels": "threshold",
                       "confidence_threshold": 0.7, "loss_weighting": "uncertainty", "augment_strength": 0.0})
 
-    config = config_for(hp, SPACES["multitask"], base)
+    multitask = approaches.get("multitask")
+    config = config_for(hp, multitask, default_space(multitask), base)
 
     assert (config.model.backbone, config.data.batch_size) == ("lenet", 128)
     assert config.model.width == base.model.width  # width means nothing to LeNet

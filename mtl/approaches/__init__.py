@@ -1,22 +1,13 @@
-"""The approaches, by name. Each module has `train(config, run_dir, data) -> inference model`.
-
-For the hyperparameter search (`mtl.tune`) each also has `network(config)` (the network a trial
-fits: the one `train` fits, or for separate both networks side by side), `combiner(config)` (how
-its head losses add up; None for a plain sum) and `training_batches(config, data, merged_dir)`
-(its training batches and the steps of one epoch, from the code `train` uses).
+"""The approaches, registered by name (`mtl.approaches.base`): importing this package registers the built-ins.
 
 - separate:   a gender model and an emotion model; four classes by product of probabilities.
 - crosslabel: the notebook's method; teachers cross-label, a four-class model learns the merge.
 - multitask:  one backbone, two heads, trained on both datasets at once (masked or pseudo-labelled).
+
+A new approach is one module with a class decorated by `register`, imported here or by its user.
 """
 
-from mtl.approaches import crosslabel, multitask, separate
-from mtl.errors import UserError
-
-APPROACHES = {"separate": separate, "crosslabel": crosslabel, "multitask": multitask}
-
-
-def get(name: str):
-    if name not in APPROACHES:
-        raise UserError(f"Unknown approach '{name}'; expected one of: {', '.join(APPROACHES)}.")
-    return APPROACHES[name]
+# Imported in this order to register the built-ins, the baseline first.
+from mtl.approaches import separate  # noqa: F401, I001
+from mtl.approaches import crosslabel, multitask  # noqa: F401
+from mtl.approaches.base import APPROACHES, Approach, Stage, get, names, register, teacher  # noqa: F401

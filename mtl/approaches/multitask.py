@@ -3,89 +3,77 @@
 Each batch mixes the two datasets in a set proportion (`data.emotion_proportion`), so the
 smaller emotion set is not drowned. A head's loss covers only the examples that have its
 label (pseudo_labels "none"), or also teacher labels for the rest ("hard", "soft",
-"threshold", from the same cross-labelling as the crosslabel approach). The losses combine
-by fixed weights or learned uncertainty weighting (`mtl.losses`).
+"threshold", from the same cross-labelling as the crosslabel approach). How the head losses
+combine is a loss weighting (`mtl.weighting`).
 """
 
 from pathlib import Path
 
-import keras
 import tensorflow as tf
 
-from mtl import labels, training
-from mtl.approaches import common
+from mtl import labels, weighting
+from mtl.approaches import batches
+from mtl.approaches.base import Approach, Stage, register
 from mtl.config import ExperimentConfig
-from mtl.crosslabel import MERGED_DIR, cross_label, read_merged
 from mtl.data.pipeline import ExperimentData
-from mtl.errors import UserError
-from mtl.losses import loss_combiner
 from mtl.models.build import build_network
+from mtl.pseudo_labels import read_merged
 from mtl.tasks import CLASSES, EMOTION, GENDER, TASKS
+from mtl.tuning.space import CONFIDENCE_THRESHOLD, Hyperparameter
+
+MULTITASK = "multitask"
 
 
-def mixed_examples(gender: tf.data.Dataset, emotion: tf.data.Dataset, config: ExperimentConfig, sizes) -> tf.data.Dataset:
-    """Endless stream drawing from the two datasets with the configured emotion proportion."""
-    proportion = config.data.emotion_proportion
-    if proportion is None:
-        proportion = sizes[EMOTION] / (sizes[GENDER] + sizes[EMOTION])
-    return common.mixed_examples(gender, emotion, proportion, config.train.seed)
+def emotion_share(config: ExperimentConfig, sizes: dict[str, int]) -> float:
+    """The configured share of emotion faces in a batch, or else their share of the training images."""
+    if config.data.emotion_proportion is not None:
+        return config.data.emotion_proportion
+    return sizes[EMOTION] / (sizes[GENDER] + sizes[EMOTION])
 
 
-def train(config: ExperimentConfig, run_dir: Path, data: ExperimentData) -> keras.Model:
-    labels.check(config.options)
-    run_dir = Path(run_dir)
-    merged_dir = None
-    if config.options.pseudo_labels != "none":
-        teacher = common.load_teacher(config, run_dir, data)
-        merged_dir = run_dir / MERGED_DIR
-        cross_label(teacher, data, merged_dir)
+@register
+class MultiTask(Approach):
+    name = "multitask"
+    hyperparameters = {
+        "pseudo_labels": Hyperparameter(["none", "hard", "soft", "threshold"], "options.pseudo_labels", categorical=True),
+        "confidence_threshold": CONFIDENCE_THRESHOLD,
+        "loss_weighting": Hyperparameter(weighting.names(), "options.loss_weighting", categorical=True),
+        # Only the ratio of the two fixed weights matters; the gender weight stays at the base value.
+        "emotion_loss_weight": Hyperparameter(
+            {"min": 0.5, "max": 2.0, "sampling": "log"}, "options.emotion_loss_weight", when=("loss_weighting", ("fixed",))
+        ),
+        "emotion_proportion": Hyperparameter({"min": 0.3, "max": 0.7, "step": 0.1}, "data.emotion_proportion"),
+    }
 
-    two_head_network = network(config)
-    train_batches, steps = training_batches(config, data, merged_dir)
-    print(f"Training the two-head model on {len(data.gender_train) + len(data.emotion_train)} images per epoch.", flush=True)
-    summary = common.fit_network(
-        two_head_network,
-        train_batches,
-        data.validation(),
-        config,
-        config.train.epochs,
-        steps,
-        run_dir / "logs" / "multitask",
-        combiner=combiner(config),
-    )
-    training.write_json(run_dir / "multitask_training.json", summary)
-    return common.save_network_and_inference_model(two_head_network, config, run_dir)
+    def needs_teachers(self, config: ExperimentConfig) -> bool:
+        return config.options.pseudo_labels != "none"
 
+    def hparams(self, config: ExperimentConfig) -> dict:
+        return {"pseudo_labels": config.options.pseudo_labels, "loss_weighting": config.options.loss_weighting}
 
-def network(config: ExperimentConfig) -> keras.Model:
-    """One backbone with a gender head and an emotion head."""
-    return build_network(config.model, config.data, {task: len(CLASSES[task]) for task in TASKS}, name="multitask_model")
+    def stages(self, config: ExperimentConfig) -> list[Stage]:
+        heads = {task: len(CLASSES[task]) for task in TASKS}
+        network = build_network(config.model, config.data, heads, name="multitask_model")
+        return [Stage(MULTITASK, network, weighting.create(config.options, TASKS))]
 
+    def training_batches(
+        self, config: ExperimentConfig, stage: str, data: ExperimentData, merged_dir: Path | None
+    ) -> tuple[tf.data.Dataset, int]:
+        """Mixed batches of both datasets with two-task targets.
 
-def combiner(config: ExperimentConfig) -> keras.layers.Layer:
-    return loss_combiner(config.options, TASKS)
-
-
-def training_batches(
-    config: ExperimentConfig, data: ExperimentData, merged_dir: Path | None
-) -> tuple[tf.data.Dataset, int]:
-    """Mixed batches of both datasets with two-task targets, and the steps of one epoch.
-
-    With pseudo-labels the images come from the cross-labelled shards in `merged_dir`,
-    otherwise straight from the datasets.
-    """
-    labels.check(config.options)
-    sizes = {GENDER: len(data.gender_train), EMOTION: len(data.emotion_train)}
-    if config.options.pseudo_labels == "none":
-        gender, emotion = data.images(data.gender_train), data.images(data.emotion_train)
-    else:
+        With pseudo-labels the images come from the cross-labelled shards in `merged_dir`,
+        otherwise straight from the datasets.
+        """
+        sizes = {GENDER: len(data.gender_train), EMOTION: len(data.emotion_train)}
         if merged_dir is None:
-            raise UserError(f"pseudo_labels '{config.options.pseudo_labels}' needs cross-labelled images; none were made.")
-        gender = read_merged(merged_dir, source=GENDER).cache()
-        emotion = read_merged(merged_dir, source=EMOTION).cache()
-    batches = common.batches_with_targets(
-        mixed_examples(gender, emotion, config, sizes),
-        config,
-        lambda batch_labels, predictions=None: labels.task_targets(batch_labels, predictions, config.options),
-    )
-    return batches, common.steps_for(sum(sizes.values()), config)
+            gender, emotion = data.images(data.gender_train), data.images(data.emotion_train)
+        else:
+            gender = read_merged(merged_dir, source=GENDER).cache()
+            emotion = read_merged(merged_dir, source=EMOTION).cache()
+        mixed = batches.mixed_examples(gender, emotion, emotion_share(config, sizes), config.train.seed)
+        two_task_batches = batches.batches_with_targets(
+            mixed,
+            config,
+            lambda batch_labels, predictions=None: labels.task_targets(batch_labels, predictions, config.options),
+        )
+        return two_task_batches, batches.steps_for(sum(sizes.values()), config)

@@ -1,0 +1,124 @@
+"""What an approach declares about itself, and the registry of approaches by name.
+
+An approach says which networks it fits, in order (its stages), on which batches and with which
+loss weighting; whether it needs the teachers' pseudo-labels; which hyperparameters it adds to a
+search; which option combinations it refuses; and which fields it adds to HParams rows.
+`mtl train`, `mtl compare` and `mtl tune` run every approach through this interface and never
+branch on an approach's name, so a new approach is one module with one registered class.
+"""
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from mtl import training
+from mtl.config import ExperimentConfig, merge
+from mtl.data.pipeline import ExperimentData
+from mtl.errors import UserError
+from mtl.tuning.space import Hyperparameter
+
+
+@dataclass
+class Stage:
+    """One network an approach fits: `mtl train` and a search trial fit the stages in order."""
+
+    name: str  # names its logs (logs/<name>) and training summary (<name>_training.json)
+    network: keras.Model
+    weighting: keras.layers.Layer | None = None  # None: the plain sum of the head losses
+    trainer: training.Trainer = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self.trainer = training.Trainer(self.network, self.weighting)
+
+
+class Approach:
+    """Base of every approach; a subclass overrides what differs and is registered with `@register`."""
+
+    name: str = ""
+    # Its trained runs can cross-label for other approaches (the separate models).
+    provides_teachers: bool = False
+    # Hyperparameters this approach adds to the shared search space (mtl.tuning.space).
+    hyperparameters: dict[str, Hyperparameter] = {}
+    default_objective: str = "val_mean_accuracy"
+
+    def check(self, config: ExperimentConfig) -> None:
+        """Refuse, with a UserError, option combinations this approach cannot train."""
+
+    def needs_teachers(self, config: ExperimentConfig) -> bool:
+        """Whether training needs the teachers' cross-labelled images."""
+        return False
+
+    def hparams(self, config: ExperimentConfig) -> dict:
+        """The options this approach adds to its HParams row ("n/a" for a field another approach adds)."""
+        return {}
+
+    def stages(self, config: ExperimentConfig) -> list[Stage]:
+        """The freshly built networks to fit, in training order."""
+        raise NotImplementedError
+
+    def training_batches(
+        self, config: ExperimentConfig, stage: str, data: ExperimentData, merged_dir: Path | None
+    ) -> tuple[tf.data.Dataset, int]:
+        """A stage's endless training batches `(images, targets, weights)` and the steps of one epoch."""
+        raise NotImplementedError
+
+    def epochs(self, config: ExperimentConfig, stage: str) -> int:
+        return config.train.epochs
+
+    def with_stage_epochs(self, config: ExperimentConfig, epochs: int) -> ExperimentConfig:
+        """`config` with its stages trained `epochs` epochs (what a search trial trained), teachers unchanged."""
+        return merge(config, {"train": {"epochs": epochs}})
+
+    def fit_stage(
+        self,
+        config: ExperimentConfig,
+        stage: Stage,
+        data: ExperimentData,
+        merged_dir: Path | None,
+        log_dir: Path | None,
+        epochs: int,
+        initial_epoch: int = 0,
+        extra_callbacks=(),
+    ) -> dict:
+        """Fit one stage on its batches, validated on both tasks' true labels; the one fit path of train and tune."""
+        train_batches, steps = self.training_batches(config, stage.name, data, merged_dir)
+        print(f"Training {stage.network.name} ({stage.name}): {steps} steps an epoch.", flush=True)
+        return training.fit(
+            stage.trainer,
+            train_batches,
+            data.validation(),
+            config.train,
+            epochs,
+            steps,
+            log_dir,
+            extra_callbacks=extra_callbacks,
+            initial_epoch=initial_epoch,
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+
+
+APPROACHES: dict[str, Approach] = {}
+
+
+def register(cls: type[Approach]) -> type[Approach]:
+    """Class decorator: make an approach selectable by its `name` in configs, `compare` and `tune`."""
+    APPROACHES[cls.name] = cls()
+    return cls
+
+
+def get(name: str) -> Approach:
+    if name not in APPROACHES:
+        raise UserError(f"Unknown approach '{name}'; expected one of: {', '.join(APPROACHES)}.")
+    return APPROACHES[name]
+
+
+def names() -> list[str]:
+    return list(APPROACHES)
+
+
+def teacher() -> Approach:
+    """The approach whose runs cross-label for the others."""
+    return next(approach for approach in APPROACHES.values() if approach.provides_teachers)

@@ -1,0 +1,172 @@
+"""Search spaces: which hyperparameters a search may vary, and how a trial's values become a config.
+
+A hyperparameter is declared once, with the config field it sets and the values it may take
+(its spec). The shared ones are below; each approach adds its own (`Approach.hyperparameters`).
+A spec is a list (a choice), `{"min", "max"[, "step", "sampling"]}` (a range; integers if every
+bound is) or anything else (a fixed value). Search files and `--hp` replace specs, never fields.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import keras_tuner as kt
+
+from mtl.config import AugmentConfig, ExperimentConfig, deep_merge, merge, set_dotted
+from mtl.errors import UserError
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """One searchable setting: its default spec, the config field it sets, and when it is active."""
+
+    spec: Any
+    field: str | None = None  # dotted config field; None when `apply` builds the overrides
+    categorical: bool = False  # choices only, never a range
+    when: tuple[str, tuple] | None = None  # (parent, parent values) that make it meaningful
+    apply: Callable[[ExperimentConfig, Any], dict] | None = None  # (base config, value) -> overrides
+
+    def overrides(self, base: ExperimentConfig, value) -> dict:
+        if self.apply is not None:
+            return self.apply(base, value)
+        overrides: dict = {}
+        set_dotted(overrides, self.field, value)
+        return overrides
+
+
+def scaled_augmentation(base: AugmentConfig | None, strength: float) -> dict:
+    """The base augmentation (the defaults if it has none) with every geometric and photometric change scaled.
+
+    Strength 0 keeps only the colour-to-grey change, which is about the datasets, not strength.
+    """
+    reference = base or AugmentConfig()
+    return {
+        "flip": bool(reference.flip and strength > 0),
+        "rotation": round(reference.rotation * strength, 6),
+        "zoom": [round(value * strength, 6) for value in reference.zoom],
+        "translation": round(reference.translation * strength, 6),
+        "contrast": round(reference.contrast * strength, 6),
+        "brightness": round(reference.brightness * strength, 6),
+        "grayscale_probability": reference.grayscale_probability,
+    }
+
+
+SHARED = {
+    "backbone": Hyperparameter(["lenet", "resnet"], "model.backbone", categorical=True),
+    "width": Hyperparameter([16, 32], "model.width", when=("backbone", ("resnet", "dsresnet"))),
+    "depth": Hyperparameter([1, 2], "model.depth", when=("backbone", ("resnet", "dsresnet"))),
+    "dropout": Hyperparameter({"min": 0.0, "max": 0.5, "step": 0.1}, "model.dropout"),
+    "learning_rate": Hyperparameter({"min": 1e-4, "max": 3e-3, "sampling": "log"}, "train.learning_rate"),
+    "schedule": Hyperparameter(["constant", "cosine"], "train.schedule", categorical=True),
+    "batch_size": Hyperparameter([32, 64, 128], "data.batch_size"),
+    # Scales rotation, zoom, shift, contrast and brightness together.
+    "augment_strength": Hyperparameter(
+        {"min": 0.0, "max": 1.5, "step": 0.5},
+        apply=lambda base, value: {"data": {"augment": scaled_augmentation(base.data.augment, value)}},
+    ),
+}
+
+# The pseudo-label choices of the approaches that learn from the teachers.
+CONFIDENCE_THRESHOLD = Hyperparameter(
+    {"min": 0.6, "max": 0.95, "step": 0.05}, "options.confidence_threshold", when=("pseudo_labels", ("threshold",))
+)
+
+
+def hyperparameters_of(approach) -> dict[str, Hyperparameter]:
+    """The shared hyperparameters followed by the approach's own."""
+    return {**SHARED, **approach.hyperparameters}
+
+
+def default_space(approach) -> dict[str, Any]:
+    """Hyperparameter name -> default spec, for an approach."""
+    return {name: hyperparameter.spec for name, hyperparameter in hyperparameters_of(approach).items()}
+
+
+def possible_values(spec) -> list | None:
+    """The values a choice or fixed spec can take; None for a range."""
+    if isinstance(spec, list):
+        return spec
+    return None if isinstance(spec, dict) else [spec]
+
+
+def check_space(approach, space: dict) -> None:
+    """Refuse hyperparameters the approach does not have and ranges where only choices make sense."""
+    known = hyperparameters_of(approach)
+    unknown = sorted(set(space) - set(known))
+    if unknown:
+        raise UserError(
+            f"Unknown hyperparameter '{unknown[0]}' for the {approach.name} approach; expected one of: {', '.join(known)}."
+        )
+    for name, spec in space.items():
+        if known[name].categorical and possible_values(spec) is None:
+            raise UserError(f"Hyperparameter '{name}' takes a list of choices or one value, not a range.")
+    declare_space(kt.HyperParameters(), approach, space)  # a malformed spec fails here, before anything runs
+
+
+def _declare(hp: kt.HyperParameters, name: str, spec):
+    if isinstance(spec, list):
+        if not spec:
+            raise UserError(f"Hyperparameter '{name}' has an empty list of choices.")
+        return hp.Choice(name, spec)
+    if isinstance(spec, dict):
+        unknown = set(spec) - {"min", "max", "step", "sampling"}
+        if unknown or not {"min", "max"} <= set(spec):
+            raise UserError(f"Range of hyperparameter '{name}' needs 'min' and 'max' (and may have 'step', 'sampling').")
+        bounds = [spec["min"], spec["max"]] + ([spec["step"]] if spec.get("step") is not None else [])
+        kind = hp.Int if all(isinstance(bound, int) for bound in bounds) else hp.Float
+        try:
+            return kind(name, spec["min"], spec["max"], step=spec.get("step"), sampling=spec.get("sampling", "linear"))
+        except (TypeError, ValueError) as error:
+            raise UserError(f"Range of hyperparameter '{name}' is invalid ({error}).") from None
+    return hp.Fixed(name, spec)
+
+
+def declare_space(hp: kt.HyperParameters, approach, space: dict) -> dict[str, Any]:
+    """Register every hyperparameter of `space` in `hp`; returns their values (None when inactive)."""
+    definitions = hyperparameters_of(approach)
+    values = {}
+    for name, spec in space.items():
+        condition = definitions[name].when
+        if condition is None or condition[0] not in space:
+            values[name] = _declare(hp, name, spec)
+            continue
+        parent, when = condition
+        parent_values = possible_values(space[parent])
+        allowed = [value for value in parent_values if value in when]
+        if not allowed:
+            values[name] = None  # can never be active: not part of this search
+        elif len(parent_values) == 1:
+            values[name] = _declare(hp, name, spec)  # the parent is fixed to a value that activates it
+        else:
+            with hp.conditional_scope(parent, allowed):
+                values[name] = _declare(hp, name, spec)
+    return values
+
+
+def config_for(hp: kt.HyperParameters, approach, space: dict, base: ExperimentConfig) -> ExperimentConfig:
+    """The base config with the trial's hyperparameters set into its fields (declaring them in `hp`)."""
+    definitions = hyperparameters_of(approach)
+    overrides: dict = {}
+    for name, value in declare_space(hp, approach, space).items():
+        if value is not None:
+            overrides = deep_merge(overrides, definitions[name].overrides(base, value))
+    return merge(base, overrides)
+
+
+def choice_configs(approach, space: dict, base: ExperimentConfig) -> list[ExperimentConfig]:
+    """Configs that between them take every choice of every hyperparameter of `space` (ranges left at the base).
+
+    The first has each choice at its first value; each other one changes a single choice.
+    """
+    definitions = hyperparameters_of(approach)
+    choices = {name: possible_values(spec) for name, spec in space.items() if possible_values(spec)}
+
+    def overrides(values: dict) -> dict:
+        merged: dict = {}
+        for name, value in values.items():
+            merged = deep_merge(merged, definitions[name].overrides(base, value))
+        return merged
+
+    first = {name: values[0] for name, values in choices.items()}
+    return [merge(base, overrides(first))] + [
+        merge(base, overrides({**first, name: value})) for name, values in choices.items() for value in values[1:]
+    ]
