@@ -15,9 +15,10 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from mtl.config import TrainConfig
-from mtl.losses import FixedWeights, masked_cross_entropy
+from mtl.config import ApproachConfig, TrainConfig
+from mtl.losses import masked_cross_entropy
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, TASKS
+from mtl.weighting import Weighting, split_variables
 
 
 def task_probabilities(outputs: dict) -> dict:
@@ -31,13 +32,13 @@ def task_probabilities(outputs: dict) -> dict:
 
 
 class Trainer(keras.Model):
-    """Wraps a network for `fit`: masked, combined losses in training; true-label accuracy in validation."""
+    """Wraps a network for `fit`: masked, weighted losses in training; true-label accuracy in validation."""
 
-    def __init__(self, network: keras.Model, combiner: keras.layers.Layer | None = None, **kwargs):
+    def __init__(self, network: keras.Model, weighting: Weighting | None = None, **kwargs):
         super().__init__(**kwargs)
         self.network = network
         self.heads = list(network.output.keys())
-        self.combiner = combiner or FixedWeights({})
+        self.weighting = weighting or Weighting(ApproachConfig(), self.heads)
         self.answers = [task for task in TASKS if task in self.heads or FOUR in self.heads]
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.head_losses = {head: keras.metrics.Mean(name=f"{head}_loss") for head in self.heads}
@@ -62,15 +63,24 @@ class Trainer(keras.Model):
             *self.task_accuracy.values(),
         ]
 
+    def fit(self, *args, callbacks=None, **kwargs):
+        # Weightings that follow the losses over epochs (DWA) hear of each epoch's end from here.
+        epoch_end = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: self.weighting.end_epoch())
+        return super().fit(*args, callbacks=[*(callbacks or ()), epoch_end], **kwargs)
+
     def train_step(self, data):
         images, targets, weights = data
-        with tf.GradientTape() as tape:
+        with tf.GradientTape(persistent=self.weighting.needs_gradients) as tape:
             outputs = self.network(images, training=True)
             losses = {head: masked_cross_entropy(targets[head], outputs[head], weights[head]) for head in self.heads}
             present = {head: ops.cast(ops.sum(weights[head]) > 0, "float32") for head in self.heads}
-            loss = self.combiner(losses, present)
-        variables = self.trainable_variables
-        self.optimizer.apply(tape.gradient(loss, variables), variables)
+            loss = self.weighting.total_loss(losses, present)
+        if self.weighting.needs_gradients:
+            variables, gradients = self.combined_task_gradients(tape, losses, present, loss)
+        else:
+            variables = self.trainable_variables
+            gradients = tape.gradient(loss, variables)
+        self.optimizer.apply(gradients, variables)
         self.loss_tracker.update_state(loss)
         logs = {"loss": self.loss_tracker.result()}
         for head in self.heads:
@@ -79,6 +89,24 @@ class Trainer(keras.Model):
             logs[f"{head}_loss"] = self.head_losses[head].result()
             logs[f"{head}_accuracy"] = self.head_accuracy[head].result()
         return logs
+
+    def combined_task_gradients(self, tape, losses: dict, present: dict, loss) -> tuple[list, list]:
+        """(variables, gradients): the weighting combines the heads' gradients of the shared variables;
+        each head's layer gets its own loss's gradient, the weighting's own variables the total's."""
+        shared, own = split_variables(self.network, self.heads)
+        task_gradients, variables, gradients = {}, [], []
+        for head in self.heads:
+            # One backward pass per head, through the backbone and the head's own layer.
+            head_gradients = tape.gradient(
+                losses[head], shared + own[head], unconnected_gradients=tf.UnconnectedGradients.ZERO
+            )
+            task_gradients[head] = head_gradients[: len(shared)]
+            variables += own[head]
+            gradients += head_gradients[len(shared) :]
+        variables += shared + self.weighting.trainable_variables
+        gradients += self.weighting.combine_gradients(losses, present, task_gradients)
+        gradients += tape.gradient(loss, self.weighting.trainable_variables)
+        return variables, gradients
 
     def test_step(self, data):
         images, labels = data

@@ -1,4 +1,4 @@
-"""Training: masked losses, uncertainty weighting, where targets come from, mixing, cross-labelling."""
+"""Training: masked losses, where targets come from, mixing, cross-labelling."""
 
 import json
 
@@ -12,7 +12,7 @@ from mtl.approaches.multitask import mixed_examples
 from mtl.config import ApproachConfig, DataConfig, ModelConfig, TrainConfig, config_from_dict
 from mtl.data.pipeline import ExperimentData
 from mtl.errors import UserError
-from mtl.losses import FixedWeights, UncertaintyWeighting, loss_combiner, masked_cross_entropy
+from mtl.losses import masked_cross_entropy
 from mtl.models.build import build_network, inference_model
 from mtl.tasks import EMOTION, FOUR, GENDER, MISSING, TASKS
 from mtl.training import Trainer
@@ -70,46 +70,6 @@ def test_a_batch_without_emotion_labels_leaves_the_emotion_head_unchanged(gender
     emotion_after, gender_after = head_weights(network, EMOTION), head_weights(network, GENDER)
     assert all(np.array_equal(b, a) for b, a in zip(emotion_before, emotion_after))  # kernel and bias
     assert not any(np.array_equal(b, a) for b, a in zip(gender_before, gender_after))
-
-
-def test_fixed_weights_scale_each_head_loss():
-    combine = FixedWeights({GENDER: 2.0, EMOTION: 0.5})
-    total = combine({GENDER: tf.constant(1.0), EMOTION: tf.constant(4.0)}, present={GENDER: 1.0, EMOTION: 1.0})
-    assert float(total) == pytest.approx(4.0)
-
-
-def test_uncertainty_weighting_learns_log_variances_of_heads_with_labels(gender_batch):
-    images, batch_labels = gender_batch
-    network = multitask_network()
-    combiner = UncertaintyWeighting(TASKS)
-    trainer = Trainer(network, combiner)
-
-    # Gender-only batches: the gender log-variance moves, the emotion one gets no signal at all.
-    targets, weights = labels.task_targets(batch_labels, None, ApproachConfig(pseudo_labels="none"))
-    train_steps(trainer, images, targets, weights, steps=3)
-    assert float(combiner.log_variances[GENDER]) != 0.0
-    assert float(combiner.log_variances[EMOTION]) == 0.0
-
-    # With (pseudo) labels for both tasks, both log-variances are learned.
-    both_targets, both_weights = labels.task_targets(
-        batch_labels, {EMOTION: tf.fill([16, 2], 0.5), GENDER: tf.fill([16, 2], 0.5)}, ApproachConfig(pseudo_labels="hard")
-    )
-    gender_before = float(combiner.log_variances[GENDER])
-    train_steps(trainer, images, both_targets, both_weights, steps=3)
-    assert float(combiner.log_variances[EMOTION]) != 0.0
-    assert float(combiner.log_variances[GENDER]) != gender_before
-
-
-def test_uncertainty_loss_is_weighted_loss_plus_half_log_variance():
-    combine = UncertaintyWeighting(TASKS)
-    combine.log_variances[GENDER].assign(np.log(4.0))
-    total = combine({GENDER: tf.constant(2.0), EMOTION: tf.constant(3.0)}, present={GENDER: 1.0, EMOTION: 0.0})
-    assert float(total) == pytest.approx(2.0 / 4 + 0.5 * np.log(4.0), rel=1e-5)
-
-
-def test_unknown_loss_weighting_is_a_user_error():
-    with pytest.raises(UserError, match="loss_weighting 'equal'"):
-        loss_combiner(ApproachConfig(loss_weighting="equal"), TASKS)
 
 
 # ---------------------------------------------------------------- targets -------------------
