@@ -42,8 +42,10 @@ class Trainer(keras.Model):
         self.answers = [task for task in TASKS if task in self.heads or FOUR in self.heads]
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.head_losses = {head: keras.metrics.Mean(name=f"{head}_loss") for head in self.heads}
-        self.head_accuracy = {head: keras.metrics.CategoricalAccuracy(name=f"{head}_accuracy") for head in self.heads}
-        self.task_accuracy = {task: keras.metrics.SparseCategoricalAccuracy(name=f"{task}_accuracy") for task in TASKS}
+        # One accuracy per name, scored against a head's targets in training and a task's true
+        # labels in validation: two metrics under one name made Keras log the idle one, 0.
+        names = dict.fromkeys(self.heads + self.answers)  # a four-class head adds gender and emotion
+        self.accuracy = {name: keras.metrics.CategoricalAccuracy(name=f"{name}_accuracy") for name in names}
         self.build(network.input.shape)
 
     def build(self, input_shape):
@@ -56,12 +58,7 @@ class Trainer(keras.Model):
 
     @property
     def metrics(self):
-        return [
-            self.loss_tracker,
-            *self.head_losses.values(),
-            *self.head_accuracy.values(),
-            *self.task_accuracy.values(),
-        ]
+        return [self.loss_tracker, *self.head_losses.values(), *self.accuracy.values()]
 
     def fit(self, *args, callbacks=None, **kwargs):
         # Weightings that follow the losses over epochs (DWA) hear of each epoch's end from here.
@@ -82,13 +79,11 @@ class Trainer(keras.Model):
             gradients = tape.gradient(loss, variables)
         self.optimizer.apply(gradients, variables)
         self.loss_tracker.update_state(loss)
-        logs = {"loss": self.loss_tracker.result()}
         for head in self.heads:
             self.head_losses[head].update_state(losses[head], sample_weight=present[head])
-            self.head_accuracy[head].update_state(targets[head], outputs[head], sample_weight=weights[head])
-            logs[f"{head}_loss"] = self.head_losses[head].result()
-            logs[f"{head}_accuracy"] = self.head_accuracy[head].result()
-        return logs
+            self.accuracy[head].update_state(targets[head], outputs[head], sample_weight=weights[head])
+        logged = [self.loss_tracker, *self.head_losses.values(), *(self.accuracy[head] for head in self.heads)]
+        return {metric.name: metric.result() for metric in logged}
 
     def combined_task_gradients(self, tape, losses: dict, present: dict, loss) -> tuple[list, list]:
         """(variables, gradients): the weighting combines the heads' gradients of the shared variables;
@@ -112,16 +107,13 @@ class Trainer(keras.Model):
         images, labels = data
         answers = task_probabilities(self.network(images, training=False))
         total = 0.0
-        logs = {}
         for task in self.answers:
             has_label = ops.cast(labels[task] >= 0, "float32")
-            label = ops.maximum(labels[task], 0)
-            targets = ops.one_hot(label, len(CLASSES[task]))
-            total += masked_cross_entropy(targets, answers[task], has_label)
-            self.task_accuracy[task].update_state(label, answers[task], sample_weight=has_label)
-            logs[f"{task}_accuracy"] = self.task_accuracy[task].result()
+            truth = ops.one_hot(ops.maximum(labels[task], 0), len(CLASSES[task]))
+            total += masked_cross_entropy(truth, answers[task], has_label)
+            self.accuracy[task].update_state(truth, answers[task], sample_weight=has_label)
         self.loss_tracker.update_state(total)
-        logs["loss"] = self.loss_tracker.result()
+        logs = {metric.name: metric.result() for metric in [self.loss_tracker, *(self.accuracy[t] for t in self.answers)]}
         if len(self.answers) > 1:
             # A real logged metric, so Keras Tuner and early stopping can select on both tasks at once.
             logs["mean_accuracy"] = ops.mean(ops.stack([logs[f"{t}_accuracy"] for t in self.answers]))

@@ -1,4 +1,4 @@
-"""Training: masked losses, where targets come from, mixing, cross-labelling."""
+"""Training: masked losses, logged accuracy, where targets come from, mixing, cross-labelling."""
 
 import json
 
@@ -70,6 +70,38 @@ def test_a_batch_without_emotion_labels_leaves_the_emotion_head_unchanged(gender
     emotion_after, gender_after = head_weights(network, EMOTION), head_weights(network, GENDER)
     assert all(np.array_equal(b, a) for b, a in zip(emotion_before, emotion_after))  # kernel and bias
     assert not any(np.array_equal(b, a) for b, a in zip(gender_before, gender_after))
+
+
+def test_training_logs_each_heads_accuracy_over_the_examples_with_its_label(sample_data):
+    # Issue 9: two-head networks logged a training accuracy of 0 for both heads at every epoch.
+    def eight_faces(split):  # shuffled, so both classes appear
+        return next(iter(sample_data.images(split).shuffle(len(split), seed=1).batch(8)))
+
+    gender_images, gender_labels = eight_faces(sample_data.gender_train)
+    emotion_images, emotion_labels = eight_faces(sample_data.emotion_train)
+    images = tf.cast(tf.concat([gender_images, emotion_images], 0), tf.float32)
+    batch_labels = {task: tf.concat([gender_labels[task], emotion_labels[task]], 0) for task in TASKS}
+    targets, weights = labels.task_targets(batch_labels, None, ApproachConfig(pseudo_labels="none"))
+    keras.utils.set_random_seed(0)
+    network = build_network(ModelConfig(dropout=0.0), DataConfig(), {GENDER: 2, EMOTION: 2}, name="multitask_model")
+    # Without dropout and with a learning rate of 0, both training steps see exactly these outputs.
+    outputs = network(images, training=True)
+    trainer = Trainer(network)
+    trainer.compile(optimizer=keras.optimizers.SGD(0.0))
+
+    history = trainer.fit(
+        tf.data.Dataset.from_tensors((images, targets, weights)).repeat(),
+        validation_data=tf.data.Dataset.from_tensors((images, batch_labels)),
+        steps_per_epoch=2,
+        verbose=0,
+    ).history
+
+    for task in TASKS:
+        labelled = weights[task].numpy() > 0
+        expected = np.mean(outputs[task].numpy()[labelled].argmax(axis=1) == batch_labels[task].numpy()[labelled])
+        assert 0 < expected < 1
+        assert history[f"{task}_accuracy"] == [pytest.approx(expected)]
+        assert history[f"val_{task}_accuracy"] == [pytest.approx(expected)]
 
 
 # ---------------------------------------------------------------- targets -------------------
