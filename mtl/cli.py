@@ -92,14 +92,10 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_predict(args) -> None:
-    from mtl.predict import describe, predict_files
+    from mtl.predict import predict_command
 
-    results = predict_files(Path(args.run_dir), args.images)
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        for result in results:
-            print(describe(result))
+    detector = None if args.no_detect else args.detector
+    predict_command(args.paths, as_json=args.json, annotate_dir=args.annotate, detector=detector)
 
 
 def cmd_compare(args) -> None:
@@ -187,10 +183,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(evaluate, experiment=False)
     evaluate.set_defaults(handler=cmd_evaluate)
 
-    predict = commands.add_parser("predict", help="gender, emotion and four-class labels of face images")
-    predict.add_argument("run_dir")
-    predict.add_argument("images", nargs="+")
-    predict.add_argument("--json", action="store_true", help="print JSON instead of lines")
+    predict = commands.add_parser(
+        "predict", help="gender, emotion and four-class labels of every face in photos",
+        usage="mtl predict [-h] [RUN_DIR] PATH [PATH ...] [--json] [--annotate OUT_DIR] [--no-detect] [--detector NAME]",
+    )
+    predict.add_argument("paths", nargs="+", metavar="PATH",
+                         help="images or folders (recursive); a run directory first, else the bundled model")
+    predict.add_argument("--json", action="store_true", help="one JSON object per face (JSON lines)")
+    predict.add_argument("--annotate", metavar="OUT_DIR", help="write each image with its faces boxed and labelled")
+    predict.add_argument("--no-detect", action="store_true", help="take every image as one face crop")
+    predict.add_argument("--detector", default="yuface", help="face detector: yuface (default) or mtcnn")
     predict.set_defaults(handler=cmd_predict)
 
     compare = commands.add_parser("compare", help="train and evaluate every approach side by side (TensorBoard, results.md)")
