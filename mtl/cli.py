@@ -85,7 +85,8 @@ def cmd_evaluate(args) -> None:
     if output.exists() and not args.overwrite:
         raise UserError(f"'{output}' already exists; pass --output for another file or --overwrite to replace it.")
     config = merge(load_config(run_dir / CONFIG_FILE), _overrides(args))
-    metrics = evaluate_run(run_dir, config.data, artifacts_dir=output.parent / f"{output.stem}_evaluation")
+    metrics = evaluate_run(run_dir, config.data, artifacts_dir=output.parent / f"{output.stem}_evaluation",
+                           detect=args.detect)
     write_metrics(metrics, output)
     print(f"Metrics written to {output}")
     _print_headline(metrics)
@@ -180,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--output", help="metrics file to write (default: RUN_DIR/metrics.json)")
     evaluate.add_argument("--overwrite", action="store_true", help="replace an existing metrics file")
+    evaluate.add_argument("--detect", action="store_true",
+                          help="also score the joint folder on detected faces (Happy House always is)")
     _add_data_options(evaluate, experiment=False)
     evaluate.set_defaults(handler=cmd_evaluate)
 

@@ -20,6 +20,7 @@ from mtl.config import ApproachConfig, DataConfig, load_config
 from mtl.pseudo_labels import MERGED_DIR, read_merged
 from mtl.dashboard.figures import confusion_matrix_image, save_png
 from mtl.data.pipeline import evaluation_batches, test_sets
+from mtl.faces import detected_faces
 from mtl.labels import four_class_targets
 from mtl.runs import CONFIG_FILE, MODEL_FILE, require_run
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, TASKS, four_class_index
@@ -103,7 +104,20 @@ def inference_milliseconds(model: keras.Model, image_size: int, batch_size: int 
     return float(np.median(times) / batch_size * 1000)
 
 
-def evaluate_run(run_dir: Path, data: DataConfig | None = None, artifacts_dir: Path | None = None) -> dict:
+def scored_sets(data: DataConfig, detect: bool):
+    """(name, size, examples, extra scores) of every test set; photographs also as detected faces.
+
+    Happy House is photographs, always scored on detected faces too; the joint folder only with `detect`.
+    """
+    for name, source in test_sets(data).items():
+        yield name, len(source), source.dataset(data.image_size), {}
+        if name == "happy_house" or (detect and name == "joint_test"):
+            examples, found_rate = detected_faces(source, data.image_size)
+            yield f"{name}_detected", len(source), examples, {"face_found_rate": found_rate}
+
+
+def evaluate_run(run_dir: Path, data: DataConfig | None = None, artifacts_dir: Path | None = None,
+                 detect: bool = False) -> dict:
     """Score the run's model on every test set; writes confusion matrices (JSON, PNG) if asked."""
     run_dir = require_run(run_dir)
     config = load_config(run_dir / CONFIG_FILE)
@@ -111,11 +125,11 @@ def evaluate_run(run_dir: Path, data: DataConfig | None = None, artifacts_dir: P
     model = keras.models.load_model(run_dir / MODEL_FILE)
     metrics = {"run": str(run_dir), "approach": config.approach, "backbone": config.model.backbone, "test_sets": {}}
     samples = {}
-    for name, source in test_sets(data).items():
-        print(f"evaluating on {name} ({len(source)} images)", flush=True)
-        probabilities, labels, first_images = predict_dataset(model, source.dataset(data.image_size), data.batch_size)
+    for name, size, examples, extra in scored_sets(data, detect):
+        print(f"evaluating on {name} ({size} images)", flush=True)
+        probabilities, labels, first_images = predict_dataset(model, examples, data.batch_size)
         scores = score_test_set(probabilities, labels)
-        metrics["test_sets"][name] = scores
+        metrics["test_sets"][name] = {**scores, **extra}
         samples[name] = (first_images, probabilities, labels)
         if artifacts_dir is not None:
             artifacts_dir.mkdir(parents=True, exist_ok=True)
@@ -147,6 +161,8 @@ def headline(metrics: dict) -> dict:
         "gender_accuracy": accuracy("gender_test", GENDER),
         "emotion_accuracy": accuracy("emotion_test", EMOTION),
         "happy_house_accuracy": accuracy("happy_house", EMOTION),
+        "happy_house_detected_accuracy": accuracy("happy_house_detected", EMOTION),
+        "happy_house_face_found_rate": sets.get("happy_house_detected", {}).get("face_found_rate"),
         "joint_four_class_accuracy": accuracy("joint_test", FOUR),
         "joint_gender_accuracy": accuracy("joint_test", GENDER),
         "joint_emotion_accuracy": accuracy("joint_test", EMOTION),

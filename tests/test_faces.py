@@ -1,13 +1,16 @@
-"""Face detection in photographs and the one crop rule that frames a found face like a training crop."""
+"""Face detection in photographs, the one crop rule that frames a found face like a training crop, and
+the evaluation of photographs on their detected faces."""
 
 import numpy as np
 import pytest
 
 from mtl import faces
+from mtl.config import DataConfig, ExperimentConfig
 from mtl.data.sources import happy_house
 from mtl.errors import UserError
-from photos import MALE_FACE, compose_photo, overlap, write_background
+from mtl.evaluate import evaluate_run
 from conftest import SAMPLE
+from photos import MALE_FACE, compose_photo, overlap, save_untrained_run, write_background
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +97,17 @@ def test_mtcnn_finds_both_pasted_faces_too(photo):
     assert len(boxes) == 2
     for box, place in zip(boxes, pasted):
         assert overlap((box.x, box.y, box.w, box.h), place) > 0.6
+
+
+@pytest.mark.slow
+def test_evaluation_scores_happy_house_on_detected_faces_beside_the_whole_photos(tmp_path, joint_folder):
+    run_dir = save_untrained_run(tmp_path / "run")
+    ExperimentConfig().save(run_dir / "config.json")
+    metrics = evaluate_run(run_dir, DataConfig(joint_test=str(joint_folder)), detect=True)
+
+    sets = metrics["test_sets"]
+    assert sets["happy_house_detected"]["emotion"]["images"] == sets["happy_house"]["emotion"]["images"]
+    assert 0.9 <= sets["happy_house_detected"]["face_found_rate"] <= 1
+    assert metrics["headline"]["happy_house_face_found_rate"] == sets["happy_house_detected"]["face_found_rate"]
+    assert 0 <= metrics["headline"]["happy_house_detected_accuracy"] <= 1
+    assert "face_found_rate" in sets["joint_test_detected"] and "gender_test_detected" not in sets
