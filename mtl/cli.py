@@ -99,6 +99,12 @@ def cmd_predict(args) -> None:
     predict_command(args.paths, as_json=args.json, annotate_dir=args.annotate, detector=detector)
 
 
+def cmd_export(args) -> None:
+    from mtl.export import export_command
+
+    export_command(args.run_dir, args.format, Path(args.output))
+
+
 def cmd_compare(args) -> None:
     _compare(args, args.variants.split(",") if args.variants else None)
 
@@ -197,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--no-detect", action="store_true", help="take every image as one face crop")
     predict.add_argument("--detector", default="yuface", help="face detector: yuface (default) or mtcnn")
     predict.set_defaults(handler=cmd_predict)
+
+    export = commands.add_parser("export", help="a serving model taking uint8 face crops of any size")
+    export.add_argument("run_dir", nargs="?", help="run directory (default: the bundled model)")
+    export.add_argument("--format", choices=("savedmodel", "tflite"), default="savedmodel")
+    export.add_argument("--output", required=True, help="folder (savedmodel) or .tflite file to write")
+    export.set_defaults(handler=cmd_export)
 
     compare = commands.add_parser("compare", help="train and evaluate every approach side by side (TensorBoard, results.md)")
     compare.add_argument("--variants", help="comma-separated subset of the variants to run")
