@@ -141,6 +141,8 @@ def read_photo(path) -> np.ndarray:
             return np.asarray(ImageOps.exif_transpose(picture).convert("RGB"))
     except FileNotFoundError:
         raise UserError(f"Image '{path}' does not exist.") from None
+    except Image.DecompressionBombError:
+        raise UserError(f"Image '{path}' has more pixels than Pillow will decode safely; resize it first.") from None
     except (UnidentifiedImageError, OSError, ValueError):
         raise UserError(f"'{path}' is not a readable image (expected JPEG, PNG or another image format).") from None
 

@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import keras
 import numpy as np
 from PIL import Image, ImageDraw
 
+import mtl.models.build  # noqa: F401  registers mtl's layers, which saved models name
 from mtl import faces
 from mtl.data.images import looks_like_image, read_image
 from mtl.data.sources import IMAGE_SUFFIXES
@@ -34,8 +36,6 @@ def bundled_model_path() -> Path:
 
 def load_inference_model(path: Path):
     """A Keras model answering gender, emotion and four-class, loaded safely, or a UserError."""
-    import keras
-
     try:
         model = keras.models.load_model(path, safe_mode=True)
     except Exception:  # a foreign or damaged file can fail in any of Keras's loaders; all mean the same

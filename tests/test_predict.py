@@ -3,7 +3,10 @@ annotated copies, and one sentence for every input that cannot be used."""
 
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +137,14 @@ def test_no_detect_takes_each_image_as_one_face_crop(run_dir):
     for index, found in enumerate(objects):
         assert found["box"] is None and found["face"] == 1
         assert found[GENDER]["probabilities"]["male"] == pytest.approx(float(expected[GENDER][index][1]), abs=1e-5)
+
+
+def test_a_fresh_process_loads_the_saved_model_and_finds_the_faces(run_dir, album):
+    """Loading needs mtl's own layers registered; in-process tests import them anyway, a new process does not."""
+    result = subprocess.run([sys.executable, "-m", "mtl.cli", "predict", str(run_dir), str(album[0] / "two_faces.png")],
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr
+    assert len([line for line in result.stdout.splitlines() if FACE_LINE.match(line)]) == 2
 
 
 def test_the_bundled_model_is_used_when_no_run_is_given(run_dir, album, monkeypatch):
