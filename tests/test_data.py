@@ -297,37 +297,50 @@ def test_zero_byte_and_text_files_are_skipped_at_listing_with_a_warning(tmp_path
     assert any("skipped 3 files" in record.getMessage() for record in caplog.records)
 
 
-def test_truncated_jpeg_or_broken_bmp_with_a_valid_header_is_dropped_while_iterating(tmp_path):
+def test_truncated_jpeg_or_broken_bmp_with_a_valid_header_is_left_out_at_load_and_counted(tmp_path, caplog):
     root = gender_folder(tmp_path / "gender")
     whole = sorted((SAMPLE / "gender" / "Training" / "female").iterdir())[-1].read_bytes()
     (root / "female" / "truncated.jpg").write_bytes(whole[: len(whole) // 3])
     (root / "male" / "broken.bmp").write_bytes(b"BM" + bytes(40))
 
+    with caplog.at_level(logging.WARNING, logger="mtl.data.sources"):
+        source = sources.task_folder(root, GENDER)
+
+    # They look like a JPEG and a BMP, but do not decode: left out, so the count is of usable images.
+    assert len(source) == len(elements(source.dataset(64))) == 4
+    assert not {"truncated.jpg", "broken.bmp"} & {path.split("/")[-1] for path in source.paths}
+    [warning] = [record.getMessage() for record in caplog.records if "left out" in record.getMessage()]
+    assert "Gender dataset" in warning and str(root) in warning
+    assert "left out 2 image files" in warning and "female: 1, male: 1" in warning
+
+
+def test_a_file_broken_after_loading_is_dropped_while_iterating(tmp_path):
+    root = gender_folder(tmp_path / "gender")
     source = sources.task_folder(root, GENDER)
+    face = root / "male" / sorted(path.name for path in (root / "male").iterdir())[0]
+    face.write_bytes(face.read_bytes()[:200])
+
     examples = elements(source.dataset(64))
 
-    assert len(source) == 6  # they look like a JPEG and a BMP, so they are listed ...
-    assert len(examples) == 4  # ... but cannot be decoded, and iteration goes on without them
-    assert sorted(int(labels[GENDER]) for _, labels in examples) == [0, 0, 1, 1]
+    assert len(source) == 4 and len(examples) == 3
+    assert sorted(int(labels[GENDER]) for _, labels in examples) == [0, 0, 1]
 
 
-def test_experiment_with_a_truncated_image_still_yields_every_other_example(tmp_path):
+def test_experiment_leaves_truncated_images_out_of_both_splits(tmp_path):
     root = tmp_path / "data"
     shutil.copytree(SAMPLE, root)
     males = sorted((root / "gender" / "Training" / "male").iterdir())
-    for face in males[:10]:  # ten of them, so some land in each split whatever the seed
+    for face in males[:10]:
         face.write_bytes(face.read_bytes()[:200])
 
     data = ExperimentData.load(DataConfig(data_dir=str(root), batch_size=32), seed=7)
     cut = {str(face) for face in males[:10]}
 
+    assert not cut & {*data.gender_train.paths, *data.gender_validation.paths}
+    assert len(data.gender_train) + len(data.gender_validation) == 120 - 10
+    assert sum(1 for _ in data.images(data.gender_train)) == len(data.gender_train)
     validation = sum(len(images) for images, _ in data.validation())
-    train = sum(1 for _ in data.images(data.gender_train))
-
-    in_validation = len(cut & set(data.gender_validation.paths))
-    assert 0 < in_validation < 10
-    assert validation == len(data.gender_validation) + len(data.emotion_validation) - in_validation
-    assert train == len(data.gender_train) - (10 - in_validation)
+    assert validation == len(data.gender_validation) + len(data.emotion_validation)
 
 
 @pytest.mark.parametrize("what", ["missing", "file"])
@@ -419,7 +432,7 @@ def test_grayscale_augmentation_probability_one_makes_every_image_grey(sample_da
 
 def test_training_batches_are_augmented_unless_augmentation_is_off(tiny_config, sample_data):
     from mtl import labels
-    from mtl.approaches.common import batches_with_targets
+    from mtl.approaches.batches import batches_with_targets
 
     examples = sample_data.images(sample_data.gender_train).take(16)
     decoded = np.stack([image for image, _ in elements(examples)]).astype(np.float32)

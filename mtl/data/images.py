@@ -3,50 +3,101 @@
 Every reader and `mtl predict` go through these functions, so an image is prepared the
 same way in training, evaluation and prediction. Colour handling beyond "three channels"
 (keeping colour or turning grey) is a layer of the model, see `mtl.models.build`.
+
+JPEG and PNG (the bulk of every dataset) are decoded by TensorFlow inside tf.data; every other
+format (GIF, BMP, WebP, TIFF, ...) by Pillow. Either way the size written in the file's header
+is checked against `MAX_PIXELS` before any pixel is decoded, so a small file that claims to be
+a huge picture (a decompression bomb) is refused instead of filling the memory.
 """
 
 import io
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from mtl.errors import UserError
 
-# Leading bytes of the formats TensorFlow decodes (JPEG, PNG, GIF, BMP).
-_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
+# Far above any face photo (a 24-megapixel camera frame passes), far below what would exhaust memory.
+MAX_PIXELS = 40_000_000
+
+_JPEG = b"\xff\xd8\xff"
+_PNG = b"\x89PNG\r\n\x1a\n"
+# Leading bytes of the formats a data folder may hold; WebP is RIFF....WEBP.
+_SIGNATURES = (_JPEG, _PNG, b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
 
 
 def looks_like_image(path) -> bool:
-    """True when the file starts like a JPEG, PNG, GIF or BMP; zero-byte and text files do not."""
+    """True when the file starts like a JPEG, PNG, GIF, BMP, WebP or TIFF; zero-byte and text files do not."""
     try:
         with open(path, "rb") as file:
-            head = file.read(8)
+            head = file.read(12)
     except OSError:
         return False
-    return any(head.startswith(signature) for signature in _SIGNATURES)
+    return head.startswith(_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
 
 
-def decode_and_resize(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
-    """uint8 [size, size, 3] from encoded bytes: grey is repeated, alpha is dropped (TF graph op)."""
+def decode(encoded: tf.Tensor) -> tf.Tensor:
+    """uint8 [H, W, 3] from encoded bytes: grey is repeated, alpha is dropped (TF graph op).
 
-    def with_tensorflow():
-        return tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    Fails (InvalidArgumentError) on bytes that are no image and on images over MAX_PIXELS.
+    """
+
+    def with_tensorflow(pixels):
+        limit = tf.constant(MAX_PIXELS, tf.int64)
+        within = tf.debugging.assert_less_equal(pixels, limit, message="over the pixel limit")
+        with tf.control_dependencies([within]):
+            return tf.io.decode_image(encoded, channels=3, expand_animations=False)
+
+    def jpeg():
+        height_width = tf.cast(tf.io.extract_jpeg_shape(encoded)[:2], tf.int64)
+        return with_tensorflow(height_width[0] * height_width[1])
+
+    def png():
+        # The IHDR chunk, always first: width and height as big-endian 32-bit numbers at bytes 16-23.
+        width_height = tf.io.decode_raw(tf.strings.substr(encoded, 16, 8), tf.int32, little_endian=False)
+        width_height = tf.cast(width_height, tf.int64)
+        return with_tensorflow(width_height[0] * width_height[1])
 
     def with_pillow():
         return tf.ensure_shape(tf.numpy_function(_pillow_rgb, [encoded], tf.uint8, stateful=False), (None, None, 3))
 
-    # TensorFlow reads the colour indices of a palette BMP as grey levels; Pillow applies the palette.
-    is_bmp = tf.strings.substr(encoded, 0, 2) == b"BM"
-    return resize(tf.cond(is_bmp, with_pillow, with_tensorflow), image_size)
+    # Pillow for the rest: TensorFlow reads the colour indices of a palette BMP as grey levels,
+    # decodes every frame of a GIF (unbounded memory) and reads neither WebP nor TIFF.
+    is_jpeg = tf.strings.substr(encoded, 0, 3) == _JPEG
+    # Too short for a header goes to Pillow, which refuses it: substr past the end would fail with
+    # a message quoting the raw bytes, which TensorFlow cannot turn into a Python error.
+    is_png = (tf.strings.substr(encoded, 0, 8) == _PNG) & (tf.strings.length(encoded) >= 24)
+    return tf.case([(is_jpeg, jpeg), (is_png, png)], default=with_pillow)
 
 
-def _pillow_rgb(encoded) -> np.ndarray:
+def decode_and_resize(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
+    """uint8 [size, size, 3] from encoded bytes (TF graph op); see `decode` for what fails."""
+    return resize(decode(encoded), image_size)
+
+
+def _pillow_rgb(encoded: bytes) -> np.ndarray:
+    """Pillow's decoding of any format it knows, first frame only, checked against MAX_PIXELS first."""
     try:
-        with Image.open(io.BytesIO(np.asarray(encoded).item())) as picture:
-            return np.asarray(picture.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise ValueError(f"undecodable image: {error}") from None  # InvalidArgumentError inside tf.data
+        # The bytes as given: a NumPy bytes array would cut the trailing zeros a WebP or BMP may end with.
+        with Image.open(io.BytesIO(encoded)) as picture:
+            return _rgb(picture)
+    # Pillow documents that broken files may raise any exception; here each means "undecodable",
+    # and a ValueError becomes the InvalidArgumentError that tf.data skips and `read_image` reports.
+    except Exception as error:  # noqa: BLE001
+        raise ValueError(f"undecodable image: {error}") from None
+
+
+def _rgb(picture: Image.Image) -> np.ndarray:
+    """uint8 [H, W, 3] of an opened Pillow image whose size has not been checked yet."""
+    width, height = picture.size
+    if width * height > MAX_PIXELS:  # the header's size: nothing is decoded yet
+        raise ValueError(f"{width}x{height} pixels is over the limit of {MAX_PIXELS}")
+    if picture.mode.startswith("I;16"):
+        # Pillow would clip 16-bit levels at 255 (white); scale them as TensorFlow does a 16-bit PNG.
+        grey = (np.asarray(picture).astype(np.uint32) >> 8).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    return np.asarray(picture.convert("RGB"))
 
 
 def resize(image: tf.Tensor, image_size: int) -> tf.Tensor:
@@ -55,21 +106,33 @@ def resize(image: tf.Tensor, image_size: int) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
 
+def over_pixel_limit(path) -> bool:
+    """True when the size in the file's header is over MAX_PIXELS (read by Pillow; nothing is decoded)."""
+    try:
+        with Image.open(path) as picture:
+            width, height = picture.size
+    except Image.DecompressionBombError:  # Pillow's own limit, above ours
+        return True
+    except Exception:  # noqa: BLE001  no header Pillow can read: not an image at all, so not too large
+        return False
+    return width * height > MAX_PIXELS
+
+
 def read_image(path, image_size: int) -> np.ndarray:
     """One image file as uint8 [size, size, 3]; any format Pillow reads, or a UserError."""
     try:
         encoded = tf.io.read_file(str(path))
     except (tf.errors.NotFoundError, tf.errors.FailedPreconditionError):
         raise UserError(f"Image '{path}' does not exist or is not a file.") from None
-    if looks_like_image(path):
-        try:
-            return decode_and_resize(encoded, image_size).numpy()
-        except (tf.errors.InvalidArgumentError, ValueError):  # ValueError: Pillow's BMP decode, run eagerly
-            pass  # truncated or odd variant: Pillow is more forgiving, and says clearly if not.
+    try:
+        return decode_and_resize(encoded, image_size).numpy()
+    except (tf.errors.InvalidArgumentError, ValueError):  # ValueError: the Pillow branch, run eagerly
+        pass  # an over-large image, or a truncated JPEG or PNG that Pillow may still read.
+    if over_pixel_limit(path):
+        raise UserError(f"Image '{path}' is larger than the limit of {MAX_PIXELS} pixels.")
     try:
         with Image.open(path) as picture:
-            picture.load()
-            rgb = np.asarray(picture.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError):
+            rgb = _rgb(picture)
+    except Exception:  # noqa: BLE001  any failure of Pillow on a broken file, see _pillow_rgb
         raise UserError(f"'{path}' is not a readable image (expected JPEG, PNG or another image format).") from None
     return resize(tf.constant(rgb), image_size).numpy()

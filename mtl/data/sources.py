@@ -4,7 +4,10 @@
 - the Happy House HDF5 file (`test_set_x`/`test_set_y`, or `train_set_x`/`train_set_y`),
 - a jointly labelled folder `{happy_female,happy_male,sad_female,sad_male}/`.
 
-Sources only list what is there; decoding happens lazily inside tf.data (see `pipeline`).
+A folder is read once at load time (one parallel decode pass): files that do not decode, or whose
+header claims more than `images.MAX_PIXELS`, are left out and counted in a warning naming the
+source, so every printed count is of images that will be used. Training decodes again, lazily,
+inside tf.data (see `pipeline`).
 """
 
 import logging
@@ -16,13 +19,14 @@ import numpy as np
 import tensorflow as tf
 from sklearn.model_selection import train_test_split
 
-from mtl.data.images import decode_and_resize, looks_like_image, resize
+from mtl.data.images import MAX_PIXELS, decode, decode_and_resize, looks_like_image, over_pixel_limit, resize
 from mtl.errors import UserError
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, MISSING, TASKS, split_four_class
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
+FORMAT_NAMES = "JPEG, PNG, GIF, BMP, WebP or TIFF"
 
 
 @dataclass
@@ -50,7 +54,8 @@ class ImageSource:
         def load(path, label):
             return decode_and_resize(tf.io.read_file(path), image_size), label
 
-        # A corrupt file must not end an epoch: the failing element is dropped (and logged by TF).
+        # Undecodable files were left out at load time; one changed since must not end an epoch,
+        # so it is dropped (and logged by TF).
         return files.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).ignore_errors(
             log_warning=True
         )
@@ -126,25 +131,66 @@ def _list_images(folder: Path) -> tuple[list[str], int]:
     return kept, skipped
 
 
+def _decodable(paths: list[str]) -> np.ndarray:
+    """A bool per file: does it decode, by the decoder training uses, within the pixel limit?
+
+    One parallel tf.data pass that keeps only the index of each file that decoded.
+    """
+    files = tf.constant(paths)
+
+    def decoded_index(index):
+        return index, tf.shape(decode(tf.io.read_file(files[index])))[0]  # the shape makes the decode run
+
+    passed = tf.data.Dataset.range(len(paths)).map(decoded_index, num_parallel_calls=tf.data.AUTOTUNE)
+    ok = np.zeros(len(paths), bool)
+    for indices, _ in passed.ignore_errors().batch(4096).as_numpy_iterator():
+        ok[indices] = True
+    return ok
+
+
 def _folder_source(root: Path, class_labels: dict[str, dict[str, int]], what: str) -> ImageSource:
     folders = _class_folders(root, list(class_labels), what)
+    listed = {class_name: _list_images(folder) for class_name, folder in folders.items()}
+    for class_name, (files, _) in listed.items():
+        if not files:
+            raise UserError(f"Class folder '{folders[class_name]}' holds no image files ({FORMAT_NAMES}).")
+    skipped = sum(count for _, count in listed.values())
+    if skipped:
+        log.warning("%s: skipped %d files in '%s' that are not %s images.", what, skipped, root, FORMAT_NAMES)
+    all_files = [path for files, _ in listed.values() for path in files]
+    ok = dict(zip(all_files, _decodable(all_files)))
     paths: list[str] = []
     labels = {task: [] for task in TASKS}
-    skipped_total = 0
-    for class_name, folder in folders.items():
-        files, skipped = _list_images(folder)
-        skipped_total += skipped
-        if not files:
-            raise UserError(f"Class folder '{folder}' holds no readable images (JPEG, PNG, GIF or BMP).")
-        paths += files
+    left_out: dict[str, list[str]] = {}
+    for class_name, (files, _) in listed.items():
+        decoded = [path for path in files if ok[path]]
+        if not decoded:
+            raise UserError(
+                f"Class folder '{folders[class_name]}' holds no decodable images: "
+                f"all {len(files)} image files fail to decode."
+            )
+        left_out[class_name] = [path for path in files if not ok[path]]
+        paths += decoded
         for task in TASKS:
-            labels[task] += [class_labels[class_name].get(task, MISSING)] * len(files)
-    if skipped_total:
-        log.warning("%s: skipped %d files in '%s' that are not JPEG, PNG, GIF or BMP images.", what, skipped_total, root)
+            labels[task] += [class_labels[class_name].get(task, MISSING)] * len(decoded)
+    _report_left_out(what, root, left_out)
     return ImageSource(
         name=str(root),
         paths=np.array(paths),
         labels={task: np.array(values, np.int32) for task, values in labels.items()},
+    )
+
+
+def _report_left_out(what: str, root: Path, left_out: dict[str, list[str]]) -> None:
+    """One warning per source: how many files were left out, of which class, and how many were too large."""
+    files = [path for paths in left_out.values() for path in paths]
+    if not files:
+        return
+    per_class = ", ".join(f"{name}: {len(paths)}" for name, paths in left_out.items() if paths)
+    too_large = sum(over_pixel_limit(path) for path in files)
+    over = f"; {too_large} of them over the limit of {MAX_PIXELS} pixels" if too_large else ""
+    log.warning(
+        "%s: left out %d image files in '%s' that cannot be decoded (%s)%s.", what, len(files), root, per_class, over
     )
 
 

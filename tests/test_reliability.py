@@ -1,0 +1,260 @@
+"""Every bad input has a defined outcome: processed, left out with a count, or refused in one sentence.
+
+Each test is one row of the reliability table (issue 11): broken and odd image files, decompression
+bombs, odd class folders, odd HDF5 files, run names that would escape --runs-dir, and files that
+a kill at any moment must leave whole. The fuzz tests feed random and odd-but-valid files
+through both decode paths: `read_image` (what `mtl predict` uses) and the tf.data decode of folders.
+"""
+
+import io
+import logging
+import shutil
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from conftest import SAMPLE, copy_sample_images, run_cli, write_image
+from mtl.config import DataConfig
+from mtl.data import pipeline, sources
+from mtl.data.images import MAX_PIXELS, decode_and_resize, read_image
+from mtl.data.pipeline import ExperimentData
+from mtl.errors import UserError
+from mtl.tasks import EMOTION, GENDER
+
+SIZE = 32
+
+
+def elements(dataset):
+    return list(dataset.as_numpy_iterator())
+
+
+def one_file_source(path) -> sources.ImageSource:
+    return sources.ImageSource("one", np.array([str(path)]), {GENDER: np.array([0]), EMOTION: np.array([-1])})
+
+
+def garbled(path):
+    """Keep the first 400 bytes (the JPEG header), replace the body by noise: it still looks like a JPEG."""
+    whole = path.read_bytes()
+    noise = np.random.default_rng(len(whole)).integers(0, 256, len(whole) - 400, dtype=np.uint8).tobytes()
+    path.write_bytes(whole[:400] + noise)
+
+
+def left_out_warnings(caplog) -> list[str]:
+    return [record.getMessage() for record in caplog.records if "left out" in record.getMessage()]
+
+
+# ---------------------------------------------------------------- undecodable files ---------
+
+
+def test_corrupt_images_are_left_out_and_counted_per_source(tmp_path, caplog):
+    root = tmp_path / "gender"
+    females = copy_sample_images(SAMPLE / "gender" / "Training" / "female", root / "female", 5)
+    copy_sample_images(SAMPLE / "gender" / "Training" / "male", root / "male", 4)
+    garbled(females[0])
+    garbled(females[1])
+    females[2].write_bytes(females[2].read_bytes()[:300])
+
+    with caplog.at_level(logging.WARNING, logger="mtl.data.sources"):
+        source = sources.task_folder(root, GENDER)
+
+    assert len(source) == 6 and np.bincount(source.labels[GENDER]).tolist() == [2, 4]
+    assert len(elements(source.dataset(SIZE))) == len(source)  # the printed count is what is used
+    [warning] = left_out_warnings(caplog)
+    assert f"Gender dataset: left out 3 image files in '{root}'" in warning and "(female: 3)" in warning
+
+
+def test_a_class_whose_images_all_fail_to_decode_is_refused_before_a_run_exists(tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(SAMPLE, data)
+    sad = data / "fer2013" / "train" / "sad"
+    for face in sad.iterdir():
+        face.write_bytes(face.read_bytes()[:100])
+
+    with pytest.raises(UserError) as error:
+        ExperimentData.load(DataConfig(data_dir=str(data)), seed=0)
+    code, _, err = run_cli("train", "separate", "--data-dir", data, "--runs-dir", tmp_path / "runs", "--name", "x")
+
+    assert f"Class folder '{sad}' holds no decodable images" in str(error.value)
+    assert code == 2 and str(sad) in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs" / "x").exists()
+
+
+def test_test_set_readers_leave_undecodable_images_out(tmp_path, joint_folder, caplog):
+    data, joint = tmp_path / "data", tmp_path / "joint"
+    shutil.copytree(SAMPLE, data)
+    shutil.copytree(joint_folder, joint)
+    happy = sorted((data / "fer2013" / "test" / "happy").iterdir())
+    happy[0].write_bytes(happy[0].read_bytes()[:100])
+    (joint / "sad_male" / "odd_3.bmp").write_bytes(b"BM" + bytes(40))
+
+    with caplog.at_level(logging.WARNING, logger="mtl.data.sources"):
+        tests = pipeline.test_sets(DataConfig(data_dir=str(data), joint_test=str(joint)))
+
+    assert len(tests["emotion_test"]) == len(happy) + len(list((data / "fer2013" / "test" / "sad").iterdir())) - 1
+    assert len(tests["joint_test"]) == 15
+    warnings = left_out_warnings(caplog)
+    assert any("Emotion dataset: left out 1 image files" in w and "(happy: 1)" in w for w in warnings)
+    assert any("Joint dataset: left out 1 image files" in w and "(sad_male: 1)" in w for w in warnings)
+
+
+# ---------------------------------------------------------------- formats and folders -------
+
+
+@pytest.mark.parametrize("suffix", ["webp", "tif", "tiff"])
+def test_webp_and_tiff_in_a_data_folder_are_used_like_predict_uses_them(tmp_path, suffix):
+    root = tmp_path / "gender"
+    copy_sample_images(SAMPLE / "gender" / "Training" / "female", root / "female", 1)
+    copy_sample_images(SAMPLE / "gender" / "Training" / "male", root / "male", 1)
+    path = write_image(root / "male" / f"face.{suffix}", "RGB", size=(30, 20))
+
+    source = sources.task_folder(root, GENDER)
+    by_path = {path_: image for path_, (image, _) in zip(source.paths, elements(source.dataset(SIZE)))}
+
+    assert str(path) in by_path and len(source) == 3
+    assert np.array_equal(by_path[str(path)], read_image(path, SIZE))
+
+
+# ---------------------------------------------------------------- decompression bombs -------
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A 1x1 PNG whose header (IHDR, with a valid checksum) claims width x height."""
+    picture = io.BytesIO()
+    Image.new("L", (1, 1)).save(picture, format="PNG")
+    data = bytearray(picture.getvalue())
+    header = b"IHDR" + struct.pack(">II", width, height) + bytes(data[24:29])
+    data[12:29] = header
+    data[29:33] = struct.pack(">I", zlib.crc32(header))
+    return bytes(data)
+
+
+def bmp_claiming(width: int, height: int) -> bytes:
+    """A 1x1 BMP (decoded by Pillow) whose header claims width x height."""
+    picture = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(picture, format="BMP")
+    data = bytearray(picture.getvalue())
+    data[18:26] = struct.pack("<ii", width, height)
+    return bytes(data)
+
+
+def jpeg_claiming(width: int, height: int) -> bytes:
+    """An 8x8 JPEG whose start-of-frame header claims width x height."""
+    picture = io.BytesIO()
+    Image.new("L", (8, 8)).save(picture, format="JPEG")
+    data = bytearray(picture.getvalue())
+    frame = data.index(b"\xff\xc0")
+    data[frame + 5 : frame + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+BOMBS = {"png": png_claiming(9000, 5000), "bmp": bmp_claiming(9000, 5000), "jpg": jpeg_claiming(9000, 5000)}
+
+
+@pytest.mark.parametrize("suffix", sorted(BOMBS))
+def test_an_image_claiming_more_than_the_pixel_limit_is_refused_by_predict(tmp_path, suffix):
+    path = tmp_path / f"bomb.{suffix}"
+    path.write_bytes(BOMBS[suffix])
+
+    with pytest.raises(UserError, match=f"larger than the limit of {MAX_PIXELS} pixels"):
+        read_image(path, SIZE)
+    assert elements(one_file_source(path).dataset(SIZE)) == []
+
+
+def test_images_over_the_pixel_limit_in_a_folder_are_left_out_and_counted(tmp_path, caplog):
+    root = tmp_path / "emotion"
+    copy_sample_images(SAMPLE / "fer2013" / "train" / "happy", root / "happy", 2)
+    copy_sample_images(SAMPLE / "fer2013" / "train" / "sad", root / "sad", 2)
+    for suffix, data in BOMBS.items():
+        (root / "sad" / f"bomb.{suffix}").write_bytes(data)
+    # A real one too: 48 megapixels of black, a 50 kB file that TensorFlow would happily decode.
+    Image.new("L", (8000, 6000)).save(root / "happy" / "black.png")
+
+    with caplog.at_level(logging.WARNING, logger="mtl.data.sources"):
+        source = sources.task_folder(root, EMOTION)
+
+    assert len(source) == 4
+    [warning] = left_out_warnings(caplog)
+    assert "left out 4 image files" in warning and f"4 of them over the limit of {MAX_PIXELS} pixels" in warning
+
+
+# ---------------------------------------------------------------- fuzzing -------------------
+
+SIGNATURES = [b"", b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF89a", b"BM", b"II*\x00", b"RIFF\x00\x00\x00\x00WEBP"]
+MODES = ["L", "LA", "RGB", "RGBA", "P", "I;16", "1"]
+FORMATS = ["PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF"]
+FUZZ = settings(
+    max_examples=50, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+# The graph op that every folder's tf.data map runs, traced once: a tf.data pipeline per example
+# would cost half a second each. The tests above run the pipeline itself on broken files.
+folder_decode = tf.function(
+    lambda encoded: decode_and_resize(encoded, SIZE), input_signature=[tf.TensorSpec([], tf.string)]
+)
+
+
+def decoded_both_ways(tmp_path, data: bytes):
+    """(read_image's image, the folder decode's image), None where refused: never anything else."""
+    path = tmp_path / "fuzz.img"
+    path.write_bytes(data)
+    try:
+        from_file = read_image(path, SIZE)
+    except UserError as error:
+        assert len(str(error).splitlines()) == 1
+        from_file = None
+    try:
+        from_folder = folder_decode(tf.constant(data)).numpy()
+    except tf.errors.InvalidArgumentError:  # what tf.data's ignore_errors drops
+        from_folder = None
+    for image in (from_file, from_folder):
+        assert image is None or (image.dtype == np.uint8 and image.shape == (SIZE, SIZE, 3))
+    return from_file, from_folder
+
+
+@FUZZ
+@given(head=st.sampled_from(SIGNATURES), body=st.binary(max_size=600))
+def test_random_bytes_decode_to_an_image_or_are_refused(tmp_path, head, body):
+    decoded_both_ways(tmp_path, head + body)
+
+
+@st.composite
+def odd_images(draw) -> bytes:
+    """A valid file: any of the modes and formats Pillow can save together, 1x1 to 300x300 pixels."""
+    mode, file_format = draw(st.sampled_from(MODES)), draw(st.sampled_from(FORMATS))
+    width, height = draw(st.integers(1, 300)), draw(st.integers(1, 300))
+    pixels = np.random.default_rng(draw(st.integers(0, 2**32 - 1))).integers(0, 256, (height, width, 4), np.uint8)
+    if mode == "I;16":
+        picture = Image.fromarray(pixels[..., 0].astype(np.uint16) * 257)  # the full 16-bit range
+    else:
+        picture = Image.fromarray(pixels).convert(mode)
+    encoded = io.BytesIO()
+    try:
+        picture.save(encoded, format=file_format)
+    except (OSError, ValueError, KeyError):  # a combination the format cannot store (JPEG with alpha, ...)
+        assume(False)
+    return encoded.getvalue()
+
+
+@FUZZ
+@given(data=odd_images())
+def test_odd_but_valid_images_decode_the_same_way_for_predict_and_for_folders(tmp_path, data):
+    from_file, from_folder = decoded_both_ways(tmp_path, data)
+
+    assert from_file is not None and from_folder is not None
+    assert np.array_equal(from_file, from_folder)
+
+
+@FUZZ
+@given(data=odd_images(), cut=st.floats(0, 1), flips=st.lists(st.integers(0, 10**6), max_size=8))
+def test_damaged_images_decode_to_an_image_or_are_refused(tmp_path, data, cut, flips):
+    damaged = bytearray(data[: max(1, int(len(data) * cut))])
+    for position in flips:
+        damaged[position % len(damaged)] ^= 0xFF
+    decoded_both_ways(tmp_path, bytes(damaged))
