@@ -120,6 +120,17 @@ def test_webp_and_tiff_in_a_data_folder_are_used_like_predict_uses_them(tmp_path
     assert np.array_equal(by_path[str(path)], read_image(path, SIZE))
 
 
+def test_class_folders_differing_only_in_case_are_refused_naming_both(tmp_path):
+    copy_sample_images(SAMPLE / "gender" / "Training" / "female", tmp_path / "Female", 2)
+    copy_sample_images(SAMPLE / "gender" / "Training" / "female", tmp_path / "female", 2)
+    copy_sample_images(SAMPLE / "gender" / "Training" / "male", tmp_path / "male", 2)
+
+    with pytest.raises(UserError) as error:
+        sources.task_folder(tmp_path, GENDER)
+
+    assert "'Female'" in str(error.value) and "'female'" in str(error.value) and str(tmp_path) in str(error.value)
+
+
 # ---------------------------------------------------------------- decompression bombs -------
 
 

@@ -108,7 +108,15 @@ def _require_folder(path: Path, what: str) -> None:
 def _class_folders(root: Path, classes, what: str) -> dict[str, Path]:
     """Map each expected class to its sub-folder (case-insensitive), or say which is missing."""
     _require_folder(root, what)
-    present = {child.name.lower(): child for child in root.iterdir() if child.is_dir()}
+    present: dict[str, Path] = {}
+    for child in sorted(root.iterdir()):
+        if not child.is_dir():
+            continue
+        twin = present.setdefault(child.name.lower(), child)
+        if twin != child and child.name.lower() in (name.lower() for name in classes):
+            raise UserError(
+                f"{what} folder '{root}' has both '{twin.name}' and '{child.name}'; keep one folder per class."
+            )
     missing = [name for name in classes if name.lower() not in present]
     if missing:
         raise UserError(
