@@ -267,7 +267,7 @@ def test_hdf5_with_mismatched_rows_is_a_user_error(tmp_path):
     with h5py.File(path, "w") as file:
         file["test_set_x"] = np.zeros((3, 8, 8, 3), np.uint8)
         file["test_set_y"] = np.zeros(2)
-    with pytest.raises(UserError, match="shape"):
+    with pytest.raises(UserError, match="has shape .3, 8, 8, 3. but 2 labels"):
         sources.happy_house(path)
 
 

@@ -12,6 +12,7 @@ import shutil
 import struct
 import zlib
 
+import h5py
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -192,6 +193,77 @@ def test_images_over_the_pixel_limit_in_a_folder_are_left_out_and_counted(tmp_pa
     assert len(source) == 4
     [warning] = left_out_warnings(caplog)
     assert "left out 4 image files" in warning and f"4 of them over the limit of {MAX_PIXELS} pixels" in warning
+
+
+# ---------------------------------------------------------------- Happy House HDF5 ----------
+
+
+def happy_house_file(path, images, labels, prefix="test_set"):
+    with h5py.File(path, "w") as file:
+        file[f"{prefix}_x"] = images
+        file[f"{prefix}_y"] = labels
+    return path
+
+
+def house_images(source) -> np.ndarray:
+    return np.stack([image for image, _ in elements(source.dataset(8))])
+
+
+def house_emotions(source) -> list[int]:
+    return [int(labels[EMOTION]) for _, labels in elements(source.dataset(8))]
+
+
+def test_happy_house_floats_in_0_1_are_scaled_to_0_255_and_floats_in_0_255_kept(tmp_path):
+    grey = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3)).astype(np.uint8)
+    as_uint8 = sources.happy_house(happy_house_file(tmp_path / "a.h5", grey, [1, 0, 1]))
+    unit = sources.happy_house(happy_house_file(tmp_path / "b.h5", grey.astype(np.float32) / 255, [1, 0, 1]))
+    wide = sources.happy_house(happy_house_file(tmp_path / "c.h5", grey.astype(np.float64), [1, 0, 1]))
+
+    assert np.array_equal(house_images(unit), house_images(as_uint8))  # not black
+    assert np.array_equal(house_images(wide), house_images(as_uint8))
+    assert house_images(unit).max() > 200
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [[b"happy", b"not happy", b"happy"], ["Happy", "not_happy", "happy"], np.array([1.0, 0.0, 1.0])],
+    ids=["bytes", "text", "floats"],
+)
+def test_happy_house_text_or_float_labels_mean_happy_and_not_happy(tmp_path, labels):
+    source = sources.happy_house(happy_house_file(tmp_path / "h.h5", np.zeros((3, 8, 8, 3), np.uint8), labels))
+
+    assert house_emotions(source) == [0, 1, 0]  # happy, sad, happy
+
+
+@pytest.mark.parametrize(
+    "images,labels,expected",
+    [
+        (np.zeros((0, 8, 8, 3), np.uint8), np.zeros(0), "holds no images"),
+        (np.zeros((3, 8, 8, 3), np.uint8), np.zeros(2), "but 2 labels"),
+        (np.zeros((2, 8, 8, 3), np.uint8), [b"happy", b"angry"], "the label 'angry'"),
+        (np.zeros((2, 8, 8, 3), np.uint8), [1, 2], "the label 2"),
+        (np.full((2, 8, 8, 3), 300.0), [1, 0], "values from 300.0 to 300.0"),
+        (np.full((2, 8, 8, 3), np.nan), [1, 0], "NaN"),
+        (np.zeros((2, 8, 8, 2), np.uint8), [1, 0], "has shape"),
+    ],
+    ids=["no rows", "mismatched lengths", "unknown word", "label 2", "over 255", "nan", "two channels"],
+)
+def test_odd_happy_house_files_are_refused_in_one_sentence(tmp_path, images, labels, expected):
+    path = happy_house_file(tmp_path / "h.h5", images, labels)
+
+    with pytest.raises(UserError, match=expected) as error:
+        sources.happy_house(path)
+    assert str(path) in str(error.value)
+
+
+def test_happy_house_group_where_an_array_should_be_is_refused(tmp_path):
+    path = tmp_path / "h.h5"
+    with h5py.File(path, "w") as file:
+        file.create_group("test_set_x")
+        file["test_set_y"] = [1, 0]
+
+    with pytest.raises(UserError, match="'test_set_x' is a group, expected an array"):
+        sources.happy_house(path)
 
 
 # ---------------------------------------------------------------- fuzzing -------------------

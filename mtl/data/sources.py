@@ -63,24 +63,27 @@ class ImageSource:
 
 @dataclass
 class ArraySource:
-    """Images held in an HDF5 file, read row by row."""
+    """Images held in an HDF5 file, read row by row; `scale` maps the stored values to 0-255."""
 
     name: str
     path: Path
     images_key: str
     labels: dict[str, np.ndarray]
+    scale: float = 1.0
 
     def __len__(self) -> int:
         return len(self.labels[GENDER])
 
     def dataset(self, image_size: int) -> tf.data.Dataset:
-        path, key, count = str(self.path), self.images_key, len(self)
+        path, key, count, scale = str(self.path), self.images_key, len(self), self.scale
 
         def rows():
             with h5py.File(path, "r") as file:
                 images = file[key]
                 for index in range(count):
                     row = images[index]
+                    if row.dtype != np.uint8:  # checked at load time to lie in 0-255 once scaled
+                        row = np.rint(row * scale).astype(np.uint8)
                     yield row[..., None] if row.ndim == 2 else row
 
         images = tf.data.Dataset.from_generator(
@@ -218,31 +221,97 @@ def joint_folder(root) -> ImageSource:
 
 
 def happy_house(path) -> ArraySource:
-    """The Happy House HDF5 test (or train) file: label 1 is happy, 0 is not happy (taken as sad)."""
+    """The Happy House HDF5 test (or train) file: label 1 is happy, 0 is not happy (taken as sad).
+
+    Images may be uint8 (or other integers) in 0-255, or floats in 0-1 (scaled to 0-255) or in
+    0-255; labels may be 0/1 or the words "happy" and "not happy". Anything else is refused.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"Happy House file '{path}' does not exist.")
     try:
         with h5py.File(path, "r") as file:
             keys = set(file.keys())
-            for prefix in ("test_set", "train_set"):
-                if {f"{prefix}_x", f"{prefix}_y"} <= keys:
-                    images_key = f"{prefix}_x"
-                    shape = file[images_key].shape
-                    happy = np.asarray(file[f"{prefix}_y"][:]).reshape(-1)
-                    break
-            else:
+            prefix = next((p for p in ("test_set", "train_set") if {f"{p}_x", f"{p}_y"} <= keys), None)
+            if prefix is None:
                 raise UserError(
                     f"HDF5 file '{path}' has keys {sorted(keys)}; expected 'test_set_x' and 'test_set_y' "
                     "(or 'train_set_x' and 'train_set_y')."
                 )
+            images_key = f"{prefix}_x"
+            images = _hdf5_array(file, images_key, path)
+            happy = _happy_labels(_hdf5_array(file, f"{prefix}_y", path)[()], f"{prefix}_y", path)
+            _check_image_shape(images.shape, len(happy), images_key, path)
+            scale = _pixel_scale(images, images_key, path)
     except OSError:
         raise UserError(f"'{path}' is not a readable HDF5 file.") from None
-    if len(shape) not in (3, 4) or shape[0] != len(happy):
-        raise UserError(f"HDF5 file '{path}': {images_key} has shape {shape}, expected (N, H, W, 3) with N labels.")
-    emotion = np.where(happy == 1, CLASSES[EMOTION].index("happy"), CLASSES[EMOTION].index("sad"))
+    emotion = np.where(happy, CLASSES[EMOTION].index("happy"), CLASSES[EMOTION].index("sad"))
     labels = {GENDER: np.full(len(happy), MISSING, np.int32), EMOTION: emotion.astype(np.int32)}
-    return ArraySource(name=str(path), path=path, images_key=images_key, labels=labels)
+    return ArraySource(name=str(path), path=path, images_key=images_key, labels=labels, scale=scale)
+
+
+def _hdf5_array(file: h5py.File, key: str, path: Path) -> h5py.Dataset:
+    item = file[key]
+    if not isinstance(item, h5py.Dataset):
+        raise UserError(f"HDF5 file '{path}': '{key}' is a group, expected an array.")
+    return item
+
+
+def _check_image_shape(shape: tuple, labels: int, key: str, path: Path) -> None:
+    if len(shape) not in (3, 4) or (len(shape) == 4 and shape[3] not in (1, 3, 4)) or 0 in shape[1:3]:
+        raise UserError(f"HDF5 file '{path}': {key} has shape {shape}, expected (N, H, W, 3) or (N, H, W).")
+    if shape[0] == 0:
+        raise UserError(f"HDF5 file '{path}': {key} holds no images (shape {shape}).")
+    if shape[0] != labels:
+        raise UserError(
+            f"HDF5 file '{path}': {key} has shape {shape} but {labels} labels; expected one label per image."
+        )
+
+
+def _pixel_scale(images: h5py.Dataset, key: str, path: Path) -> float:
+    """255 for floats in 0-1, 1 for values in 0-255; a UserError for anything else (one chunked pass)."""
+    if images.dtype == np.uint8:
+        return 1.0
+    if images.dtype.kind not in "iuf":
+        raise UserError(f"HDF5 file '{path}': {key} holds {images.dtype} values; expected numbers in 0-255 or 0-1.")
+    low, high = np.inf, -np.inf
+    for start in range(0, images.shape[0], 256):
+        chunk = images[start : start + 256]
+        if np.isnan(chunk).any():
+            raise UserError(f"HDF5 file '{path}': {key} holds NaN values; expected numbers in 0-255 or 0-1.")
+        low, high = min(low, chunk.min()), max(high, chunk.max())
+    if low < 0 or high > 255:
+        raise UserError(f"HDF5 file '{path}': {key} holds values from {low} to {high}; expected 0-255 or 0-1.")
+    # Floats that never exceed 1 are taken as 0-1 (else they would all be black); an image that is
+    # truly 0-255 and nearly black everywhere is the one case this reads wrong.
+    return 255.0 if images.dtype.kind == "f" and high <= 1 else 1.0
+
+
+_HAPPY_WORDS = {"happy": True, "1": True, "not happy": False, "unhappy": False, "sad": False, "0": False}
+
+
+def _happy_labels(values, key: str, path: Path) -> np.ndarray:
+    """True where the label says happy: 1 or "happy"; False for 0, "not happy", "unhappy" or "sad"."""
+    values = np.asarray(values).reshape(-1)
+    if values.dtype.kind in "SUO":
+        texts = [value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value) for value in values]
+        words = [" ".join(text.lower().replace("_", " ").split()) for text in texts]
+        unknown = sorted(set(words) - set(_HAPPY_WORDS))
+        if unknown:
+            raise UserError(
+                f"HDF5 file '{path}': {key} holds the label '{unknown[0]}'; expected 'happy' or 'not happy' (or 1 and 0)."
+            )
+        return np.array([_HAPPY_WORDS[word] for word in words], bool)
+    if values.dtype.kind not in "biuf":
+        raise UserError(
+            f"HDF5 file '{path}': {key} holds {values.dtype} values; expected 1 (happy) and 0 (not happy)."
+        )
+    unknown = values[(values != 0) & (values != 1)]  # NaN too
+    if unknown.size:
+        raise UserError(
+            f"HDF5 file '{path}': {key} holds the label {unknown[0]}; expected 1 (happy) and 0 (not happy)."
+        )
+    return values == 1
 
 
 def stratified_split(source: ImageSource, fraction: float, seed: int) -> tuple[ImageSource, ImageSource]:
