@@ -122,7 +122,8 @@ def predict_images(model, items: list[Item], detector: str | None, keep_photos: 
     detect = faces.detector(detector) if detector else None
     for start in range(0, len(items), IMAGES_PER_BATCH):
         results, crops = [], []
-        for item in items[start:start + IMAGES_PER_BATCH]:
+        for done, item in enumerate(items[start:start + IMAGES_PER_BATCH], start=start + 1):
+            on_progress(done)
             try:
                 photo = faces.read_photo(item.path) if detect or keep_photos else None
                 if detect:
@@ -141,7 +142,6 @@ def predict_images(model, items: list[Item], detector: str | None, keep_photos: 
             for result in results:
                 result.answers = [_answers(outputs, index + k) for k in range(len(result.boxes))]
                 index += len(result.boxes)
-        on_progress(min(start + IMAGES_PER_BATCH, len(items)))
         yield from results
 
 
@@ -196,10 +196,12 @@ def predict_command(paths: list[str], as_json: bool = False, annotate_dir: str |
     """`mtl predict`: print every face's answers, optionally write annotated copies; UserError if nothing was read."""
     out, err = out or sys.stdout, err or sys.stderr
     model_file, inputs = split_model_and_inputs(paths)
+    if not inputs:
+        raise UserError(f"No images given after the run directory '{paths[0]}'; expected image files or folders.")
     items, problems, any_folder = expand_inputs(inputs)
     if not items:
         raise UserError(problems[0] if len(problems) == 1 else
-                        f"None of the {len(problems)} inputs holds a readable image ({problems[0]}).")
+                        f"None of the {len(problems)} inputs holds an image ({problems[0].rstrip('.')}).")
     for problem in problems:
         print(f"mtl: skipped: {problem}", file=err)
     if annotate_dir is not None and Path(annotate_dir).exists() and not Path(annotate_dir).is_dir():
@@ -230,4 +232,4 @@ def predict_command(paths: list[str], as_json: bool = False, annotate_dir: str |
             annotate(result).save(target)
     if not read:
         raise UserError(unreadable[0] if len(unreadable) == 1 else
-                        f"None of the {len(unreadable)} images could be read ({unreadable[0]}).")
+                        f"None of the {len(unreadable)} images could be read ({unreadable[0].rstrip('.')}).")

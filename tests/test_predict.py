@@ -185,6 +185,10 @@ def test_a_missing_path_or_an_empty_folder_alone_is_one_sentence(run_dir, tmp_pa
     assert_one_sentence(*run_cli("predict", run_dir, tmp_path / "empty"), tmp_path / "empty", "holds no images")
 
 
+def test_a_run_directory_without_images_is_one_sentence(run_dir):
+    assert_one_sentence(*run_cli("predict", run_dir), run_dir, "No images given")
+
+
 def test_bad_inputs_among_good_ones_are_reported_and_skipped(run_dir, album, tmp_path):
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n broken")
