@@ -115,7 +115,7 @@ def cmd_notebook(args) -> None:
 
 
 def _compare(args, only: list[str] | None) -> None:
-    from mtl.compare import compare, write_tables
+    from mtl.compare import compare
     from mtl.config import deep_merge, read_json
 
     spec = {}
@@ -124,11 +124,11 @@ def _compare(args, only: list[str] | None) -> None:
         if "base" not in spec and "variants" not in spec:
             spec = {"base": spec}  # a plain experiment config, e.g. the best one from `mtl tune`
     spec["base"] = deep_merge(spec.get("base", {}), _overrides(args))
-    name = args.name or time.strftime("compare-%Y%m%d-%H%M%S")
-    rows = compare(spec, Path(args.runs_dir) / name, only)
+    root = Path(args.runs_dir) / (args.name or time.strftime("compare-%Y%m%d-%H%M%S"))
+    compare(spec, root, only, getattr(args, "seeds", None))
     print()
-    print(write_tables(rows, Path(args.runs_dir) / name))
-    print(f"TensorBoard: tensorboard --logdir {Path(args.runs_dir) / name}")
+    print((root / "results.md").read_text())
+    print(f"TensorBoard: tensorboard --logdir {root}")
 
 
 def cmd_tune(args) -> None:
@@ -212,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare = commands.add_parser("compare", help="train and evaluate every approach side by side (TensorBoard, results.md)")
     compare.add_argument("--variants", help="comma-separated subset of the variants to run")
+    compare.add_argument("--seeds", type=int, help="train every variant with this many seeds (default: the config's, else 1)")
     _add_data_options(compare)
     compare.set_defaults(handler=cmd_compare)
 

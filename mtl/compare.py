@@ -1,11 +1,15 @@
-"""Train and evaluate several approaches on the same data, seed and budget, side by side.
+"""Train and evaluate several approaches on the same data, seeds and budget, side by side.
 
 All runs go under one root, which is also the TensorBoard log directory:
-- `<root>/<variant>/`: each run (config, models, training logs, metrics.json), plus the
-  HParams session of that variant, so the HParams dashboard lists one row per variant;
-- `<root>/<variant>/evaluation/`: confusion matrices as JSON and PNG;
-- `<root>/results.md` and `results.csv`: the same numbers as a table.
-A comparison config is `{"base": <experiment config>, "variants": {name: <overrides>}}`.
+- `<root>/<variant>/seed-<k>/`: each run (config, models, training logs, metrics.json), plus
+  its HParams session, named `<variant>/seed-<k>`; `<root>/<variant>/mean/` holds the row of
+  the variant's mean over the seeds;
+- `<root>/<variant>/seed-<k>/evaluation/`: confusion matrices and per-image correctness;
+- `<root>/results.md` and `results.csv`: per variant, mean and standard deviation over the
+  seeds of every metric, and the p-value of an exact McNemar test against the baseline variant
+  (the first one) on the same test images, from the seed-0 runs; `results_per_seed.csv`: every run.
+A comparison config is `{"base": <experiment config>, "variants": {name: <overrides>}, "seeds": N,
+"baseline": <variant>}`. Running the same command again resumes: finished runs are kept.
 """
 
 import csv
@@ -14,13 +18,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import binomtest
 
 from mtl import approaches
 from mtl.config import ExperimentConfig, config_from_dict, merge
 from mtl.dashboard.figures import confusion_matrix_image, face_grid_image, write_images
 from mtl.dashboard.hparams import write_hparams, write_hparams_config
 from mtl.errors import UserError
+from mtl.evaluate import CORRECT_FILE
 from mtl.experiment import TEACHERS_DIR, train_and_evaluate, validate
+from mtl.provenance import provenance
+from mtl.runs import METRICS_FILE, atomic_path, write_json
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
 
 # The variants every comparison runs unless its config names others. Variants that need teachers
@@ -38,19 +46,32 @@ METRICS = {
     "gender_accuracy": "gender accuracy (gender test)",
     "emotion_accuracy": "emotion accuracy (FER2013 test)",
     "happy_house_accuracy": "emotion accuracy (Happy House)",
+    "happy_house_detected_accuracy": "emotion accuracy (Happy House, detected faces)",
     "joint_four_class_accuracy": "four-class accuracy (joint set)",
     "parameters": "parameters",
     "inference_ms_per_image": "inference ms/image",
     "training_seconds": "training seconds",
 }
+# Which test set and task each accuracy of METRICS is measured on (for the paired tests).
+ACCURACIES = {
+    "gender_accuracy": ("gender_test", GENDER),
+    "emotion_accuracy": ("emotion_test", EMOTION),
+    "happy_house_accuracy": ("happy_house", EMOTION),
+    "happy_house_detected_accuracy": ("happy_house_detected", EMOTION),
+    "joint_four_class_accuracy": ("joint_test", FOUR),
+}
 SHARED_HPARAMS = ("approach", "backbone", "color", "epochs", "seed")
+COMPARISON_FILE = "comparison.json"
+MEAN_RUN = "mean"
 
 
 def variant_configs(spec: dict) -> dict[str, ExperimentConfig]:
     """The config of each variant: the base config with the variant's overrides."""
-    unknown = set(spec) - {"base", "variants"}
+    unknown = set(spec) - {"base", "variants", "seeds", "baseline"}
     if unknown:
-        raise UserError(f"Unknown comparison config key '{sorted(unknown)[0]}'; expected 'base' and 'variants'.")
+        raise UserError(
+            f"Unknown comparison config key '{sorted(unknown)[0]}'; expected 'base', 'variants', 'seeds' and 'baseline'."
+        )
     base = config_from_dict(spec.get("base", {}))
     variants = spec.get("variants") or DEFAULT_VARIANTS
     return {name: merge(base, overrides) for name, overrides in variants.items()}
@@ -68,7 +89,7 @@ def hparams_of(config: ExperimentConfig, columns: list[str]) -> dict:
         "backbone": config.model.backbone,
         "color": config.data.color,
         "epochs": config.train.epochs,
-        "seed": config.train.seed,
+        "seed": str(config.train.seed),  # a string, so the mean's row can say "mean"
         **approaches.get(config.approach).hparams(config),
     }
     return {column: values.get(column, "n/a") for column in columns}
@@ -98,56 +119,100 @@ def teachers_first(configs: dict[str, ExperimentConfig]) -> dict[str, Experiment
     return {name: configs[name] for name in [*providers[:1], *configs] if name in configs}
 
 
-def compare(spec: dict, root: Path, only: list[str] | None = None) -> list[dict]:
-    """Run every variant into `root` and return one result row per variant."""
-    root = Path(root)
+def seed_count(spec: dict, seeds: int | None) -> int:
+    count = seeds if seeds is not None else spec.get("seeds", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise UserError(f"The number of seeds must be a whole number >= 1, got {count!r}.")
+    return count
+
+
+def claim_root(root: Path, described: dict) -> bool:
+    """Make `root` hold this comparison: a new folder, or one holding the same comparison (True: resume)."""
+    saved = root / COMPARISON_FILE
+    described = json.loads(json.dumps(described))  # as it reads back: tuples are lists
+    if saved.is_file():
+        if json.loads(saved.read_text()) != described:
+            raise UserError(f"Comparison folder '{root}' holds another comparison; choose another --name.")
+        return True
     if root.exists() and any(root.iterdir()):
         raise UserError(f"Comparison folder '{root}' already exists and is not empty; choose another --name.")
+    root.mkdir(parents=True, exist_ok=True)
+    write_json(saved, described)
+    return False
+
+
+def compare(spec: dict, root: Path, only: list[str] | None = None, seeds: int | None = None) -> list[dict]:
+    """Run every variant with every seed into `root`; returns one result row per variant (means over seeds)."""
+    root = Path(root)
     configs = variant_configs(spec)
+    seeds = seed_count(spec, seeds)
+    baseline = spec.get("baseline") or next(iter(configs))
+    if baseline not in configs:
+        raise UserError(f"Baseline variant '{baseline}' is not one of this comparison's: {', '.join(configs)}.")
     if only:
         missing = [name for name in only if name not in configs]
         if missing:
             raise UserError(f"Unknown variant '{missing[0]}'; this comparison has: {', '.join(configs)}.")
-        configs = {name: configs[name] for name in configs if name in only or name == teacher_variant(configs, only)}
+        keep = {*only, teacher_variant(configs, only)}
+        configs = {name: configs[name] for name in configs if name in keep}
     for config in configs.values():
         validate(config)
     configs = teachers_first(configs)
+    baseline = baseline if baseline in configs else next(iter(configs))
     columns = hparams_columns(configs)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "comparison.json").write_text(
-        json.dumps({name: config.to_dict() for name, config in configs.items()}, indent=2) + "\n"
-    )
-    write_hparams_config(
-        root, {name: [] for name in columns}, {key: display for key, display in METRICS.items()}
-    )
-    rows = []
-    teacher_run = None
-    for name, config in configs.items():
-        approach = approaches.get(config.approach)
-        if approach.needs_teachers(config) and teacher_run is not None and not config.options.teachers:
-            config = merge(config, {"options": {"teachers": str(teacher_run)}})
-        print(f"\n=== {name}: {config.approach} ===", flush=True)
-        started = time.perf_counter()
-        metrics = train_and_evaluate(config, root / name)
-        if teacher_run is None and approach.provides_teachers:
-            teacher_run = root / name
-        elif teacher_run is None and approach.needs_teachers(config) and not config.options.teachers:
-            teacher_run = root / name / TEACHERS_DIR  # trained inside this run: the next variants reuse them
-        # training_seconds includes cross-labelling, excludes evaluation and teachers trained elsewhere.
-        log_to_tensorboard(root / name, config, metrics, columns)
-        rows.append(row_of(name, config, metrics, columns))
-        print(f"{name} took {time.perf_counter() - started:.0f} s", flush=True)
-    write_tables(rows, root)
+    described = {"seeds": seeds, "baseline": baseline, "variants": {name: config.to_dict() for name, config in configs.items()}}
+    if claim_root(root, described):
+        print(f"Resuming the comparison in {root}: finished runs are kept.", flush=True)
+    write_hparams_config(root, {name: [] for name in columns}, dict(METRICS))
+    runs = {name: [] for name in configs}  # variant -> per seed (row, per-image correctness)
+    for seed_index in range(seeds):
+        teacher_run = None
+        for name, config in configs.items():
+            config = merge(config, {"train": {"seed": config.train.seed + seed_index}})
+            approach = approaches.get(config.approach)
+            if approach.needs_teachers(config) and teacher_run is not None and not config.options.teachers:
+                config = merge(config, {"options": {"teachers": str(teacher_run)}})
+            run_dir = root / name / f"seed-{seed_index}"
+            runs[name].append(run_variant(name, seed_index, config, run_dir, columns))
+            if teacher_run is None and approach.provides_teachers:
+                teacher_run = run_dir
+            elif teacher_run is None and approach.needs_teachers(config) and not config.options.teachers:
+                teacher_run = run_dir / TEACHERS_DIR  # trained inside this run: the next variants reuse them
+    rows = summarise(runs, baseline, columns)
+    for name, row in zip(runs, rows):
+        hparams = {column: row.get(column, MEAN_RUN) for column in columns}  # seed: "mean"
+        means = {key: row[f"{key}_mean"] for key in METRICS if row.get(f"{key}_mean") is not None}
+        write_hparams(root / name / MEAN_RUN, hparams, means, trial_id=f"{name}/{MEAN_RUN}")
+    write_tables(rows, [row for name in runs for row, _ in runs[name]], root)
     return rows
 
 
-def log_to_tensorboard(run_dir: Path, config: ExperimentConfig, metrics: dict) -> None:
-    """The run's HParams row, its confusion matrices, and a grid of test faces with predictions."""
-    values = {key: value for key, value in row_of("", config, metrics).items() if key in METRICS and value is not None}
-    write_hparams(run_dir, hparams_of(config), values)
+def run_variant(name: str, seed_index: int, config: ExperimentConfig, run_dir: Path, columns: list[str]):
+    """(result row, per-image correctness) of one variant and seed: trained now, or read back if finished."""
+    label = f"{name}/seed-{seed_index}"
+    if (run_dir / METRICS_FILE).is_file():
+        print(f"\n=== {label}: finished earlier, kept ===", flush=True)
+        metrics = json.loads((run_dir / METRICS_FILE).read_text())
+    else:
+        print(f"\n=== {label}: {config.approach} ===", flush=True)
+        started = time.perf_counter()
+        # training_seconds includes cross-labelling, excludes evaluation and teachers trained elsewhere.
+        metrics = train_and_evaluate(config, run_dir)
+        log_to_tensorboard(run_dir, label, config, metrics, columns)
+        print(f"{label} took {time.perf_counter() - started:.0f} s", flush=True)
+    with np.load(run_dir / "evaluation" / CORRECT_FILE) as saved:
+        correct = {key: saved[key] for key in saved.files}
+    return row_of(label, config, metrics, columns), correct
+
+
+def log_to_tensorboard(run_dir: Path, label: str, config: ExperimentConfig, metrics: dict, columns: list[str]) -> None:
+    """The run's HParams row (named `label`), its confusion matrices, and a grid of test faces with predictions."""
+    row = row_of(label, config, metrics, columns)
+    values = {key: value for key, value in row.items() if key in METRICS and value is not None}
+    write_hparams(run_dir, hparams_of(config, columns), values, trial_id=label)
     matrices, grids = [], []
     for test_set, scores in metrics["test_sets"].items():
-        for task, task_scores in scores.items():
+        for task, task_scores in ((task, scores[task]) for task in (GENDER, EMOTION, FOUR) if task in scores):
             matrices.append(
                 confusion_matrix_image(
                     np.array(task_scores["confusion_matrix"]), task_scores["classes"], f"{test_set}: {task}"
@@ -168,25 +233,80 @@ def log_to_tensorboard(run_dir: Path, config: ExperimentConfig, metrics: dict) -
     write_images(run_dir / "evaluation", "test_faces", grids)
 
 
-def _format(column: str, value) -> str:
+def mcnemar_p(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
+    """Exact McNemar test: two-sided binomial p-value of the images that exactly one of two models gets right."""
+    only_a = int(np.sum(correct_a & ~correct_b))
+    only_b = int(np.sum(~correct_a & correct_b))
+    return 1.0 if only_a + only_b == 0 else float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
+
+
+def summarise(runs: dict, baseline: str, columns: list[str]) -> list[dict]:
+    """Per variant: its options, then mean and standard deviation over seeds of every metric, and p-values."""
+    rows = []
+    for name, results in runs.items():
+        first_row, first_correct = results[0]
+        row = {"variant": name, **{column: first_row[column] for column in columns if column != "seed"}}
+        row["seeds"] = len(results)
+        for key in METRICS:
+            values = [result[key] for result, _ in results if result.get(key) is not None]
+            row[f"{key}_mean"] = float(np.mean(values)) if values else None
+            row[f"{key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
+        for key, (test_set, task) in ACCURACIES.items():
+            pair = f"{test_set}/{task}"
+            if name != baseline and pair in first_correct and pair in runs[baseline][0][1]:
+                row[f"{key}_p_vs_{baseline}"] = mcnemar_p(first_correct[pair], runs[baseline][0][1][pair])
+        rows.append(row)
+    return rows
+
+
+def _format(value) -> str:
     if value is None:
         return "-"
-    if column.endswith("accuracy"):
-        return f"{value:.4f}"
     if isinstance(value, float):
-        return f"{value:.2f}"
+        return f"{value:.4f}"
     return str(value)
 
 
-def write_tables(rows: list[dict], root: Path) -> str:
-    """results.csv and results.md under root; returns the Markdown table."""
-    columns = list(rows[0])
-    with open(root / "results.csv", "w", newline="") as file:
+def _mean_and_std(row: dict, key: str) -> str:
+    mean, std = row.get(f"{key}_mean"), row.get(f"{key}_std")
+    if mean is None:
+        return "-"
+    if key.endswith("accuracy"):
+        mean, std = mean * 100, (std * 100 if std is not None else None)
+    text = f"{mean:.0f}" if key == "parameters" else f"{mean:.2f}"
+    return text if not std else f"{text} ± {std:.2f}"
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    columns = list(dict.fromkeys(column for row in rows for column in row))
+    with atomic_path(path) as temporary, open(temporary, "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_format(c, row[c]) for c in columns) + " |" for row in rows]
+
+
+def write_tables(rows: list[dict], per_seed: list[dict], root: Path) -> str:
+    """results.csv (means, deviations, p-values), results_per_seed.csv and results.md under root; returns the Markdown."""
+    _write_csv(root / "results.csv", rows)
+    _write_csv(root / "results_per_seed.csv", per_seed)
+    shown = [key for key in METRICS if any(row.get(f"{key}_mean") is not None for row in rows)]
+    tests = [column for column in dict.fromkeys(c for row in rows for c in row) if "_p_vs_" in column]
+    header = ["variant", "approach", "seeds", *shown, *tests]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [row["variant"], row["approach"], str(row["seeds"])]
+        cells += [_mean_and_std(row, key) for key in shown] + [_format(row.get(column)) for column in tests]
+        lines.append("| " + " | ".join(cells) + " |")
+    made = provenance()
+    lines += [
+        "",
+        "Accuracies in %, mean ± standard deviation over seeds; p: exact McNemar test against the baseline on the "
+        "same test images (seed-0 runs).",
+        f"Made by commit {made['commit']}{' (uncommitted changes)' if made['dirty'] else ''}, Python {made['python']}, "
+        f"TensorFlow {made['tensorflow']}, Keras {made['keras']}, Keras Tuner {made['keras-tuner']}, "
+        f"{made['cpu']} ({made['cpu_count']} cores){', GPU ' + ', '.join(made['gpus']) if made['gpus'] else ''}.",
+    ]
     table = "\n".join(lines) + "\n"
-    (root / "results.md").write_text(table)
+    with atomic_path(root / "results.md") as temporary:
+        temporary.write_text(table)
     return table

@@ -93,6 +93,9 @@ class TrainConfig:
     weight_decay: float = number(1e-4, at_least=0)  # adamw only
     seed: int = number(42, at_least=0)
     early_stopping_patience: int | None = number(None, at_least=1)  # epochs; None: never stop early
+    # TensorFlow's deterministic ops: the same config gives the same weights, also across an
+    # interruption and resume, at some cost in speed.
+    deterministic: bool = False
 
 
 @dataclass

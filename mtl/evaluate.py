@@ -22,8 +22,12 @@ from mtl.dashboard.figures import confusion_matrix_image, save_png
 from mtl.data.pipeline import evaluation_batches, test_sets
 from mtl.faces import detected_faces
 from mtl.labels import four_class_targets
-from mtl.runs import CONFIG_FILE, MODEL_FILE, require_run
+from mtl.provenance import provenance
+from mtl.runs import CONFIG_FILE, MODEL_FILE, atomic_path, require_run
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, TASKS, four_class_index
+
+CORRECT_FILE = "correct.npz"  # in the evaluation folder: per test set and task, whether each image was right
+
 
 def predict_dataset(model: keras.Model, examples: tf.data.Dataset, batch_size: int):
     """(probabilities {task: [N, classes]}, labels {task: [N]}, images uint8 of the first batch)."""
@@ -59,18 +63,23 @@ def task_scores(task: str, true: np.ndarray, probabilities: np.ndarray) -> dict:
     }
 
 
-def score_test_set(probabilities: dict, labels: dict) -> dict:
-    """Scores for every task that this test set labels, and four-class when it labels both."""
-    scores = {}
+def labelled(probabilities: dict, labels: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """task -> (true labels, probabilities) over the images that have its label; four-class where both are labelled."""
+    answered = {}
     for task in TASKS:
         known = labels[task] >= 0
         if known.any():
-            scores[task] = task_scores(task, labels[task][known], probabilities[task][known])
+            answered[task] = (labels[task][known], probabilities[task][known])
     both = (labels[GENDER] >= 0) & (labels[EMOTION] >= 0)
     if both.any():
         four_true = np.array([four_class_index(e, g) for e, g in zip(labels[EMOTION][both], labels[GENDER][both])])
-        scores[FOUR] = task_scores(FOUR, four_true, probabilities[FOUR][both])
-    return scores
+        answered[FOUR] = (four_true, probabilities[FOUR][both])
+    return answered
+
+
+def score_test_set(probabilities: dict, labels: dict) -> dict:
+    """Scores for every task that this test set labels, and four-class when it labels both."""
+    return {task: task_scores(task, true, probs) for task, (true, probs) in labelled(probabilities, labels).items()}
 
 
 def pseudo_label_agreement(model: keras.Model, run_dir: Path, batch_size: int) -> dict | None:
@@ -123,14 +132,16 @@ def evaluate_run(run_dir: Path, data: DataConfig | None = None, artifacts_dir: P
     config = load_config(run_dir / CONFIG_FILE)
     data = data or config.data
     model = keras.models.load_model(run_dir / MODEL_FILE)
-    metrics = {"run": str(run_dir), "approach": config.approach, "backbone": config.model.backbone, "test_sets": {}}
-    samples = {}
+    metrics = {"run": run_dir.name, "approach": config.approach, "backbone": config.model.backbone, "test_sets": {}}
+    samples, correct = {}, {}
     for name, size, examples, extra in scored_sets(data, detect):
         print(f"evaluating on {name} ({size} images)", flush=True)
         probabilities, labels, first_images = predict_dataset(model, examples, data.batch_size)
         scores = score_test_set(probabilities, labels)
         metrics["test_sets"][name] = {**scores, **extra}
         samples[name] = (first_images, probabilities, labels)
+        for task, (true, probs) in labelled(probabilities, labels).items():
+            correct[f"{name}/{task}"] = probs.argmax(axis=1) == true
         if artifacts_dir is not None:
             artifacts_dir.mkdir(parents=True, exist_ok=True)
             for task, task_score in scores.items():
@@ -146,6 +157,11 @@ def evaluate_run(run_dir: Path, data: DataConfig | None = None, artifacts_dir: P
     if agreement is not None:
         metrics["not_accuracy_agreement_with_own_pseudo_labels"] = agreement
     metrics["headline"] = headline(metrics)
+    metrics["provenance"] = provenance()
+    if artifacts_dir is not None:
+        # Per-image right or wrong, for paired tests between runs scored on the same images.
+        with atomic_path(artifacts_dir / CORRECT_FILE) as temporary, open(temporary, "wb") as file:
+            np.savez_compressed(file, **correct)
     metrics["_samples"] = samples  # for TensorBoard images; dropped before writing JSON
     return metrics
 

@@ -1,23 +1,29 @@
 """One experiment end to end: a new run directory, teachers if needed, training, evaluation, metrics."""
 
+import shutil
 import time
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 
-from mtl import approaches, pseudo_labels, training
+from mtl import approaches, pseudo_labels
 from mtl.approaches.base import Approach
-from mtl.config import ExperimentConfig, merge
+from mtl.config import ExperimentConfig, TrainConfig, load_config, merge
 from mtl.data.pipeline import ExperimentData
 from mtl.evaluate import evaluate_run, write_metrics
 from mtl.models.build import inference_model
-from mtl.runs import METRICS_FILE, MODEL_FILE, create_run
+from mtl.errors import UserError
+from mtl.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE, atomic_path, create_run, write_json
 
 TEACHERS_DIR = "teachers"  # inside a run or search directory, when no options.teachers is given
+BACKUP_DIR = "backup"  # inside a run directory: the checkpoint of the stage in training
 
 
-def seed_everything(seed: int) -> None:
-    keras.utils.set_random_seed(seed)
+def seed_everything(config: TrainConfig) -> None:
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
 
 
 def validate(config: ExperimentConfig) -> Approach:
@@ -28,19 +34,37 @@ def validate(config: ExperimentConfig) -> Approach:
 
 
 def train_approach(approach: Approach, config: ExperimentConfig, run_dir: Path, data: ExperimentData) -> keras.Model:
-    """Fit the approach's stages in order into `run_dir`; saves each network and the inference model."""
+    """Fit the approach's stages in order into `run_dir`; saves each network and the inference model.
+
+    A stage that a previous, interrupted call finished is loaded, not fitted again; the stage it
+    was fitting continues from its last finished epoch (`backup/<stage>`).
+    """
     run_dir = Path(run_dir)
     merged_dir = cross_labelled_images(config, run_dir, data) if approach.needs_teachers(config) else None
     stages = approach.stages(config)
     for stage in stages:
+        network_file = run_dir / f"{stage.network.name}.keras"
+        summary_file = run_dir / f"{stage.name}_training.json"
+        if network_file.is_file() and summary_file.is_file():
+            print(f"{stage.network.name} was trained by an earlier run of this command; loading it.", flush=True)
+            stage.network.set_weights(keras.models.load_model(network_file).get_weights())
+            continue
+        backup_dir = run_dir / BACKUP_DIR / stage.name
         summary = approach.fit_stage(
-            config, stage, data, merged_dir, run_dir / "logs" / stage.name, approach.epochs(config, stage.name)
+            config, stage, data, merged_dir, run_dir / "logs" / stage.name, approach.epochs(config, stage.name),
+            backup_dir=backup_dir,
         )
-        training.write_json(run_dir / f"{stage.name}_training.json", summary)
-        stage.network.save(run_dir / f"{stage.network.name}.keras")
+        save_model(stage.network, network_file)
+        write_json(summary_file, summary)
     model = inference_model([stage.network for stage in stages], config.data)
-    model.save(run_dir / MODEL_FILE)
+    save_model(model, run_dir / MODEL_FILE)
+    shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)  # every stage is saved: nothing left to resume
     return model
+
+
+def save_model(model: keras.Model, path: Path) -> None:
+    with atomic_path(path) as temporary:
+        model.save(temporary)
 
 
 def teachers(config: ExperimentConfig, directory: Path, data: ExperimentData) -> Path:
@@ -61,15 +85,33 @@ def teachers(config: ExperimentConfig, directory: Path, data: ExperimentData) ->
 
 
 def cross_labelled_images(config: ExperimentConfig, directory: Path, data: ExperimentData, name: str = pseudo_labels.MERGED_DIR) -> Path:
-    """Both training splits labelled by the teachers into `directory/name` (made once, then reused)."""
+    """Both training splits labelled by the teachers into `directory/name`: made once, then reused.
+
+    A folder left half-written by an interrupted run (no summary yet) is made again.
+    """
     merged_dir = Path(directory) / name
     if (merged_dir / pseudo_labels.SUMMARY_FILE).is_file():
         print(f"Reusing the cross-labelled images in {merged_dir}.", flush=True)
         return merged_dir
+    shutil.rmtree(merged_dir, ignore_errors=True)
     teacher = pseudo_labels.load_teacher(teachers(config, directory, data))
     summary = pseudo_labels.cross_label(teacher, data, merged_dir)
     print(f"Cross-labelled {summary['examples']} images into {merged_dir}.", flush=True)
     return merged_dir
+
+
+def open_run(run_dir: Path, config: ExperimentConfig) -> Path:
+    """A new run directory, or one that an interrupted run of the same config left unfinished (to resume)."""
+    run_dir = Path(run_dir)
+    saved = run_dir / CONFIG_FILE
+    if saved.is_file() and not (run_dir / METRICS_FILE).is_file():
+        if load_config(saved).to_dict() != config.to_dict():
+            raise UserError(
+                f"Run directory '{run_dir}' holds an unfinished run of another config; choose another --name."
+            )
+        print(f"Resuming the unfinished run in {run_dir}.", flush=True)
+        return run_dir
+    return create_run(run_dir, config)
 
 
 def train_and_evaluate(config: ExperimentConfig, run_dir: Path, evaluate: bool = True) -> dict:
@@ -80,13 +122,13 @@ def train_and_evaluate(config: ExperimentConfig, run_dir: Path, evaluate: bool =
     """
     approach = validate(config)
     data = ExperimentData.load(config.data, config.train.seed)  # validates the data before a run is made
-    run_dir = create_run(run_dir, config)
-    seed_everything(config.train.seed)
+    run_dir = open_run(run_dir, config)
+    seed_everything(config.train)
     start = time.perf_counter()
     train_approach(approach, config, run_dir, data)
     training_seconds = time.perf_counter() - start
     if not evaluate:
-        return {"run": str(run_dir), "training_seconds": training_seconds}
+        return {"run": run_dir.name, "training_seconds": training_seconds}
     metrics = evaluate_run(run_dir, artifacts_dir=run_dir / "evaluation")
     metrics["training_seconds"] = round(training_seconds, 1)
     write_metrics(metrics, run_dir / METRICS_FILE)

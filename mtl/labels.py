@@ -11,16 +11,7 @@ probability vector and a weight (0 drops the example from that task's loss):
 import tensorflow as tf
 
 from mtl.config import ApproachConfig
-from mtl.errors import UserError
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, TASKS
-
-LABEL_SOURCES = ("none", "hard", "soft", "threshold")
-
-
-def check(options: ApproachConfig) -> None:
-    if options.pseudo_labels not in LABEL_SOURCES:
-        raise UserError(f"Unknown pseudo_labels '{options.pseudo_labels}'; expected one of: {', '.join(LABEL_SOURCES)}.")
-
 
 def task_targets(labels: dict, predictions: dict | None, options: ApproachConfig):
     """({task: target probabilities}, {task: weight}) for gender and emotion."""

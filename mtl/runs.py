@@ -1,6 +1,17 @@
-"""Run directories: one per trained approach, never overwritten, with the config saved first."""
+"""Run directories and the files in them.
 
+A run directory is one per trained approach, never overwritten, with the config saved first; its
+name is one plain folder name inside --runs-dir, so nothing is ever written outside it. Every
+artifact (config, metrics, training summaries, models, figures) is written under a temporary
+name and renamed into place, so a kill at any moment leaves the old file or the new one.
+"""
+
+import contextlib
+import json
+import math
+import os
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -10,11 +21,34 @@ from mtl.errors import UserError
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.keras"
 METRICS_FILE = "metrics.json"
+EVALUATION_DIR = "evaluation"  # the figures of METRICS_FILE, beside it
+
+MAX_NAME_LENGTH = 100
+# ASCII letters, digits and a few safe marks; no separator, so a name cannot leave --runs-dir,
+# and no leading dot, so neither ".." nor a hidden folder.
+_RUN_NAME = re.compile(rf"[A-Za-z0-9_+=@,-][A-Za-z0-9._+=@,-]{{0,{MAX_NAME_LENGTH - 1}}}")
 
 
 def default_run_name(config: ExperimentConfig) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return f"{stamp}-{config.approach}-{config.model.backbone}"
+
+
+def run_directory(runs_dir, name: str) -> Path:
+    """`runs_dir/name`, once `name` is one plain folder name and `runs_dir` can hold folders; nothing is made."""
+    if not _RUN_NAME.fullmatch(name):
+        shown = name if len(name) <= 60 else f"{name[:57]}..."
+        raise UserError(
+            f"Run name '{shown}' is not a plain folder name; use at most {MAX_NAME_LENGTH} "
+            "letters, digits and '.', '_', '-', '+', '=', '@' or ',' (not starting with '.')."
+        )
+    runs_dir = Path(runs_dir)
+    existing = next(folder for folder in (runs_dir, *runs_dir.parents) if folder.exists())
+    if not existing.is_dir():
+        raise UserError(f"--runs-dir '{runs_dir}' cannot hold run directories: '{existing}' is a file, not a folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"--runs-dir '{runs_dir}' cannot hold run directories: '{existing}' is not writable.")
+    return runs_dir / name
 
 
 def create_run(directory: Path, config: ExperimentConfig) -> Path:
@@ -23,7 +57,7 @@ def create_run(directory: Path, config: ExperimentConfig) -> Path:
     if directory.exists() and any(directory.iterdir()):
         raise UserError(f"Run directory '{directory}' already exists and is not empty; choose another --name.")
     directory.mkdir(parents=True, exist_ok=True)
-    config.save(directory / CONFIG_FILE)
+    write_json(directory / CONFIG_FILE, config.to_dict())
     return directory
 
 
@@ -37,5 +71,82 @@ def require_run(directory: Path) -> Path:
     return directory
 
 
+def evaluation_dir(metrics_file: Path) -> Path:
+    """Where the figures of a metrics file go: `evaluation/` beside a run's metrics.json, else `<stem>_evaluation/`."""
+    metrics_file = Path(metrics_file)
+    if metrics_file.name == METRICS_FILE:
+        return metrics_file.parent / EVALUATION_DIR
+    return metrics_file.parent / f"{metrics_file.stem}_evaluation"
+
+
 def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path):
+    """Yields a temporary path beside `path`; renamed onto `path` only when the block ends without error.
+
+    A kill at any moment leaves the old file or the new one, never half of one. The temporary name
+    keeps the suffix (Keras saves only to `.keras`) and starts with a dot (readers skip it).
+    """
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        yield temporary
+        _sync(temporary)  # the bytes on disk before the name points at them
+        os.replace(temporary, path)
+        _sync(path.parent)  # the rename itself
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def _sync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_text(text)
+
+
+@contextlib.contextmanager
+def replaced_folder(path: Path):
+    """Yields a new empty folder that replaces `path`, and everything in it, when the block ends without error.
+
+    Nothing of an earlier folder survives (no stale figures); a failed block leaves the earlier one as it was.
+    """
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    previous = path.with_name(f".{path.name}.{os.getpid()}.old")
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir(parents=True)
+    try:
+        yield temporary
+        if path.exists():
+            os.replace(path, previous)  # a folder cannot be swapped in one step: moved aside, then removed
+        os.replace(temporary, path)
+        shutil.rmtree(previous, ignore_errors=True)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _finite(value):
+    """`value` with every NaN or infinite float replaced by None, which strict JSON readers accept."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
+def write_json(path: Path, values) -> None:
+    """Write `values` as strict JSON (no NaN or Infinity: they become null), atomically."""
+    atomic_write_text(path, json.dumps(_finite(values), indent=2, allow_nan=False) + "\n")

@@ -12,11 +12,14 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
 from mtl.config import ApproachConfig, TrainConfig
+from mtl.errors import UserError
 from mtl.losses import masked_cross_entropy
+from mtl.runs import atomic_path, write_json
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, TASKS
 from mtl.weighting import Weighting, split_variables
 
@@ -148,31 +151,46 @@ def fit(
     extra_callbacks=(),
     initial_epoch: int = 0,
     verbose: int = 2,
+    backup_dir: Path | None = None,
 ) -> dict:
     """Train, keep the weights of the best validation epoch, log to TensorBoard; returns a summary.
 
     From `initial_epoch` (a search trial continued by Hyperband) the optimizer starts afresh,
-    so its schedule spans the epochs that are left.
+    so its schedule spans the epochs that are left. With `backup_dir` every epoch is
+    checkpointed there, and a fit that finds a checkpoint continues after its last finished
+    epoch, on the batches the interrupted fit would have seen next. A loss that stops being
+    finite ends the fit with a UserError, the last finished epoch's checkpoint kept.
     """
     trainer.compile(optimizer=make_optimizer(config, steps_per_epoch, epochs - initial_epoch))
     monitor = selection_metric(trainer)
-    best = BestWeights(monitor)
-    callbacks = [best, *extra_callbacks]
+    best = BestWeights(monitor, backup_dir)
+    callbacks = [StopOnNonFiniteLoss(), best, *extra_callbacks]
+    if backup_dir is not None:
+        Path(backup_dir).mkdir(parents=True, exist_ok=True)
+        finished = epochs_finished(backup_dir)
+        if finished:
+            print(f"Resuming after epoch {finished} from {backup_dir}.", flush=True)
+            train_batches = train_batches.skip(finished * steps_per_epoch)
+        callbacks.insert(1, keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False))
     if log_dir is not None:
         callbacks.insert(0, keras.callbacks.TensorBoard(log_dir=str(log_dir)))
     if config.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor, mode="max", patience=config.early_stopping_patience))
     start = time.perf_counter()
-    history = trainer.fit(
-        train_batches,
-        validation_data=validation_batches,
-        epochs=epochs,
-        initial_epoch=initial_epoch,
-        steps_per_epoch=steps_per_epoch,
-        callbacks=callbacks,
-        shuffle=False,  # the tf.data pipeline shuffles; Keras cannot shuffle a dataset
-        verbose=verbose,
-    )
+    try:
+        trainer.fit(
+            train_batches,
+            validation_data=validation_batches,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps_per_epoch,
+            callbacks=callbacks,
+            shuffle=False,  # the tf.data pipeline shuffles; Keras cannot shuffle a dataset
+            verbose=verbose,
+        )
+    except Diverged as diverged:
+        kept = f"; the last finished epoch is kept in {backup_dir}" if backup_dir is not None else ""
+        raise UserError(f"Training of {trainer.network.name} diverged ({diverged}){kept}; try a lower train.learning_rate.") from None
     seconds = time.perf_counter() - start
     best.restore(trainer)
     return {
@@ -181,32 +199,88 @@ def fit(
         "best_value": best.best_value if best.best_epoch else None,
         "best_validation": best.validation,
         "training_seconds": round(seconds, 1),
-        "history": {key: [float(v) for v in values] for key, values in history.history.items()},
+        "history": best.history,
     }
 
 
-class BestWeights(keras.callbacks.Callback):
-    """Remembers the weights of the epoch with the best validation metric (higher is better)."""
+BACKUP_METADATA = "training_metadata.json"  # what keras.callbacks.BackupAndRestore writes beside its weights
 
-    def __init__(self, monitor: str):
+
+def epochs_finished(backup_dir: Path) -> int:
+    """How many epochs the checkpoint in `backup_dir` holds (0 if none)."""
+    path = Path(backup_dir) / BACKUP_METADATA
+    return json.loads(path.read_text())["epoch"] + 1 if path.is_file() else 0
+
+
+class Diverged(Exception):
+    """The training loss stopped being finite."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Ends the fit at once when the loss is NaN or infinite, before the epoch's checkpoint would keep it."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise Diverged(f"loss {float(loss)} at epoch {self.epoch + 1}, step {batch + 1}")
+
+
+class BestWeights(keras.callbacks.Callback):
+    """Keeps the weights of the epoch with the best validation metric (higher is better) and every epoch's logs.
+
+    With a `directory`, both are also kept on disk, so a resumed fit still knows what came before.
+    """
+
+    STATE, WEIGHTS = "best.json", "best_weights.npz"
+
+    def __init__(self, monitor: str, directory: Path | None = None):
         super().__init__()
         self.monitor = monitor
+        self.directory = Path(directory) if directory is not None else None
         self.best_value = -math.inf
         self.best_epoch = None
         self.weights = None
         self.validation = {}  # the validation results of the best epoch
+        self.history: dict[str, list[float]] = {}
+        if self.directory is not None and (self.directory / self.STATE).is_file():
+            state = json.loads((self.directory / self.STATE).read_text())
+            self.best_value = state["best_value"] if state["best_value"] is not None else -math.inf
+            self.best_epoch, self.validation, self.history = state["best_epoch"], state["validation"], state["history"]
 
     def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
+        logs = logs or {}
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(float(value))
+        value = logs.get(self.monitor)
         if value is not None and value > self.best_value:
             self.best_value, self.best_epoch = float(value), epoch + 1
             self.weights = self.model.get_weights()
             self.validation = {key: float(value) for key, value in logs.items() if key.startswith("val_")}
+            if self.directory is not None:
+                with atomic_path(self.directory / self.WEIGHTS) as temporary:
+                    with open(temporary, "wb") as file:
+                        np.savez(file, *self.weights)
+        if self.directory is not None:
+            state = {
+                "best_value": self.best_value if self.best_epoch else None,
+                "best_epoch": self.best_epoch,
+                "validation": self.validation,
+                "history": self.history,
+            }
+            write_json(self.directory / self.STATE, state)
 
     def restore(self, trainer):
+        if self.weights is None and self.directory is not None and (self.directory / self.WEIGHTS).is_file():
+            with np.load(self.directory / self.WEIGHTS) as saved:
+                self.weights = [saved[f"arr_{index}"] for index in range(len(saved.files))]
         if self.weights is not None:
             trainer.set_weights(self.weights)
 
 
-def write_json(path: Path, values) -> None:
-    Path(path).write_text(json.dumps(values, indent=2) + "\n")

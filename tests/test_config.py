@@ -73,7 +73,7 @@ def test_a_merge_is_checked_like_a_config_file():
         ({"data": {"color": "sepia"}}, "Config field 'data.color' must be one of: rgb, gray, got 'sepia'."),
         ({"train": 5}, "Config section 'train' must be a mapping of its fields, got 5."),
         ([1, 2], "A config must be a mapping of field names to values, got [1, 2]."),
-        ({"train": {"epoch": 3}}, "Unknown config field 'train.epoch'; expected one of: early_stopping_patience, "
+        ({"train": {"epoch": 3}}, "Unknown config field 'train.epoch'; expected one of: deterministic, early_stopping_patience, "
          "epochs, four_class_epochs, learning_rate, optimizer, schedule, seed, weight_decay."),
     ],
 )

@@ -9,7 +9,6 @@ from keras import layers
 from conftest import SAMPLE
 from mtl.config import DataConfig, ModelConfig
 from mtl.data import sources
-from mtl.errors import UserError
 from mtl.models.build import Grayscale, build_network, inference_model
 from mtl.tasks import EMOTION, FOUR, GENDER, four_from_tasks
 
@@ -69,13 +68,6 @@ def test_dsresnet_builds_with_the_configured_width_and_depth(faces):
     assert set(outputs) == {GENDER, EMOTION}
     assert outputs[GENDER].shape == outputs[EMOTION].shape == (8, 2)
     assert np.allclose(np.sum(outputs[GENDER], axis=1), 1, atol=1e-5)
-
-
-def test_unknown_backbone_or_colour_is_a_user_error():
-    with pytest.raises(UserError, match="Unknown backbone 'vgg'"):
-        two_head_network(model=ModelConfig(backbone="vgg"))
-    with pytest.raises(UserError, match="Unknown colour mode 'sepia'"):
-        two_head_network(data=DataConfig(color="sepia"))
 
 
 def test_grayscale_layer_makes_the_three_channels_equal(faces):

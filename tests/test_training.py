@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mtl import crosslabel, labels
-from mtl.approaches.multitask import mixed_examples
-from mtl.config import ApproachConfig, DataConfig, ModelConfig, TrainConfig, config_from_dict
+from mtl import labels, pseudo_labels
+from mtl.approaches.batches import mixed_examples
+from mtl.approaches.multitask import emotion_share
+from mtl.config import ApproachConfig, DataConfig, ModelConfig, config_from_dict
 from mtl.data.pipeline import ExperimentData
 from mtl.errors import UserError
 from mtl.losses import masked_cross_entropy
@@ -121,7 +122,7 @@ def targets_for(pseudo_labels, threshold=0.9):
 
 
 def test_true_labels_are_one_hot_targets_whatever_the_label_source():
-    for source in labels.LABEL_SOURCES:
+    for source in ("none", "hard", "soft", "threshold"):
         targets, weights = targets_for(source)
         assert targets[GENDER][:2].tolist() == [[1, 0], [0, 1]]  # the teacher's 0.7/0.8 are ignored
         assert targets[EMOTION][2].tolist() == [0, 1]
@@ -160,11 +161,6 @@ def test_threshold_drops_pseudo_labels_below_the_confidence_threshold():
     assert strict[EMOTION].tolist() == [0, 0, 1] and strict[GENDER].tolist() == [1, 1, 0]
 
 
-def test_unknown_pseudo_label_source_is_a_user_error():
-    with pytest.raises(UserError, match="pseudo_labels 'fuzzy'"):
-        labels.check(ApproachConfig(pseudo_labels="fuzzy"))
-
-
 def test_four_class_targets_are_the_outer_product_of_the_task_targets():
     options = ApproachConfig(pseudo_labels="soft")
     targets, weights = labels.task_targets(LABELS, PREDICTIONS, options)
@@ -187,7 +183,8 @@ def draw_sources(proportion, sizes=None, draws=2000):
     config = config_from_dict({"data": {"emotion_proportion": proportion}, "train": {"seed": 5}})
     gender = tf.data.Dataset.from_tensors(0).repeat(10)
     emotion = tf.data.Dataset.from_tensors(1).repeat(10)
-    stream = mixed_examples(gender, emotion, config, sizes or {GENDER: 10, EMOTION: 10})
+    share = emotion_share(config, sizes or {GENDER: 10, EMOTION: 10})
+    stream = mixed_examples(gender, emotion, share, config.train.seed)
     return np.fromiter(stream.take(draws).as_numpy_iterator(), int)
 
 
@@ -224,13 +221,13 @@ def teacher():
 @pytest.fixture(scope="module")
 def merged(tmp_path_factory, teacher, sample_data):
     out = tmp_path_factory.mktemp("crosslabel") / "crosslabeled"
-    summary = crosslabel.cross_label(teacher, sample_data, out, batch_size=40)
+    summary = pseudo_labels.cross_label(teacher, sample_data, out, batch_size=40)
     return out, summary
 
 
 def test_cross_labelling_stores_the_teachers_probabilities_for_each_image(merged, teacher, sample_data):
     out, _ = merged
-    examples = list(crosslabel.read_merged(out).as_numpy_iterator())
+    examples = list(pseudo_labels.read_merged(out).as_numpy_iterator())
     images = np.stack([image for image, _, _ in examples])
 
     predicted = teacher.predict_on_batch(images.astype(np.float32))
@@ -246,7 +243,7 @@ def test_cross_labelled_images_keep_their_true_labels_and_source(merged, sample_
     out, summary = merged
 
     for source, split, task in (("gender", sample_data.gender_train, GENDER), ("emotion", sample_data.emotion_train, EMOTION)):
-        examples = list(crosslabel.read_merged(out, source=source).as_numpy_iterator())
+        examples = list(pseudo_labels.read_merged(out, source=source).as_numpy_iterator())
         decoded = list(sample_data.images(split).as_numpy_iterator())
         assert len(examples) == len(split) == 96
         # Same images, same order, same true labels; the other task stays missing (-1).
@@ -256,7 +253,7 @@ def test_cross_labelled_images_keep_their_true_labels_and_source(merged, sample_
         assert {int(lab[other]) for _, lab, _ in examples} == {MISSING}
 
     assert summary["examples"] == 192
-    assert json.loads((out / crosslabel.SUMMARY_FILE).read_text()) == summary
+    assert json.loads((out / pseudo_labels.SUMMARY_FILE).read_text()) == summary
     assert summary["by_source"]["gender"]["images"] == summary["by_source"]["emotion"]["images"] == 96
     assert 0.5 <= summary["by_source"]["gender"]["mean_confidence_on_missing_task"] <= 1
 
@@ -265,7 +262,7 @@ def test_cross_labelling_records_the_predicted_label_and_confidence_of_the_missi
     out, _ = merged
     files = sorted(str(path) for path in out.glob("merged-*.tfrecord"))
     for record in tf.data.TFRecordDataset(files).take(200):
-        example = tf.io.parse_single_example(record, crosslabel._FEATURES)
+        example = tf.io.parse_single_example(record, pseudo_labels._FEATURES)
         missing = EMOTION if example["source"].numpy() == b"gender" else GENDER
         probs = example[f"{missing}_probs"].numpy()
         assert int(example["predicted_label"]) == int(probs.argmax())
@@ -273,24 +270,17 @@ def test_cross_labelling_records_the_predicted_label_and_confidence_of_the_missi
 
 
 def test_cross_labelling_splits_large_sets_into_shards(tmp_path, monkeypatch, teacher, sample_data):
-    monkeypatch.setattr(crosslabel, "EXAMPLES_PER_SHARD", 50)
+    monkeypatch.setattr(pseudo_labels, "EXAMPLES_PER_SHARD", 50)
 
-    summary = crosslabel.cross_label(teacher, sample_data, tmp_path / "merged")
+    summary = pseudo_labels.cross_label(teacher, sample_data, tmp_path / "merged")
 
     shards = sorted(path.name for path in (tmp_path / "merged").glob("merged-*.tfrecord"))
     assert summary["shards"] == 4 and shards == [f"merged-{i:05d}-of-00004.tfrecord" for i in range(4)]
-    assert sum(1 for _ in crosslabel.read_merged(tmp_path / "merged")) == 192
+    assert sum(1 for _ in pseudo_labels.read_merged(tmp_path / "merged")) == 192
     with pytest.raises(FileExistsError):  # never written over
-        crosslabel.cross_label(teacher, sample_data, tmp_path / "merged")
+        pseudo_labels.cross_label(teacher, sample_data, tmp_path / "merged")
 
 
 def test_reading_a_folder_without_shards_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no cross-labelled shards"):
-        crosslabel.read_merged(tmp_path)
-
-
-def test_train_config_rejects_unknown_schedules():
-    from mtl.training import make_optimizer
-
-    with pytest.raises(UserError, match="schedule 'step'"):
-        make_optimizer(TrainConfig(schedule="step"), steps_per_epoch=3, epochs=1)
+        pseudo_labels.read_merged(tmp_path)

@@ -82,6 +82,7 @@ class Approach:
         epochs: int,
         initial_epoch: int = 0,
         extra_callbacks=(),
+        backup_dir: Path | None = None,
     ) -> dict:
         """Fit one stage on its batches, validated on both tasks' true labels; the one fit path of train and tune."""
         train_batches, steps = self.training_batches(config, stage.name, data, merged_dir)
@@ -97,6 +98,7 @@ class Approach:
             extra_callbacks=extra_callbacks,
             initial_epoch=initial_epoch,
             verbose=1 if sys.stdout.isatty() else 2,
+            backup_dir=backup_dir,
         )
 
 

@@ -14,17 +14,21 @@ def batches_with_targets(examples: tf.data.Dataset, config: ExperimentConfig, to
     """Batched, augmented float images with `to_targets(labels, predictions) -> (targets, weights)`.
 
     `examples` yields (image, labels) or (image, labels, predictions), already shuffled and repeated.
+    A batch's augmentation depends only on the seed and the batch's position in the stream, so the
+    stream is the same however the parallel maps are scheduled, and a resumed fit can skip to where it was.
     """
     augmenter = Augmenter(config.data.augment, config.train.seed) if config.data.augment else None
 
-    def finish(images, labels, predictions=None):
+    def finish(batch_index, batch):
+        images, labels, *predictions = batch
         images = tf.cast(images, tf.float32)
         if augmenter is not None:
-            images = augmenter(images)
-        targets, weights = to_targets(labels, predictions)
+            images = augmenter(images, batch_index)
+        targets, weights = to_targets(labels, predictions[0] if predictions else None)
         return images, targets, weights
 
-    return examples.batch(config.data.batch_size).map(finish, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    batched = examples.batch(config.data.batch_size).enumerate()
+    return batched.map(finish, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
 
 def shuffled_forever(examples: tf.data.Dataset, seed: int) -> tf.data.Dataset:

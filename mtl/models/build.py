@@ -10,7 +10,6 @@ import keras
 from keras import layers, ops
 
 from mtl.config import DataConfig, ModelConfig
-from mtl.errors import UserError
 from mtl.models.backbones import BACKBONES
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
 
@@ -56,10 +55,6 @@ def image_input(data: DataConfig) -> keras.KerasTensor:
 
 def build_network(model: ModelConfig, data: DataConfig, heads: dict[str, int], name: str) -> keras.Model:
     """Backbone named in `model` with one softmax head per entry of `heads` (name -> classes)."""
-    if model.backbone not in BACKBONES:
-        raise UserError(f"Unknown backbone '{model.backbone}'; expected one of: {', '.join(BACKBONES)}.")
-    if data.color not in ("rgb", "gray"):
-        raise UserError(f"Unknown colour mode '{data.color}'; expected 'rgb' or 'gray'.")
     images = image_input(data)
     x = Grayscale(name="grayscale")(images) if data.color == "gray" else images
     features = BACKBONES[model.backbone](x, model)

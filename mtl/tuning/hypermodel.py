@@ -107,7 +107,7 @@ class ApproachHyperModel(kt.HyperModel):
     def build(self, hp):
         with user_errors_stop_the_search():
             config = self.trial_config(hp)
-            seed_everything(config.train.seed)
+            seed_everything(config.train)
             return TrialModel(self.approach.stages(config))
 
     def fit(self, hp, model, validation_data=None, epochs=1, initial_epoch=0, callbacks=(), verbose=2, **kwargs):
