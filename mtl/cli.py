@@ -65,10 +65,10 @@ def _print_headline(metrics: dict) -> None:
 
 def cmd_train(args) -> None:
     from mtl.experiment import train_and_evaluate
-    from mtl.runs import default_run_name
+    from mtl.runs import default_run_name, run_directory
 
     config = _experiment_config(args, args.approach)
-    run_dir = Path(args.runs_dir) / (args.name or default_run_name(config))
+    run_dir = run_directory(args.runs_dir, args.name or default_run_name(config))
     metrics = train_and_evaluate(config, run_dir, evaluate=not args.no_evaluate)
     print(f"Run written to {run_dir}")
     if "headline" in metrics:
@@ -78,16 +78,16 @@ def cmd_train(args) -> None:
 def cmd_evaluate(args) -> None:
     from mtl.config import load_config, merge
     from mtl.evaluate import evaluate_run, write_metrics
-    from mtl.runs import CONFIG_FILE, METRICS_FILE, require_run
+    from mtl.runs import CONFIG_FILE, METRICS_FILE, evaluation_dir, replaced_folder, require_run
 
     run_dir = require_run(Path(args.run_dir))
     output = Path(args.output) if args.output else run_dir / METRICS_FILE
     if output.exists() and not args.overwrite:
         raise UserError(f"'{output}' already exists; pass --output for another file or --overwrite to replace it.")
     config = merge(load_config(run_dir / CONFIG_FILE), _overrides(args))
-    metrics = evaluate_run(run_dir, config.data, artifacts_dir=output.parent / f"{output.stem}_evaluation",
-                           detect=args.detect)
-    write_metrics(metrics, output)
+    with replaced_folder(evaluation_dir(output)) as artifacts_dir:  # no figure of an earlier evaluation survives
+        metrics = evaluate_run(run_dir, config.data, artifacts_dir=artifacts_dir, detect=args.detect)
+        write_metrics(metrics, output)
     print(f"Metrics written to {output}")
     _print_headline(metrics)
 
@@ -117,6 +117,7 @@ def cmd_notebook(args) -> None:
 def _compare(args, only: list[str] | None) -> None:
     from mtl.compare import compare
     from mtl.config import deep_merge, read_json
+    from mtl.runs import run_directory
 
     spec = {}
     if args.config:
@@ -124,7 +125,7 @@ def _compare(args, only: list[str] | None) -> None:
         if "base" not in spec and "variants" not in spec:
             spec = {"base": spec}  # a plain experiment config, e.g. the best one from `mtl tune`
     spec["base"] = deep_merge(spec.get("base", {}), _overrides(args))
-    root = Path(args.runs_dir) / (args.name or time.strftime("compare-%Y%m%d-%H%M%S"))
+    root = run_directory(args.runs_dir, args.name or time.strftime("compare-%Y%m%d-%H%M%S"))
     compare(spec, root, only, getattr(args, "seeds", None))
     print()
     print((root / "results.md").read_text())

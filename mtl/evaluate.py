@@ -23,7 +23,7 @@ from mtl.data.pipeline import evaluation_batches, test_sets
 from mtl.faces import detected_faces
 from mtl.labels import four_class_targets
 from mtl.provenance import provenance
-from mtl.runs import CONFIG_FILE, MODEL_FILE, atomic_path, require_run
+from mtl.runs import CONFIG_FILE, MODEL_FILE, atomic_path, require_run, write_json
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, TASKS, four_class_index
 
 CORRECT_FILE = "correct.npz"  # in the evaluation folder: per test set and task, whether each image was right
@@ -187,4 +187,4 @@ def headline(metrics: dict) -> dict:
 
 def write_metrics(metrics: dict, path: Path) -> None:
     public = {key: value for key, value in metrics.items() if not key.startswith("_")}
-    Path(path).write_text(json.dumps(public, indent=2) + "\n")
+    write_json(path, public)

@@ -1,16 +1,23 @@
 """Every bad input has a defined outcome: processed, left out with a count, or refused in one sentence.
 
 Each test is one row of the reliability table (issue 11): broken and odd image files, decompression
-bombs, odd class folders, odd HDF5 files, run names that would escape --runs-dir, and files that
-a kill at any moment must leave whole. The fuzz tests feed random and odd-but-valid files
+bombs, odd class folders, odd HDF5 files, run names that would escape --runs-dir, files that a
+kill at any moment must leave whole, and figures that `evaluate --overwrite` must not leave stale. The fuzz tests feed random and odd-but-valid files
 through both decode paths: `read_image` (what `mtl predict` uses) and the tf.data decode of folders.
 """
 
 import io
+import json
 import logging
+import math
+import os
 import shutil
+import signal
 import struct
+import subprocess
+import sys
 import zlib
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -26,9 +33,14 @@ from mtl.data import pipeline, sources
 from mtl.data.images import MAX_PIXELS, decode_and_resize, read_image
 from mtl.data.pipeline import ExperimentData
 from mtl.errors import UserError
+from mtl.runs import (
+    EVALUATION_DIR, MAX_NAME_LENGTH, METRICS_FILE, MODEL_FILE, atomic_path, evaluation_dir, replaced_folder,
+    run_directory, write_json,
+)
 from mtl.tasks import EMOTION, GENDER
 
 SIZE = 32
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def elements(dataset):
@@ -264,6 +276,140 @@ def test_happy_house_group_where_an_array_should_be_is_refused(tmp_path):
 
     with pytest.raises(UserError, match="'test_set_x' is a group, expected an array"):
         sources.happy_house(path)
+
+
+# ---------------------------------------------------------------- run directories -----------
+
+
+def tree(folder) -> set[str]:
+    return {str(path.relative_to(folder)) for path in folder.rglob("*")}
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "ABSOLUTE", "x" * 300, "..", ".hidden"])
+@pytest.mark.parametrize("command", ["train", "compare"])
+def test_run_names_that_are_not_one_plain_folder_name_are_refused_and_nothing_is_written(tmp_path, command, name):
+    work = tmp_path / "work"
+    work.mkdir()
+    name = str(tmp_path / "elsewhere") if name == "ABSOLUTE" else name
+    arguments = ["separate"] if command == "train" else ["--variants", "separate"]
+
+    code, _, err = run_cli(command, *arguments, "--epochs", "1", "--runs-dir", work / "runs", "--name", name)
+
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "is not a plain folder name" in err
+    assert tree(tmp_path) == {"work"}
+
+
+@pytest.mark.parametrize("where", ["runs_file", "runs_file/deeper"])
+def test_a_runs_dir_that_is_or_lies_in_a_file_is_refused_in_one_sentence(tmp_path, where):
+    (tmp_path / "runs_file").write_text("a file, not a folder")
+
+    code, _, err = run_cli("train", "separate", "--epochs", "1", "--runs-dir", tmp_path / where, "--name", "x")
+
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"'{tmp_path / 'runs_file'}' is a file, not a folder" in err
+    assert (tmp_path / "runs_file").read_text() == "a file, not a folder"
+
+
+def test_plain_run_names_are_accepted_inside_runs_dir(tmp_path):
+    for name in ["20260101-120000-separate-lenet", "lr=0.01,batch@64+aug", "a" * MAX_NAME_LENGTH]:
+        assert run_directory(tmp_path / "runs", name) == tmp_path / "runs" / name
+    assert not (tmp_path / "runs").exists()  # checking makes nothing
+
+
+# ---------------------------------------------------------------- atomic artifacts ----------
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "metrics.json"
+    path.write_text("old")
+
+    with pytest.raises(RuntimeError), atomic_path(path) as temporary:
+        temporary.write_text("half of the new")
+        raise RuntimeError("killed")
+
+    assert path.read_text() == "old" and tree(tmp_path) == {"metrics.json"}
+
+
+def test_a_process_killed_while_writing_leaves_the_old_file_whole(tmp_path):
+    path = tmp_path / "metrics.json"
+    write_json(path, {"accuracy": 0.5})
+    writer = (
+        "import os, signal, sys\n"
+        "from mtl.runs import atomic_path\n"
+        "with atomic_path(sys.argv[1]) as temporary:\n"
+        "    temporary.write_text('{\"accuracy\": 0.')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+
+    finished = subprocess.run([sys.executable, "-c", writer, str(path)], env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+    assert finished.returncode == -signal.SIGKILL
+    assert json.loads(path.read_text()) == {"accuracy": 0.5}
+    # What the kill left is a hidden temporary, which no reader of the folder picks up.
+    assert all(name == "metrics.json" or name.startswith(".metrics.json.") for name in tree(tmp_path))
+
+
+def test_json_artifacts_are_strict_with_nan_and_infinity_as_null(tmp_path):
+    path = tmp_path / "four_class_training.json"
+
+    write_json(path, {"best_value": -math.inf, "history": {"loss": [1.5, math.nan, math.inf]}, "epochs": 2})
+
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    saved = json.loads(path.read_text(), parse_constant=refuse)
+    assert saved == {"best_value": None, "history": {"loss": [1.5, None, None]}, "epochs": 2}
+
+
+def test_a_model_saved_through_a_temporary_name_loads(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    with atomic_path(tmp_path / MODEL_FILE) as temporary:
+        model.save(temporary)
+
+    assert tree(tmp_path) == {MODEL_FILE}
+    assert keras.models.load_model(tmp_path / MODEL_FILE).count_params() == model.count_params()
+
+
+# ---------------------------------------------------------------- evaluate --overwrite ------
+
+
+def test_a_replaced_folder_keeps_nothing_of_the_old_one_and_survives_a_failure(tmp_path):
+    folder = tmp_path / EVALUATION_DIR
+    folder.mkdir()
+    (folder / "confusion_old_set_gender.png").write_bytes(b"stale")
+
+    with pytest.raises(RuntimeError), replaced_folder(folder) as new:
+        (new / "confusion_gender_test_gender.png").write_bytes(b"half")
+        raise RuntimeError("evaluation failed")
+    assert tree(tmp_path) == {EVALUATION_DIR, f"{EVALUATION_DIR}/confusion_old_set_gender.png"}
+
+    with replaced_folder(folder) as new:
+        (new / "confusion_gender_test_gender.png").write_bytes(b"fresh")
+    assert tree(tmp_path) == {EVALUATION_DIR, f"{EVALUATION_DIR}/confusion_gender_test_gender.png"}
+
+
+def test_the_run_metrics_and_its_figures_are_where_train_writes_them(tmp_path):
+    assert evaluation_dir(tmp_path / METRICS_FILE) == tmp_path / EVALUATION_DIR
+    assert evaluation_dir(tmp_path / "joint.json") == tmp_path / "joint_evaluation"
+
+
+@pytest.mark.slow
+def test_evaluate_overwrite_replaces_the_figures_of_the_run(tmp_path, trained_run):
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run[0], run_dir)
+    stale = run_dir / EVALUATION_DIR / "confusion_removed_set_gender.png"
+    stale.write_bytes(b"from an earlier evaluation")
+    before = {path.name: path.stat().st_mtime_ns for path in (run_dir / EVALUATION_DIR).iterdir()}
+
+    code, _, err = run_cli("evaluate", run_dir, "--overwrite")
+
+    assert code == 0, err
+    figures = {path.name: path.stat().st_mtime_ns for path in (run_dir / EVALUATION_DIR).iterdir()}
+    assert stale.name not in figures and "confusion_gender_test_gender.png" in figures
+    assert all(figures[name] > before[name] for name in figures if name in before)
+    assert not (run_dir / "metrics_evaluation").exists()
 
 
 # ---------------------------------------------------------------- fuzzing -------------------
