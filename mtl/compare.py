@@ -48,6 +48,8 @@ METRICS = {
     "happy_house_accuracy": "emotion accuracy (Happy House)",
     "happy_house_detected_accuracy": "emotion accuracy (Happy House, detected faces)",
     "joint_four_class_accuracy": "four-class accuracy (joint set)",
+    "validation_gender_accuracy": "gender accuracy (validation split)",
+    "validation_emotion_accuracy": "emotion accuracy (validation split)",
     "parameters": "parameters",
     "inference_ms_per_image": "inference ms/image",
     "training_seconds": "training seconds",

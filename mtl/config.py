@@ -79,6 +79,8 @@ class ModelConfig:
     width: int = number(32, at_least=1)  # channels of the first stage (resnet, dsresnet; LeNet is fixed)
     depth: int = number(1, at_least=1)  # residual blocks per stage (resnet, dsresnet)
     dropout: float = number(0.5, at_least=0, below=1)
+    # The saved model answers the mean of its answers for the face and its mirror image.
+    flip_test_time_augmentation: bool = False
 
 
 @dataclass
@@ -93,6 +95,11 @@ class TrainConfig:
     weight_decay: float = number(1e-4, at_least=0)  # adamw only
     seed: int = number(42, at_least=0)
     early_stopping_patience: int | None = number(None, at_least=1)  # epochs; None: never stop early
+    # Epochs over which the learning rate rises from 0 (cosine schedule only).
+    warmup_epochs: float = number(0.0, at_least=0)
+    label_smoothing: float = number(0.0, at_least=0, below=1)  # share of each target spread evenly over the classes
+    # Validate and keep an exponential moving average of the weights (Keras's optimizer EMA).
+    weight_averaging: bool = False
     # TensorFlow's deterministic ops: the same config gives the same weights, also across an
     # interruption and resume, at some cost in speed.
     deterministic: bool = False

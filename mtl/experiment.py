@@ -1,5 +1,6 @@
 """One experiment end to end: a new run directory, teachers if needed, training, evaluation, metrics."""
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -56,7 +57,7 @@ def train_approach(approach: Approach, config: ExperimentConfig, run_dir: Path, 
         )
         save_model(stage.network, network_file)
         write_json(summary_file, summary)
-    model = inference_model([stage.network for stage in stages], config.data)
+    model = inference_model([stage.network for stage in stages], config.data, config.model.flip_test_time_augmentation)
     save_model(model, run_dir / MODEL_FILE)
     shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)  # every stage is saved: nothing left to resume
     return model
@@ -114,6 +115,16 @@ def open_run(run_dir: Path, config: ExperimentConfig) -> Path:
     return create_run(run_dir, config)
 
 
+def validation_accuracy(run_dir: Path) -> dict:
+    """Each task's validation accuracy at the chosen epoch of the stage that answers it: what selection may use."""
+    found = {}
+    for summary_file in sorted(Path(run_dir).glob("*_training.json")):
+        for key, value in json.loads(summary_file.read_text()).get("best_validation", {}).items():
+            if key.endswith("_accuracy") and key != "val_mean_accuracy":
+                found[f"validation_{key.removeprefix('val_')}"] = value
+    return found
+
+
 def train_and_evaluate(config: ExperimentConfig, run_dir: Path, evaluate: bool = True) -> dict:
     """Train `config.approach` into a new `run_dir`, then score it on the test sets.
 
@@ -131,5 +142,6 @@ def train_and_evaluate(config: ExperimentConfig, run_dir: Path, evaluate: bool =
         return {"run": run_dir.name, "training_seconds": training_seconds}
     metrics = evaluate_run(run_dir, artifacts_dir=run_dir / "evaluation")
     metrics["training_seconds"] = round(training_seconds, 1)
+    metrics["headline"].update(validation_accuracy(run_dir))
     write_metrics(metrics, run_dir / METRICS_FILE)
     return metrics

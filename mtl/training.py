@@ -132,12 +132,19 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int, epochs: int) -> ke
     """The optimizer `config.optimizer` names (checked by the config), with its learning-rate schedule."""
     learning_rate = config.learning_rate
     if config.schedule == "cosine":
-        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, steps_per_epoch * epochs))
+        warmup_steps = int(config.warmup_epochs * steps_per_epoch)
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup_steps else learning_rate,
+            decay_steps=max(1, steps_per_epoch * epochs - warmup_steps),
+            warmup_target=learning_rate if warmup_steps else None,
+            warmup_steps=warmup_steps,
+        )
+    average = {"use_ema": True, "ema_momentum": 0.999} if config.weight_averaging else {}
     if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay)
+        return keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay, **average)
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True)
-    return keras.optimizers.Adam(learning_rate)
+        return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True, **average)
+    return keras.optimizers.Adam(learning_rate, **average)
 
 
 def fit(
@@ -165,6 +172,9 @@ def fit(
     monitor = selection_metric(trainer)
     best = BestWeights(monitor, backup_dir)
     callbacks = [StopOnNonFiniteLoss(), best, *extra_callbacks]
+    if config.weight_averaging:
+        # Validation, the best-epoch choice and checkpoints all see the averaged weights.
+        callbacks.insert(1, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     if backup_dir is not None:
         Path(backup_dir).mkdir(parents=True, exist_ok=True)
         finished = epochs_finished(backup_dir)

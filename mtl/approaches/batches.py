@@ -18,6 +18,7 @@ def batches_with_targets(examples: tf.data.Dataset, config: ExperimentConfig, to
     stream is the same however the parallel maps are scheduled, and a resumed fit can skip to where it was.
     """
     augmenter = Augmenter(config.data.augment, config.train.seed) if config.data.augment else None
+    smoothing = config.train.label_smoothing
 
     def finish(batch_index, batch):
         images, labels, *predictions = batch
@@ -25,6 +26,8 @@ def batches_with_targets(examples: tf.data.Dataset, config: ExperimentConfig, to
         if augmenter is not None:
             images = augmenter(images, batch_index)
         targets, weights = to_targets(labels, predictions[0] if predictions else None)
+        if smoothing:
+            targets = {head: target * (1 - smoothing) + smoothing / target.shape[-1] for head, target in targets.items()}
         return images, targets, weights
 
     batched = examples.batch(config.data.batch_size).enumerate()

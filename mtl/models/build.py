@@ -49,6 +49,14 @@ class Marginal(layers.Layer):
         return {**super().get_config(), "task": self.task}
 
 
+@keras.saving.register_keras_serializable(package="mtl")
+class Mirror(layers.Layer):
+    """Images flipped left to right (batch, height, width, channels)."""
+
+    def call(self, images):
+        return ops.flip(images, axis=2)
+
+
 def image_input(data: DataConfig) -> keras.KerasTensor:
     return keras.Input((data.image_size, data.image_size, 3), name="image")
 
@@ -62,16 +70,22 @@ def build_network(model: ModelConfig, data: DataConfig, heads: dict[str, int], n
     return keras.Model(images, outputs, name=name)
 
 
-def inference_model(networks: list[keras.Model], data: DataConfig) -> keras.Model:
+def inference_model(networks: list[keras.Model], data: DataConfig, flip_average: bool = False) -> keras.Model:
     """One model answering gender, emotion and four-class from the heads that `networks` have.
 
     Two-task heads combine into four classes by outer product; a four-class head answers each
-    task by summing over the other.
+    task by summing over the other. With `flip_average`, each head answers the mean of its
+    answers for the image and its mirror image.
     """
     images = image_input(data)
+    mirrored = Mirror(name="mirror")(images) if flip_average else None
     outputs = {}
     for network in networks:
-        outputs.update(network(images))
+        answers = network(images)
+        if flip_average:
+            answers_mirrored = network(mirrored)
+            answers = {head: layers.Average(name=f"{head}_flip_average")([answers[head], answers_mirrored[head]]) for head in answers}
+        outputs.update(answers)
     if FOUR in outputs:
         outputs.setdefault(GENDER, Marginal(GENDER, name="gender_from_four")(outputs[FOUR]))
         outputs.setdefault(EMOTION, Marginal(EMOTION, name="emotion_from_four")(outputs[FOUR]))
