@@ -112,8 +112,8 @@ def test_test_set_readers_leave_undecodable_images_out(tmp_path, joint_folder, c
     assert len(tests["emotion_test"]) == len(happy) + len(list((data / "fer2013" / "test" / "sad").iterdir())) - 1
     assert len(tests["joint_test"]) == 15
     warnings = left_out_warnings(caplog)
-    assert any("Emotion dataset: left out 1 image files" in w and "(happy: 1)" in w for w in warnings)
-    assert any("Joint dataset: left out 1 image files" in w and "(sad_male: 1)" in w for w in warnings)
+    assert any("Emotion dataset: left out 1 image file in" in w and "(happy: 1)" in w for w in warnings)
+    assert any("Joint dataset: left out 1 image file in" in w and "(sad_male: 1)" in w for w in warnings)
 
 
 # ---------------------------------------------------------------- formats and folders -------

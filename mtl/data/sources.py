@@ -200,9 +200,8 @@ def _report_left_out(what: str, root: Path, left_out: dict[str, list[str]]) -> N
     per_class = ", ".join(f"{name}: {len(paths)}" for name, paths in left_out.items() if paths)
     too_large = sum(over_pixel_limit(path) for path in files)
     over = f"; {too_large} of them over the limit of {MAX_PIXELS} pixels" if too_large else ""
-    log.warning(
-        "%s: left out %d image files in '%s' that cannot be decoded (%s)%s.", what, len(files), root, per_class, over
-    )
+    count = f"{len(files)} image file{'s' if len(files) > 1 else ''}"
+    log.warning("%s: left out %s in '%s' that cannot be decoded (%s)%s.", what, count, root, per_class, over)
 
 
 def task_folder(root, task: str) -> ImageSource:
