@@ -15,7 +15,9 @@ from mtl.data.pipeline import ExperimentData
 from mtl.evaluate import evaluate_run, write_metrics
 from mtl.models.build import inference_model
 from mtl.errors import UserError
-from mtl.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE, atomic_path, create_run, write_json
+from mtl.runs import (
+    CONFIG_FILE, METRICS_FILE, MODEL_FILE, atomic_path, create_run, evaluation_dir, replaced_folder, write_json,
+)
 
 TEACHERS_DIR = "teachers"  # inside a run or search directory, when no options.teachers is given
 BACKUP_DIR = "backup"  # inside a run directory: the checkpoint of the stage in training
@@ -140,7 +142,9 @@ def train_and_evaluate(config: ExperimentConfig, run_dir: Path, evaluate: bool =
     training_seconds = time.perf_counter() - start
     if not evaluate:
         return {"run": run_dir.name, "training_seconds": training_seconds}
-    metrics = evaluate_run(run_dir, artifacts_dir=run_dir / "evaluation")
+    # A resumed run may find figures of an evaluation that was interrupted: they are replaced whole.
+    with replaced_folder(evaluation_dir(run_dir / METRICS_FILE)) as artifacts_dir:
+        metrics = evaluate_run(run_dir, artifacts_dir=artifacts_dir)
     metrics["training_seconds"] = round(training_seconds, 1)
     metrics["headline"].update(validation_accuracy(run_dir))
     write_metrics(metrics, run_dir / METRICS_FILE)

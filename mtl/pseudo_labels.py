@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from mtl.data.pipeline import ExperimentData
 from mtl.errors import UserError
-from mtl.runs import MODEL_FILE
+from mtl.runs import MODEL_FILE, write_json
 from mtl.tasks import CLASSES, EMOTION, GENDER, TASKS
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def cross_label(teacher: keras.Model, data: ExperimentData, out_dir: Path, batch
         for writer in writers:
             writer.close()
     summary = {"examples": written, "shards": count, "by_source": agreement}
-    (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out_dir / SUMMARY_FILE, summary)  # last, and whole: it marks the shards as finished
     return summary
 
 

@@ -219,7 +219,7 @@ BACKUP_METADATA = "training_metadata.json"  # what keras.callbacks.BackupAndRest
 def epochs_finished(backup_dir: Path) -> int:
     """How many epochs the checkpoint in `backup_dir` holds (0 if none)."""
     path = Path(backup_dir) / BACKUP_METADATA
-    return json.loads(path.read_text())["epoch"] + 1 if path.is_file() else 0
+    return json.loads(path.read_text())["epoch"] if path.is_file() else 0  # Keras stores the next epoch's index
 
 
 class Diverged(Exception):

@@ -7,6 +7,7 @@ import keras_tuner as kt
 from mtl.approaches.base import Approach
 from mtl.config import ExperimentConfig
 from mtl.errors import UserError
+from mtl.runs import write_json
 from mtl.tuning.space import config_for, declare_space, possible_values
 
 BEST_CONFIG_FILE = "best_config.json"
@@ -64,7 +65,7 @@ def report(oracle, approach: Approach, settings, base: ExperimentConfig, directo
         )
     print(best_trials_table(best, approach, settings))
     path = directory / BEST_CONFIG_FILE
-    best_config(best[0], approach, settings, base).save(path)
+    write_json(path, best_config(best[0], approach, settings, base).to_dict())
     print(f"\nBest hyperparameters written to {path}; train them with: mtl train {base.approach} --config {path}")
     print(f"TensorBoard (HParams tab lists every trial): tensorboard --logdir {directory / TENSORBOARD_DIR}")
     return {

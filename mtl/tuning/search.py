@@ -43,6 +43,7 @@ from mtl.data.pipeline import ExperimentData
 from mtl.errors import UserError
 from mtl.experiment import TEACHERS_DIR, cross_labelled_images as cross_label_once, validate
 from mtl.pseudo_labels import MERGED_DIR
+from mtl.runs import run_directory
 from mtl.tuning.hypermodel import ApproachHyperModel, SearchStopped, forget_custom_gradients
 from mtl.tuning.options import DEFAULT_FACTOR, DEFAULT_MAX_TRIALS, OBJECTIVES, TUNERS
 from mtl.tuning.report import BEST_CONFIG_FILE, TENSORBOARD_DIR, report
@@ -259,7 +260,7 @@ def run_tuning(args, config: ExperimentConfig, search: dict | None = None) -> di
     """Run (or resume, or serve, or work for) a search; returns the best trial's summary, None on a worker."""
     settings = resolve_settings(args, config, search or {})
     approach = validate(config)
-    directory = Path(args.directory or Path(args.runs_dir) / (args.name or f"tune-{config.approach}"))
+    directory = Path(args.directory) if args.directory else run_directory(args.runs_dir, args.name or f"tune-{config.approach}")
     with distributed_role(args) as tuner_id:
         chief = tuner_id is not None and "chief" in tuner_id
         worker = tuner_id if tuner_id is not None and not chief else None
