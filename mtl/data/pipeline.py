@@ -123,7 +123,8 @@ def training_batches(examples: tf.data.Dataset, batch_size: int, augmenter, to_t
         targets, weights = to_targets(labels, predictions[0] if predictions else None)
         return images, targets, weights
 
-    # Augmenting whole batches keeps each op vectorised; per-example maps cost more than the step.
+    # Whole batches keep the ops vectorised: augmenting per example costs about twice the CPU
+    # (experiments/benchmarks/pipeline.py).
     numbered = tf.data.Dataset.zip(tf.data.Dataset.counter(), examples.batch(batch_size))
     return numbered.map(finish, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
@@ -184,7 +185,11 @@ def augment(images: tf.Tensor, parameters: dict[str, tf.Tensor]) -> tf.Tensor:
     """
     height, width = tf.shape(images)[1], tf.shape(images)[2]
     transforms = affine_transforms(parameters, tf.cast(height, tf.float32), tf.cast(width, tf.float32))
-    images = _bilinear(images, transforms)
+    return recolour(_bilinear(images, transforms), parameters)
+
+
+def recolour(images: tf.Tensor, parameters: dict[str, tf.Tensor]) -> tf.Tensor:
+    """Contrast about each image's mean, brightness and colour-to-grey per image, clipped to [0, 255]."""
     mean = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
     images = (images - mean) * parameters["contrast"][:, None, None, None] + mean
     images += parameters["brightness"][:, None, None, None]
