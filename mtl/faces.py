@@ -22,9 +22,9 @@ from mtl.errors import UserError
 
 DEFAULT_DETECTOR = "yuface"
 
-# Side of the square crop over the larger side of the detector's box. The training crops are
-# tighter than YuNet's box (median 0.83 of it for the gender faces, 1.01 for FER2013), their centres
-# within 0.03 box heights of the box's: experiments/measure_crops.py, experiments/results/crops.json.
+# Side of the square crop over the larger side of the detector's box: the mean of the training
+# crops' medians (0.83 for the gender faces, 1.01 for FER2013), whose centres lie within 0.03 box
+# heights of the box's: experiments/measure_crops.py, experiments/results/crops.json.
 CROP_MARGIN = 0.92
 
 # Detectors miss faces under about 20 px and slow down on large images: photos are scaled so
@@ -128,9 +128,9 @@ def crop_square(image: np.ndarray, box: Box, margin: float = CROP_MARGIN) -> np.
     return image[rows][:, columns]
 
 
-def crop_face(image: np.ndarray, box: Box, image_size: int) -> np.ndarray:
+def crop_face(image: np.ndarray, box: Box, image_size: int, margin: float = CROP_MARGIN) -> np.ndarray:
     """The model's input for one detected face: uint8 [size, size, 3] by the crop rule."""
-    return resize(tf.constant(crop_square(image, box)), image_size).numpy()
+    return resize(tf.constant(crop_square(image, box, margin)), image_size).numpy()
 
 
 def read_photo(path) -> np.ndarray:
@@ -162,7 +162,8 @@ def _photos(source: ArraySource | ImageSource):
             continue  # dropped, as the crop-based reading of the same set drops it
 
 
-def detected_faces(source: ArraySource | ImageSource, image_size: int, detector_name: str = DEFAULT_DETECTOR):
+def detected_faces(source: ArraySource | ImageSource, image_size: int, detector_name: str = DEFAULT_DETECTOR,
+                   margin: float = CROP_MARGIN):
     """(examples like `source.dataset`, face-found rate): each photo's most confident face by the crop rule.
 
     A photo where no face is found is classified whole, so every photo still counts in the accuracy.
@@ -173,7 +174,7 @@ def detected_faces(source: ArraySource | ImageSource, image_size: int, detector_
         boxes = detect(photo)
         if boxes:
             found += 1
-            crops.append(crop_face(photo, max(boxes, key=lambda box: box.score), image_size))
+            crops.append(crop_face(photo, max(boxes, key=lambda box: box.score), image_size, margin))
         else:
             crops.append(resize(tf.constant(photo), image_size).numpy())
         kept.append(index)
