@@ -60,6 +60,7 @@ def test_the_crop_rule_is_a_square_around_the_box_centre_that_repeats_the_edge_o
     assert corner[0, 0, 0] == 0 and corner[0, 0, 1] == 0  # outside: the nearest edge pixel
 
 
+@pytest.mark.slow
 def test_happy_house_photos_are_scored_on_one_detected_face_each():
     source = happy_house(SAMPLE / "happy_house" / "test_happy.h5")
     examples, found_rate = faces.detected_faces(source, 64)

@@ -139,6 +139,7 @@ def test_no_detect_takes_each_image_as_one_face_crop(run_dir):
         assert found[GENDER]["probabilities"]["male"] == pytest.approx(float(expected[GENDER][index][1]), abs=1e-5)
 
 
+@pytest.mark.slow
 def test_a_fresh_process_loads_the_saved_model_and_finds_the_faces(run_dir, album):
     """Loading needs mtl's own layers registered; in-process tests import them anyway, a new process does not."""
     result = subprocess.run([sys.executable, "-m", "mtl.cli", "predict", str(run_dir), str(album[0] / "two_faces.png")],
