@@ -261,14 +261,6 @@ def summarise(runs: dict, baseline: str, columns: list[str]) -> list[dict]:
     return rows
 
 
-def _format(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value)
-
-
 def _mean_and_std(row: dict, key: str) -> str:
     mean, std = row.get(f"{key}_mean"), row.get(f"{key}_std")
     if mean is None:
@@ -297,7 +289,7 @@ def write_tables(rows: list[dict], per_seed: list[dict], root: Path) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [row["variant"], row["approach"], str(row["seeds"])]
-        cells += [_mean_and_std(row, key) for key in shown] + [_format(row.get(column)) for column in tests]
+        cells += [_mean_and_std(row, key) for key in shown] + [f"{row[column]:.4f}" if column in row else "-" for column in tests]
         lines.append("| " + " | ".join(cells) + " |")
     made = provenance()
     lines += [

@@ -11,7 +11,7 @@ import tensorflow as tf
 from mtl import approaches, pseudo_labels
 from mtl.approaches.base import Approach
 from mtl.config import ExperimentConfig, TrainConfig, load_config, merge
-from mtl.data.pipeline import ExperimentData
+from mtl.data.pipeline import ExperimentData, test_sets
 from mtl.evaluate import evaluate_run, write_metrics
 from mtl.models.build import inference_model
 from mtl.errors import UserError
@@ -135,6 +135,8 @@ def train_and_evaluate(config: ExperimentConfig, run_dir: Path, evaluate: bool =
     """
     approach = validate(config)
     data = ExperimentData.load(config.data, config.train.seed)  # validates the data before a run is made
+    if evaluate:
+        test_sets(config.data)  # and the test sets, so a missing one is not found only after training
     run_dir = open_run(run_dir, config)
     seed_everything(config.train)
     start = time.perf_counter()

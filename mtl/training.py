@@ -171,17 +171,21 @@ def fit(
     trainer.compile(optimizer=make_optimizer(config, steps_per_epoch, epochs - initial_epoch))
     monitor = selection_metric(trainer)
     best = BestWeights(monitor, backup_dir)
-    callbacks = [StopOnNonFiniteLoss(), best, *extra_callbacks]
-    if config.weight_averaging:
-        # Validation, the best-epoch choice and checkpoints all see the averaged weights.
-        callbacks.insert(1, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+    # Order matters at each epoch's end: the random states are saved before Keras's checkpoint
+    # marks the epoch finished, which saves the raw weights before the averaged ones are swapped in
+    # for the best-epoch choice.
+    callbacks = [StopOnNonFiniteLoss()]
     if backup_dir is not None:
         Path(backup_dir).mkdir(parents=True, exist_ok=True)
         finished = epochs_finished(backup_dir)
         if finished:
             print(f"Resuming after epoch {finished} from {backup_dir}.", flush=True)
             train_batches = train_batches.skip(finished * steps_per_epoch)
-        callbacks.insert(1, keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False))
+        callbacks += [RandomStates(backup_dir), keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False)]
+    if config.weight_averaging:
+        # Validation and the best-epoch choice see the averaged weights.
+        callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+    callbacks += [best, *extra_callbacks]
     if log_dir is not None:
         callbacks.insert(0, keras.callbacks.TensorBoard(log_dir=str(log_dir)))
     if config.early_stopping_patience:
@@ -220,6 +224,33 @@ def epochs_finished(backup_dir: Path) -> int:
     """How many epochs the checkpoint in `backup_dir` holds (0 if none)."""
     path = Path(backup_dir) / BACKUP_METADATA
     return json.loads(path.read_text())["epoch"] if path.is_file() else 0  # Keras stores the next epoch's index
+
+
+class RandomStates(keras.callbacks.Callback):
+    """Checkpoints the layers' random-number states (dropout's) beside the weights, and restores them on resume.
+
+    Keras's checkpoint holds the weights and the optimizer but not these, so without them a
+    resumed fit would draw other dropout masks than the uninterrupted one.
+    """
+
+    FILE = "random_states.npz"
+
+    def __init__(self, directory: Path):
+        super().__init__()
+        self.path = Path(directory) / self.FILE
+
+    def states(self) -> list:
+        return [generator.state for layer in self.model._flatten_layers() for generator in getattr(layer, "_seed_generators", [])]
+
+    def on_train_begin(self, logs=None):
+        if self.path.is_file():
+            with np.load(self.path) as saved:
+                for index, state in enumerate(self.states()):
+                    state.assign(saved[f"arr_{index}"])
+
+    def on_epoch_end(self, epoch, logs=None):
+        with atomic_path(self.path) as temporary, open(temporary, "wb") as file:
+            np.savez(file, *[state.numpy() for state in self.states()])
 
 
 class Diverged(Exception):

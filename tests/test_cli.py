@@ -157,6 +157,14 @@ def test_missing_data_dir(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_a_missing_test_folder_is_refused_before_training(tmp_path):
+    code, _, err = run_cli(
+        "train", "separate", "--set", "data.emotion_test=fer2013/nowhere", "--runs-dir", tmp_path, "--name", "r"
+    )
+    assert_one_error_line(code, err, "nowhere")
+    assert not (tmp_path / "r").exists()
+
+
 def test_data_dir_with_the_wrong_layout(tmp_path):
     data = tmp_path / "data"
     copy_sample_images(SAMPLE / "gender" / "Training" / "female", data / "gender" / "Training" / "women", 2)

@@ -20,15 +20,14 @@ TRAIN = (
     "train", "multitask", "--epochs", "2", "--backbone", "lenet", "--set", "data.batch_size=32",
     "--set", "options.pseudo_labels=none", "--set", "train.deterministic=true",
 )
-# Runs `mtl` with the first epoch's checkpoint followed by a Ctrl-C, as a user would press it then.
+# Runs `mtl` with a Ctrl-C as the second epoch begins, as a user would press it during training.
 INTERRUPTED_AFTER_FIRST_EPOCH = """
 import sys, keras
 from mtl.cli import main
-save = keras.callbacks.BackupAndRestore.on_epoch_end
-def save_then_stop(self, epoch, logs=None):
-    save(self, epoch, logs)
-    raise KeyboardInterrupt
-keras.callbacks.BackupAndRestore.on_epoch_end = save_then_stop
+def stop_in_the_second_epoch(self, epoch, logs=None):
+    if epoch == 1:
+        raise KeyboardInterrupt
+keras.callbacks.BackupAndRestore.on_epoch_begin = stop_in_the_second_epoch
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -284,3 +284,23 @@ def test_cross_labelling_splits_large_sets_into_shards(tmp_path, monkeypatch, te
 def test_reading_a_folder_without_shards_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no cross-labelled shards"):
         pseudo_labels.read_merged(tmp_path)
+
+
+# ---------------------------------------------------------------- divergence ----------------
+
+
+def test_a_diverging_fit_stops_with_one_sentence_and_keeps_the_last_good_epoch(tmp_path):
+    from mtl.training import Trainer, epochs_finished, fit
+
+    network = build_network(ModelConfig(backbone="lenet"), DataConfig(), {GENDER: 2}, name="gender_model")
+    images = np.full((8, 64, 64, 3), 100.0, "float32")
+    targets, weights = {GENDER: np.eye(2, dtype="float32")[[0, 1] * 4]}, {GENDER: np.ones(8, "float32")}
+    finite = tf.data.Dataset.from_tensors((images, targets, weights))
+    broken = tf.data.Dataset.from_tensors((images, {GENDER: np.full((8, 2), np.nan, "float32")}, weights))
+    batches = finite.repeat(2).concatenate(broken.repeat())  # the second epoch meets a NaN loss
+    validation = tf.data.Dataset.from_tensors((images, {GENDER: np.array([0, 1] * 4), EMOTION: -np.ones(8, "int64")}))
+
+    with pytest.raises(UserError, match=r"diverged \(loss nan at epoch 2, step 1\).*kept in"):
+        fit(Trainer(network), batches, validation, config_from_dict({}).train, 3, 2, None, backup_dir=tmp_path / "backup")
+
+    assert epochs_finished(tmp_path / "backup") == 1

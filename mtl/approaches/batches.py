@@ -5,7 +5,7 @@ import math
 import tensorflow as tf
 
 from mtl.config import ExperimentConfig
-from mtl.data.pipeline import AUTOTUNE, Augmenter
+from mtl.data.pipeline import Augmenter, training_batches
 
 SHUFFLE_BUFFER = 30_000
 
@@ -14,24 +14,19 @@ def batches_with_targets(examples: tf.data.Dataset, config: ExperimentConfig, to
     """Batched, augmented float images with `to_targets(labels, predictions) -> (targets, weights)`.
 
     `examples` yields (image, labels) or (image, labels, predictions), already shuffled and repeated.
-    A batch's augmentation depends only on the seed and the batch's position in the stream, so the
-    stream is the same however the parallel maps are scheduled, and a resumed fit can skip to where it was.
+    A batch's augmentation depends only on the seed and the batch's position in the stream, so a
+    resumed fit can skip to where it was. With `train.label_smoothing`, that share of every
+    target is spread evenly over its classes.
     """
     augmenter = Augmenter(config.data.augment, config.train.seed) if config.data.augment else None
     smoothing = config.train.label_smoothing
 
-    def finish(batch_index, batch):
-        images, labels, *predictions = batch
-        images = tf.cast(images, tf.float32)
-        if augmenter is not None:
-            images = augmenter(images, batch_index)
-        targets, weights = to_targets(labels, predictions[0] if predictions else None)
-        if smoothing:
-            targets = {head: target * (1 - smoothing) + smoothing / target.shape[-1] for head, target in targets.items()}
-        return images, targets, weights
+    def smoothed_targets(labels, predictions):
+        targets, weights = to_targets(labels, predictions)
+        targets = {head: target * (1 - smoothing) + smoothing / target.shape[-1] for head, target in targets.items()}
+        return targets, weights
 
-    batched = examples.batch(config.data.batch_size).enumerate()
-    return batched.map(finish, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    return training_batches(examples, config.data.batch_size, augmenter, smoothed_targets if smoothing else to_targets)
 
 
 def shuffled_forever(examples: tf.data.Dataset, seed: int) -> tf.data.Dataset:
