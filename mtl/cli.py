@@ -38,9 +38,9 @@ def _overrides(args) -> dict:
             raise UserError(f"--set expects KEY=VALUE (for example train.epochs=5), got '{item}'.")
         set_dotted(overrides, key, _parse_value(value))
     if getattr(args, "data_dir", None):
-        set_dotted(overrides, "data.data_dir", str(Path(args.data_dir).resolve()))
+        set_dotted(overrides, "data.data_dir", args.data_dir)  # as given: configs stay free of this machine's paths
     if getattr(args, "joint_dir", None):
-        set_dotted(overrides, "data.joint_test", str(Path(args.joint_dir).resolve()))
+        set_dotted(overrides, "data.joint_test", args.joint_dir)
     if getattr(args, "epochs", None) is not None:
         set_dotted(overrides, "train.epochs", args.epochs)
     if getattr(args, "backbone", None):
