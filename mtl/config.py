@@ -50,6 +50,9 @@ class AugmentConfig:
     brightness: float = number(0.2, at_least=0, at_most=1)
     # Colour faces turned grey at random, so colour cannot tell the datasets apart.
     grayscale_probability: float = number(0.5, at_least=0, at_most=1)
+    # Share of faces shown at a lower resolution (down to 16 px, then back up), as small faces in
+    # photographs reach the model.
+    low_resolution: float = number(0.0, at_least=0, at_most=1)
 
 
 @dataclass

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from mtl.config import AugmentConfig
-from mtl.data.pipeline import Augmenter, augment, draw_augmentation, training_batches
+from mtl.data.pipeline import Augmenter, augment, draw_augmentation, lower_resolution, training_batches
 
 SIZE = 64
 NONE = AugmentConfig(
@@ -48,7 +48,7 @@ def draws(config: AugmentConfig, count=600, seed=(3, 4)) -> dict[str, np.ndarray
 
 
 def test_every_pair_of_parameters_is_uncorrelated_over_a_batch():
-    parameters = draws(AugmentConfig())
+    parameters = draws(AugmentConfig(low_resolution=0.5))
     parameters["angle_is_negative"] = (parameters["angle"] < 0).astype(np.float64)
 
     for first, second in itertools.combinations(sorted(parameters), 2):
@@ -59,7 +59,8 @@ def test_every_pair_of_parameters_is_uncorrelated_over_a_batch():
 
 
 def test_each_parameter_stays_in_its_configured_range_and_varies_between_images():
-    config = AugmentConfig(rotation=0.05, zoom=(-0.1, 0.5), translation=0.1, contrast=0.2, brightness=0.2)
+    config = AugmentConfig(rotation=0.05, zoom=(-0.1, 0.5), translation=0.1, contrast=0.2, brightness=0.2,
+                           low_resolution=0.3)
     parameters = draws(config)
 
     assert np.abs(parameters["angle"]).max() <= 0.05 * 2 * math.pi
@@ -168,3 +169,17 @@ def test_training_batches_are_augmented_reproducibly_with_their_targets():
     again = first_batches(Augmenter(AugmentConfig(), seed=3))
     assert all(np.array_equal(first, second) for (first, _), (second, _) in zip(again, augmented))
     assert np.array_equal(first_batches(None)[0][0], images.numpy()[:16].astype(np.float32))
+
+
+def test_low_resolution_blurs_exactly_the_chosen_images_and_keeps_their_size():
+    config = AugmentConfig(flip=False, rotation=0, zoom=(0, 0), translation=0, contrast=0, brightness=0,
+                           grayscale_probability=0, low_resolution=0.5)
+    images = tf.constant(np.random.default_rng(0).uniform(0, 255, (32, SIZE, SIZE, 3)), tf.float32)
+    parameters = draw_augmentation(config, 32, tf.constant((5, 6), tf.int64))
+
+    lowered = lower_resolution(augment(images, parameters), parameters).numpy()
+
+    assert lowered.shape == images.shape
+    changed = np.abs(lowered - images.numpy()).max(axis=(1, 2, 3)) > 1
+    np.testing.assert_array_equal(changed, parameters["low_resolution"].numpy())
+    assert 0 < changed.sum() < 32

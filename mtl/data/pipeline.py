@@ -130,7 +130,8 @@ def training_batches(examples: tf.data.Dataset, batch_size: int, augmenter, to_t
 
 
 # One random stream per parameter, so no two parameters ever share their draws.
-_STREAMS = ("flip", "angle", "zoom", "shift_x", "shift_y", "contrast", "brightness", "grey")
+_STREAMS = ("flip", "angle", "zoom", "shift_x", "shift_y", "contrast", "brightness", "grey", "low_resolution", "resolution")
+LOWEST_RESOLUTION = 16  # pixels: about the size of a face in a Happy House photo
 
 
 def draw_augmentation(config: AugmentConfig, batch_size, seed) -> dict[str, tf.Tensor]:
@@ -154,6 +155,8 @@ def draw_augmentation(config: AugmentConfig, batch_size, seed) -> dict[str, tf.T
         "contrast": 1.0 + uniform("contrast", -config.contrast, config.contrast),
         "brightness": uniform("brightness", -config.brightness, config.brightness) * 255.0,
         "grey": uniform("grey", 0.0, 1.0) < config.grayscale_probability,
+        "low_resolution": uniform("low_resolution", 0.0, 1.0) < config.low_resolution,
+        "resolution": uniform("resolution", 0.0, 1.0),  # of the batch's lower resolution, where the first image says
     }
 
 
@@ -236,4 +239,19 @@ class Augmenter:
             seed = self._generator.make_seeds(1)[:, 0]
         else:
             seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(batch_index, tf.int64)])
-        return augment(images, draw_augmentation(self.config, tf.shape(images)[0], seed))
+        parameters = draw_augmentation(self.config, tf.shape(images)[0], seed)
+        images = augment(images, parameters)
+        return lower_resolution(images, parameters) if self.config.low_resolution else images
+
+
+def lower_resolution(images: tf.Tensor, parameters: dict[str, tf.Tensor]) -> tf.Tensor:
+    """The chosen images shrunk to one random size between LOWEST_RESOLUTION and their own, and enlarged back.
+
+    One size per batch, since a resize takes one shape; which images it touches is drawn per image.
+    """
+    size = tf.shape(images)[1]
+    lowest = tf.minimum(LOWEST_RESOLUTION, size)
+    low = lowest + tf.cast(parameters["resolution"][0] * tf.cast(size - lowest, tf.float32), tf.int32)
+    small = tf.image.resize(images, [low, low], antialias=True)
+    blurred = tf.image.resize(small, [size, tf.shape(images)[2]])
+    return tf.where(parameters["low_resolution"][:, None, None, None], blurred, images)

@@ -47,6 +47,7 @@ def scaled_augmentation(base: AugmentConfig | None, strength: float) -> dict:
         "contrast": round(reference.contrast * strength, 6),
         "brightness": round(reference.brightness * strength, 6),
         "grayscale_probability": reference.grayscale_probability,
+        "low_resolution": reference.low_resolution,
     }
 
 
