@@ -14,6 +14,7 @@ from mtl.config import ExperimentConfig, TrainConfig, load_config, merge
 from mtl.data.pipeline import ExperimentData, test_sets
 from mtl.evaluate import evaluate_run, write_metrics
 from mtl.models.build import inference_model
+from mtl.provenance import provenance
 from mtl.errors import UserError
 from mtl.runs import (
     CONFIG_FILE, METRICS_FILE, MODEL_FILE, atomic_path, create_run, evaluation_dir, replaced_folder, write_json,
@@ -134,6 +135,7 @@ def train_and_evaluate(config: ExperimentConfig, run_dir: Path, evaluate: bool =
     TensorBoard logs and metrics.json into the run directory.
     """
     approach = validate(config)
+    made_by = provenance()  # the code as the run starts, even if the repository moves on meanwhile
     data = ExperimentData.load(config.data, config.train.seed)  # validates the data before a run is made
     if evaluate:
         test_sets(config.data)  # and the test sets, so a missing one is not found only after training
@@ -149,5 +151,6 @@ def train_and_evaluate(config: ExperimentConfig, run_dir: Path, evaluate: bool =
         metrics = evaluate_run(run_dir, artifacts_dir=artifacts_dir)
     metrics["training_seconds"] = round(training_seconds, 1)
     metrics["headline"].update(validation_accuracy(run_dir))
+    metrics["provenance"] = made_by
     write_metrics(metrics, run_dir / METRICS_FILE)
     return metrics
