@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Train the two-head model that ships inside the package (mtl/pretrained/) on the full data
+# (../shared/data), copy it there, and keep its config and metrics under experiments/results/pretrained/.
+#   experiments/make_pretrained.sh            # experiments/configs/pretrained.json
+set -euo pipefail
+cd "$(dirname "$0")/.."
+name="pretrained-$(date +%Y%m%d-%H%M%S)"
+mtl train multitask --config experiments/configs/pretrained.json --data-dir ../shared/data --name "$name"
+mkdir -p mtl/pretrained experiments/results/pretrained
+cp "runs/$name/model.keras" "runs/$name/config.json" mtl/pretrained/
+cp "runs/$name/config.json" "runs/$name/metrics.json" "runs/$name/multitask_training.json" experiments/results/pretrained/
