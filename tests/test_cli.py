@@ -56,7 +56,10 @@ def test_train_writes_a_run_and_prints_the_headline(trained_run):
     run_dir, out = trained_run
     assert f"Run written to {run_dir}" in out
     printed = dict(re.findall(r"^  (\w+_accuracy): (\d\.\d{4})$", out, re.MULTILINE))
-    assert set(printed) == {"gender_accuracy", "emotion_accuracy", "happy_house_accuracy", "happy_house_detected_accuracy"}
+    assert set(printed) == {
+        "gender_accuracy", "emotion_accuracy", "happy_house_accuracy", "happy_house_detected_accuracy",
+        "validation_gender_accuracy", "validation_emotion_accuracy",
+    }
     config = json.loads((run_dir / "config.json").read_text())
     assert config["approach"] == "separate"
     assert config["train"]["epochs"] == 1 and config["data"]["batch_size"] == 32 and config["train"]["seed"] == 7
