@@ -15,6 +15,7 @@ from mtl.errors import UserError
 from mtl.tuning.options import DEFAULT_MAX_TRIALS, OBJECTIVES, TUNERS
 
 EXIT_USER_ERROR = 2
+BUNDLED_METRICS_FILE = "bundled_model_metrics.json"  # in the current folder: `mtl evaluate` without a run
 
 # Approaches are plug-ins registered where TensorFlow is imported, so the parser takes any name
 # and the config refuses an unknown one: `mtl --help` never loads TensorFlow.
@@ -80,11 +81,19 @@ def cmd_evaluate(args) -> None:
     from mtl.evaluate import evaluate_run, write_metrics
     from mtl.runs import CONFIG_FILE, METRICS_FILE, evaluation_dir, replaced_folder, require_run
 
-    run_dir = require_run(Path(args.run_dir))
-    output = Path(args.output) if args.output else run_dir / METRICS_FILE
+    if args.run_dir:
+        run_dir = require_run(Path(args.run_dir))
+        output = Path(args.output) if args.output else run_dir / METRICS_FILE
+        config = load_config(run_dir / CONFIG_FILE)
+    else:  # the bundled model, scored on the bundled sample unless --data-dir; the package is not written to
+        from mtl.predict import bundled_model_path
+
+        run_dir = require_run(bundled_model_path().parent)
+        output = Path(args.output or BUNDLED_METRICS_FILE)
+        config = merge(load_config(run_dir / CONFIG_FILE), {"data": {"data_dir": None}})
     if output.exists() and not args.overwrite:
         raise UserError(f"'{output}' already exists; pass --output for another file or --overwrite to replace it.")
-    config = merge(load_config(run_dir / CONFIG_FILE), _overrides(args))
+    config = merge(config, _overrides(args))
     with replaced_folder(evaluation_dir(output)) as artifacts_dir:  # no figure of an earlier evaluation survives
         metrics = evaluate_run(run_dir, config.data, artifacts_dir=artifacts_dir, detect=args.detect)
         write_metrics(metrics, output)
@@ -185,8 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="score a run on the held-out test sets")
-    evaluate.add_argument("run_dir")
-    evaluate.add_argument("--output", help="metrics file to write (default: RUN_DIR/metrics.json)")
+    evaluate.add_argument("run_dir", nargs="?", help="run directory (default: the bundled model)")
+    evaluate.add_argument(
+        "--output", help=f"metrics file to write (default: RUN_DIR/metrics.json, or {BUNDLED_METRICS_FILE} for the bundled model)"
+    )
     evaluate.add_argument("--overwrite", action="store_true", help="replace an existing metrics file")
     evaluate.add_argument("--detect", action="store_true",
                           help="also score the joint folder on detected faces (Happy House always is)")

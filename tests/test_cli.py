@@ -372,3 +372,15 @@ def test_installed_script_says_one_sentence_for_a_bad_path(tmp_path):
     result = mtl_script("predict", tmp_path / "no_run", tmp_path / "face.jpg", cwd=tmp_path)
     assert_one_error_line(result.returncode, without_native_tensorflow_logs(result.stderr), tmp_path / "no_run")
     assert result.stdout == ""
+
+
+@pytest.mark.slow
+def test_evaluate_without_a_run_scores_the_bundled_model_on_the_sample(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    code, out, err = run_cli("evaluate")
+
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "bundled_model_metrics.json").read_text())
+    assert metrics["approach"] == "multitask" and metrics["test_sets"]["gender_test"]["gender"]["images"] > 0
+    assert metrics["headline"]["gender_accuracy"] > 0.75  # a trained model, well above chance on real faces
