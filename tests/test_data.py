@@ -52,7 +52,7 @@ def test_gender_faces_are_uint8_rgb_with_emotion_marked_missing(sample_data):
 def test_emotion_faces_have_gender_marked_missing(sample_data):
     examples = elements(sample_data.images(sample_data.emotion_train))
 
-    assert len(examples) == len(sample_data.emotion_train) == 96
+    assert len(examples) == len(sample_data.emotion_train) == 960
     assert {int(labels[GENDER]) for _, labels in examples} == {MISSING}
     assert {int(labels[EMOTION]) for _, labels in examples} == {0, 1}
     # FER2013 is grayscale; it still comes out with three (equal) channels.
@@ -71,7 +71,7 @@ def test_class_folders_map_female_0_male_1_happy_0_sad_1():
     assert labels_by_folder(gender, GENDER) == {("female", 0), ("male", 1)}
     assert labels_by_folder(emotion, EMOTION) == {("happy", 0), ("sad", 1)}
     assert set(gender.labels[EMOTION]) == {MISSING} and set(emotion.labels[GENDER]) == {MISSING}
-    assert len(gender) == 120 and len(emotion) == 120
+    assert len(gender) == 400 and len(emotion) == 1200
 
 
 def test_class_folder_names_match_case_insensitively(tmp_path):
@@ -195,8 +195,8 @@ def test_experiment_data_splits_both_datasets_with_the_run_seed():
     assert list(one.emotion_validation.paths) == list(same.emotion_validation.paths)
     assert list(one.gender_validation.paths) == list(same.gender_validation.paths)
     assert list(one.gender_validation.paths) != list(other.gender_validation.paths)
-    assert (len(one.gender_train), len(one.gender_validation)) == (96, 24)
-    assert np.bincount(one.emotion_validation.labels[EMOTION]).tolist() == [12, 12]
+    assert (len(one.gender_train), len(one.gender_validation)) == (320, 80)
+    assert np.bincount(one.emotion_validation.labels[EMOTION]).tolist() == [120, 120]
 
 
 @pytest.mark.parametrize("fraction", [0, 1, 1.5])
@@ -337,7 +337,7 @@ def test_experiment_leaves_truncated_images_out_of_both_splits(tmp_path):
     cut = {str(face) for face in males[:10]}
 
     assert not cut & {*data.gender_train.paths, *data.gender_validation.paths}
-    assert len(data.gender_train) + len(data.gender_validation) == 120 - 10
+    assert len(data.gender_train) + len(data.gender_validation) == 400 - 10
     assert sum(1 for _ in data.images(data.gender_train)) == len(data.gender_train)
     validation = sum(len(images) for images, _ in data.validation())
     assert validation == len(data.gender_validation) + len(data.emotion_validation)

@@ -232,7 +232,7 @@ def test_cross_labelling_stores_the_teachers_probabilities_for_each_image(merged
 
     predicted = teacher.predict_on_batch(images.astype(np.float32))
 
-    assert images.dtype == np.uint8 and images.shape == (192, 64, 64, 3)
+    assert images.dtype == np.uint8 and images.shape == (1280, 64, 64, 3)
     for task in TASKS:
         stored = np.stack([predictions[task] for _, _, predictions in examples])
         assert np.allclose(stored, predicted[task], atol=1e-5)
@@ -245,16 +245,16 @@ def test_cross_labelled_images_keep_their_true_labels_and_source(merged, sample_
     for source, split, task in (("gender", sample_data.gender_train, GENDER), ("emotion", sample_data.emotion_train, EMOTION)):
         examples = list(pseudo_labels.read_merged(out, source=source).as_numpy_iterator())
         decoded = list(sample_data.images(split).as_numpy_iterator())
-        assert len(examples) == len(split) == 96
+        assert len(examples) == len(split) == {"gender": 320, "emotion": 960}[source]
         # Same images, same order, same true labels; the other task stays missing (-1).
         assert all(np.array_equal(image, original) for (image, _, _), (original, _) in zip(examples, decoded))
         assert [int(lab[task]) for _, lab, _ in examples] == split.labels[task].tolist()
         other = EMOTION if task == GENDER else GENDER
         assert {int(lab[other]) for _, lab, _ in examples} == {MISSING}
 
-    assert summary["examples"] == 192
+    assert summary["examples"] == 1280
     assert json.loads((out / pseudo_labels.SUMMARY_FILE).read_text()) == summary
-    assert summary["by_source"]["gender"]["images"] == summary["by_source"]["emotion"]["images"] == 96
+    assert (summary["by_source"]["gender"]["images"], summary["by_source"]["emotion"]["images"]) == (320, 960)
     assert 0.5 <= summary["by_source"]["gender"]["mean_confidence_on_missing_task"] <= 1
 
 
@@ -270,13 +270,13 @@ def test_cross_labelling_records_the_predicted_label_and_confidence_of_the_missi
 
 
 def test_cross_labelling_splits_large_sets_into_shards(tmp_path, monkeypatch, teacher, sample_data):
-    monkeypatch.setattr(pseudo_labels, "EXAMPLES_PER_SHARD", 50)
+    monkeypatch.setattr(pseudo_labels, "EXAMPLES_PER_SHARD", 400)
 
     summary = pseudo_labels.cross_label(teacher, sample_data, tmp_path / "merged")
 
     shards = sorted(path.name for path in (tmp_path / "merged").glob("merged-*.tfrecord"))
     assert summary["shards"] == 4 and shards == [f"merged-{i:05d}-of-00004.tfrecord" for i in range(4)]
-    assert sum(1 for _ in pseudo_labels.read_merged(tmp_path / "merged")) == 192
+    assert sum(1 for _ in pseudo_labels.read_merged(tmp_path / "merged")) == 1280
     with pytest.raises(FileExistsError):  # never written over
         pseudo_labels.cross_label(teacher, sample_data, tmp_path / "merged")
 
