@@ -1,4 +1,4 @@
-"""`mtl compare`: several approaches on the same data and seed, as tables and as TensorBoard runs."""
+"""`mtl compare`: several approaches on the same data and seeds, as tables and as TensorBoard runs."""
 
 import csv
 import json
@@ -12,20 +12,22 @@ from conftest import run_cli
 from tensorboard_server import read_experiment_from_server, read_hparams_from_server, tensorboard_server
 from mtl.compare import METRICS, SHARED_HPARAMS
 
-# Every test reads one comparison that trains three approaches end to end.
+# Every test reads one comparison that trains three approaches end to end with three seeds.
 pytestmark = pytest.mark.slow
 
 VARIANTS = ("separate", "crosslabel_hard", "multitask_masked")
 APPROACHES = {"separate": "separate", "crosslabel_hard": "crosslabel", "multitask_masked": "multitask"}
 ACCURACIES = ("gender_accuracy", "emotion_accuracy", "happy_house_accuracy")
+SEEDS = 3
+RUNS = [f"{variant}/seed-{k}" for k in range(SEEDS) for variant in VARIANTS]
 
 
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory):
-    """Three of the default variants, one epoch each on the sample; yields (root, stdout)."""
+    """Three of the default variants, three seeds, one epoch each on the sample; yields (root, stdout)."""
     runs = tmp_path_factory.mktemp("compare")
     code, out, err = run_cli(
-        "compare", "--variants", "crosslabel_hard,multitask_masked", "--epochs", "1",
+        "compare", "--variants", "crosslabel_hard,multitask_masked", "--epochs", "1", "--seeds", SEEDS,
         "--set", "data.batch_size=32", "--set", "train.seed=3", "--runs-dir", runs, "--name", "cmp",
     )
     assert code == 0, err
@@ -41,100 +43,116 @@ def events(folder):
     return found
 
 
-def read_csv(root):
-    with open(root / "results.csv", newline="") as file:
+def read_csv(path):
+    with open(path, newline="") as file:
         return list(csv.DictReader(file))
 
 
-def test_results_csv_has_one_row_per_variant_with_accuracies(comparison):
+def test_every_run_of_every_seed_has_its_row_and_its_own_seed(comparison):
     root, _ = comparison
-    rows = read_csv(root)
+    rows = read_csv(root / "results_per_seed.csv")
 
-    assert [row["variant"] for row in rows] == list(VARIANTS)
+    assert sorted(row["variant"] for row in rows) == sorted(RUNS)
     for row in rows:
-        assert row["approach"] == APPROACHES[row["variant"]]
-        assert row["epochs"] == "1" and row["seed"] == "3" and row["backbone"] == "lenet"
-        for key in ACCURACIES:
-            assert 0 <= float(row[key]) <= 1
-        assert row["joint_four_class_accuracy"] == ""  # no joint folder given
-        assert int(row["parameters"]) > 0
+        variant, seed = row["variant"].split("/seed-")
+        assert row["approach"] == APPROACHES[variant] and row["seed"] == str(3 + int(seed))
         metrics = json.loads((root / row["variant"] / "metrics.json").read_text())
         assert float(row["gender_accuracy"]) == pytest.approx(metrics["headline"]["gender_accuracy"])
-    assert rows[1]["pseudo_labels"] == "hard" and rows[2]["pseudo_labels"] == "none"
-    assert rows[0]["pseudo_labels"] == rows[0]["loss_weighting"] == "n/a"
+        assert metrics["provenance"]["python"] and "tensorflow" in metrics["provenance"]
+        assert metrics["run"] == f"seed-{seed}"  # no path of this machine
 
 
-def test_results_md_is_the_same_table(comparison):
+def test_results_give_mean_spread_and_a_paired_test_against_the_baseline(comparison):
+    root, _ = comparison
+    rows = {row["variant"]: row for row in read_csv(root / "results.csv")}
+    per_seed = read_csv(root / "results_per_seed.csv")
+
+    assert list(rows) == list(VARIANTS)
+    for variant, row in rows.items():
+        assert row["seeds"] == str(SEEDS)
+        values = [float(run["gender_accuracy"]) for run in per_seed if run["variant"].startswith(f"{variant}/")]
+        assert float(row["gender_accuracy_mean"]) == pytest.approx(np.mean(values))
+        assert float(row["gender_accuracy_std"]) == pytest.approx(np.std(values, ddof=1))
+    assert "gender_accuracy_p_vs_separate" not in rows["separate"] or rows["separate"]["gender_accuracy_p_vs_separate"] == ""
+    for variant in VARIANTS[1:]:
+        for key in ACCURACIES:
+            assert 0 <= float(rows[variant][f"{key}_p_vs_separate"]) <= 1
+    assert rows["crosslabel_hard"]["pseudo_labels"] == "hard" and rows["multitask_masked"]["pseudo_labels"] == "none"
+    assert rows["separate"]["pseudo_labels"] == rows["separate"]["loss_weighting"] == "n/a"
+
+
+def test_results_md_shows_mean_and_spread_and_is_printed(comparison):
     root, out = comparison
     table = (root / "results.md").read_text()
     lines = table.strip().splitlines()
 
-    assert lines[0].startswith("| variant | approach |")
-    assert len(lines) == 2 + len(VARIANTS)
-    for line, row in zip(lines[2:], read_csv(root)):
+    assert lines[0].startswith("| variant | approach | seeds |")
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    rows = {row["variant"]: row for row in read_csv(root / "results.csv")}
+    for line in lines[2:2 + len(VARIANTS)]:
         cells = [cell.strip() for cell in line.strip("|").split("|")]
-        assert cells[0] == row["variant"]
-        assert float(cells[lines[0].strip("|").split("|").index(" gender_accuracy ")]) == pytest.approx(
-            float(row["gender_accuracy"]), abs=1e-4
-        )
+        mean = float(cells[header.index("gender_accuracy")].split(" ± ")[0])
+        assert mean == pytest.approx(float(rows[cells[0]]["gender_accuracy_mean"]) * 100, abs=0.01)
+    assert "McNemar" in table and "Made by commit" in table
     assert table in out  # also printed
 
 
-def test_later_variants_use_the_separate_run_as_teachers(comparison):
+def test_later_variants_use_the_same_seed_s_separate_run_as_teachers(comparison):
     root, _ = comparison
-    config = json.loads((root / "crosslabel_hard" / "config.json").read_text())
+    for k in range(SEEDS):
+        config = json.loads((root / "crosslabel_hard" / f"seed-{k}" / "config.json").read_text())
+        assert config["options"]["teachers"] == str(root / "separate" / f"seed-{k}")
+        assert config["train"]["seed"] == 3 + k
+        assert not (root / "crosslabel_hard" / f"seed-{k}" / "teachers").exists()
+    assert json.loads((root / "comparison.json").read_text())["variants"].keys() == set(VARIANTS)
 
-    assert config["options"]["teachers"] == str(root / "separate")
-    assert not (root / "crosslabel_hard" / "teachers").exists()
-    assert json.loads((root / "comparison.json").read_text()).keys() == set(VARIANTS)
 
-
-def test_each_variant_logs_an_hparams_session_and_its_metrics(comparison):
+def test_each_run_logs_an_hparams_session_named_by_variant_and_seed(comparison):
     root, _ = comparison
     assert any(value.metadata.plugin_data.plugin_name == "hparams" for _, value in events(root))  # the columns
 
-    for variant in VARIANTS:
-        logged = events(root / variant)
+    for run in [*RUNS, *(f"{variant}/mean" for variant in VARIANTS)]:
+        logged = events(root / run)
         sessions = [
             plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content).session_start_info
             for _, value in logged
             if value.metadata.plugin_data.plugin_name == "hparams"
         ]
         [session] = [session for session in sessions if session.hparams]
-        assert session.hparams["approach"].string_value == APPROACHES[variant]
-        assert session.hparams["backbone"].string_value == "lenet"
-        assert session.group_name == str((root / variant).resolve())  # one dashboard row per variant
+        assert session.hparams["approach"].string_value == APPROACHES[run.split("/")[0]]
+        assert session.group_name == run  # one dashboard row per run, and one per variant's mean
         scalars = {tag: float(tf.make_ndarray(value.tensor)) for tag, value in logged if tag in METRICS}
         assert set(ACCURACIES) <= set(scalars)
         assert all(0 <= scalars[key] <= 1 for key in ACCURACIES)
 
 
-def test_each_variant_logs_confusion_matrices_and_test_faces(comparison):
+def test_each_run_logs_confusion_matrices_and_test_faces(comparison):
     root, _ = comparison
-    for variant in VARIANTS:
-        images = {tag: value for tag, value in events(root / variant / "evaluation")}
+    for run in RUNS:
+        images = {tag: value for tag, value in events(root / run / "evaluation")}
         assert set(images) == {"confusion_matrices", "test_faces"}
         for value in images.values():
             assert value.metadata.plugin_data.plugin_name == "images"
             width, height, *pngs = value.tensor.string_val
             assert int(width) > 0 and int(height) > 0
-            assert len(pngs) == 3  # one per test set: gender, FER2013, Happy House
-        assert (root / variant / "evaluation" / "confusion_happy_house_emotion.png").is_file()
+            assert len(pngs) == 4  # one per test set: gender, FER2013, Happy House and its detected faces
+        assert (root / run / "evaluation" / "confusion_happy_house_emotion.png").is_file()
 
 
-def test_tensorboard_shows_every_variant_with_its_approach_and_accuracy(comparison, tmp_path):
+def test_tensorboard_shows_every_run_with_its_approach_and_accuracy(comparison, tmp_path):
     root, _ = comparison
-    expected = {row["variant"]: row for row in read_csv(root)}
+    expected = {row["variant"]: row for row in read_csv(root / "results_per_seed.csv")}
 
     with tensorboard_server(root, tmp_path) as url:
         rows = read_hparams_from_server(url)
         experiment = read_experiment_from_server(url)
 
-    assert sorted(row["run"] for row in rows) == sorted(VARIANTS)
+    assert sorted(row["run"] for row in rows) == sorted([*RUNS, *(f"{variant}/mean" for variant in VARIANTS)])
     for row in rows:
-        variant = expected[row["run"]]
-        assert row["hparams"]["approach"] == APPROACHES[row["run"]]
+        assert row["hparams"]["approach"] == APPROACHES[row["run"].split("/")[0]]
         assert row["hparams"]["epochs"] == 1
-        assert row["metrics"]["gender_accuracy"] == pytest.approx(float(np.float32(variant["gender_accuracy"])), abs=1e-4)
+        if row["run"] in expected:
+            got = row["metrics"]["gender_accuracy"]
+            assert got == pytest.approx(float(np.float32(expected[row["run"]]["gender_accuracy"])), abs=1e-4)
     assert set(experiment["hparams"]) == {*SHARED_HPARAMS, "pseudo_labels", "loss_weighting"}
     assert experiment["metrics"] == METRICS

@@ -5,10 +5,8 @@ gradient that it conflicts with (negative dot product), the others taken in rand
 the projected gradients are summed. Each head's own layer still gets its own gradient.
 """
 
-import math
-from itertools import accumulate
-
 import keras
+import tensorflow as tf
 from keras import ops
 
 from mtl.config import ApproachConfig
@@ -28,7 +26,9 @@ class PCGrad(Weighting):
 
     def combine_gradients(self, losses: dict, present: dict, task_gradients: dict) -> list:
         heads = list(task_gradients)
-        shapes = [gradient.shape for gradient in task_gradients[heads[0]]]
+        # Shapes and sizes as tensors: a gradient's static shape can be unknown when the step is traced.
+        shapes = [tf.shape(gradient) for gradient in task_gradients[heads[0]]]
+        sizes = [tf.size(gradient) for gradient in task_gradients[heads[0]]]
         flat = ops.stack([ops.concatenate([ops.reshape(g, (-1,)) for g in task_gradients[head]]) for head in heads])
         projected = []
         for i in range(len(heads)):
@@ -40,6 +40,5 @@ class PCGrad(Weighting):
                 gradient = gradient - conflict / ops.maximum(ops.sum(other * other), 1e-12) * other
             projected.append(gradient)
         total = ops.sum(ops.stack(projected), axis=0)
-        sizes = [math.prod(shape) for shape in shapes]
-        pieces = ops.split(total, list(accumulate(sizes))[:-1])
-        return [ops.reshape(piece, shape) for piece, shape in zip(pieces, shapes)]
+        pieces = tf.split(total, tf.stack(sizes))
+        return [tf.reshape(piece, shape) for piece, shape in zip(pieces, shapes)]
