@@ -46,6 +46,8 @@ def _overrides(args) -> dict:
         set_dotted(overrides, "train.epochs", args.epochs)
     if getattr(args, "backbone", None):
         set_dotted(overrides, "model.backbone", args.backbone)
+    if getattr(args, "strategy", None):
+        set_dotted(overrides, "train.strategy", args.strategy)
     return overrides
 
 
@@ -65,15 +67,17 @@ def _print_headline(metrics: dict) -> None:
 
 
 def cmd_train(args) -> None:
+    from mtl.distribute import runs_dir_of_this_process
     from mtl.experiment import train_and_evaluate
     from mtl.runs import default_run_name, run_directory
 
     config = _experiment_config(args, args.approach)
-    run_dir = run_directory(args.runs_dir, args.name or default_run_name(config))
-    metrics = train_and_evaluate(config, run_dir, evaluate=not args.no_evaluate)
-    print(f"Run written to {run_dir}")
-    if "headline" in metrics:
-        _print_headline(metrics)
+    with runs_dir_of_this_process(args.runs_dir, config.train) as runs_dir:
+        run_dir = run_directory(runs_dir, args.name or default_run_name(config))
+        metrics = train_and_evaluate(config, run_dir, evaluate=not args.no_evaluate)
+        print(f"Run written to {run_dir}")
+        if "headline" in metrics:
+            _print_headline(metrics)
 
 
 def cmd_evaluate(args) -> None:
@@ -125,7 +129,8 @@ def cmd_notebook(args) -> None:
 
 def _compare(args, only: list[str] | None) -> None:
     from mtl.compare import compare
-    from mtl.config import deep_merge, read_json
+    from mtl.config import config_from_dict, deep_merge, read_json
+    from mtl.distribute import runs_dir_of_this_process
     from mtl.runs import run_directory
 
     spec = {}
@@ -134,11 +139,12 @@ def _compare(args, only: list[str] | None) -> None:
         if "base" not in spec and "variants" not in spec:
             spec = {"base": spec}  # a plain experiment config, e.g. the best one from `mtl tune`
     spec["base"] = deep_merge(spec.get("base", {}), _overrides(args))
-    root = run_directory(args.runs_dir, args.name or time.strftime("compare-%Y%m%d-%H%M%S"))
-    compare(spec, root, only, getattr(args, "seeds", None))
-    print()
-    print((root / "results.md").read_text())
-    print(f"TensorBoard: tensorboard --logdir {root}")
+    with runs_dir_of_this_process(args.runs_dir, config_from_dict(spec["base"]).train) as runs_dir:
+        root = run_directory(runs_dir, args.name or time.strftime("compare-%Y%m%d-%H%M%S"))
+        compare(spec, root, only, getattr(args, "seeds", None))
+        print()
+        print((root / "results.md").read_text())
+        print(f"TensorBoard: tensorboard --logdir {root}")
 
 
 def cmd_tune(args) -> None:
@@ -147,6 +153,11 @@ def cmd_tune(args) -> None:
 
     base, search = read_search_file(args.config)  # a plain config, or {"base": config, "search": settings}
     config = merge(merge(config_from_dict(base), {"approach": args.approach}), _overrides(args))
+    if config.train.strategy != "none":
+        raise UserError(
+            f"mtl tune trains each trial on one device, not with train.strategy '{config.train.strategy}'; "
+            "spread a search over machines with --chief and --worker."
+        )
     run_tuning(args, config, search)
 
 
@@ -159,6 +170,10 @@ def _add_data_options(parser, experiment=True) -> None:
         parser.add_argument("--backbone", help="backbone name: lenet, resnet or dsresnet")
         parser.add_argument("--runs-dir", default="runs", help="where run directories are created (default: runs)")
         parser.add_argument("--name", help="name of the new run directory (default: time, approach, backbone)")
+        parser.add_argument(
+            "--strategy",
+            help="none (one device), mirrored (every local GPU or logical CPU) or multiworker (the machines TF_CONFIG lists)",
+        )
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. data.color=gray")
 
 

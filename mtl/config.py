@@ -106,6 +106,9 @@ class TrainConfig:
     # TensorFlow's deterministic ops: the same config gives the same weights, also across an
     # interruption and resume, at some cost in speed.
     deterministic: bool = False
+    # Where training runs (mtl.distribute): one device, every local GPU or logical CPU ("mirrored"),
+    # or the machines TF_CONFIG lists ("multiworker"); data.batch_size is then the global batch.
+    strategy: str = choice("none", "none", "mirrored", "multiworker")
 
 
 @dataclass

@@ -12,6 +12,7 @@ from mtl import approaches, pseudo_labels
 from mtl.approaches.base import Approach
 from mtl.config import ExperimentConfig, TrainConfig, load_config, merge
 from mtl.data.pipeline import ExperimentData, test_sets
+from mtl.distribute import strategy_for
 from mtl.evaluate import evaluate_run, write_metrics
 from mtl.models.build import inference_model
 from mtl.provenance import provenance
@@ -45,21 +46,24 @@ def train_approach(approach: Approach, config: ExperimentConfig, run_dir: Path, 
     """
     run_dir = Path(run_dir)
     merged_dir = cross_labelled_images(config, run_dir, data) if approach.needs_teachers(config) else None
-    stages = approach.stages(config)
-    for stage in stages:
-        network_file = run_dir / f"{stage.network.name}.keras"
-        summary_file = run_dir / f"{stage.name}_training.json"
-        if network_file.is_file() and summary_file.is_file():
-            print(f"{stage.network.name} was trained by an earlier run of this command; loading it.", flush=True)
-            stage.network.set_weights(keras.models.load_model(network_file).get_weights())
-            continue
-        backup_dir = run_dir / BACKUP_DIR / stage.name
-        summary = approach.fit_stage(
-            config, stage, data, merged_dir, run_dir / "logs" / stage.name, approach.epochs(config, stage.name),
-            backup_dir=backup_dir,
-        )
-        save_model(stage.network, network_file)
-        write_json(summary_file, summary)
+    # Networks, their trainers and optimizers are made inside the strategy's scope, so that their
+    # variables are mirrored on every replica (and every worker).
+    with strategy_for(config.train).scope():
+        stages = approach.stages(config)
+        for stage in stages:
+            network_file = run_dir / f"{stage.network.name}.keras"
+            summary_file = run_dir / f"{stage.name}_training.json"
+            if network_file.is_file() and summary_file.is_file():
+                print(f"{stage.network.name} was trained by an earlier run of this command; loading it.", flush=True)
+                stage.network.set_weights(keras.models.load_model(network_file).get_weights())
+                continue
+            backup_dir = run_dir / BACKUP_DIR / stage.name
+            summary = approach.fit_stage(
+                config, stage, data, merged_dir, run_dir / "logs" / stage.name, approach.epochs(config, stage.name),
+                backup_dir=backup_dir,
+            )
+            save_model(stage.network, network_file)
+            write_json(summary_file, summary)
     model = inference_model([stage.network for stage in stages], config.data, config.model.flip_test_time_augmentation)
     save_model(model, run_dir / MODEL_FILE)
     shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)  # every stage is saved: nothing left to resume

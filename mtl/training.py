@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from mtl import distribute
 from mtl.config import ApproachConfig, TrainConfig
 from mtl.errors import UserError
 from mtl.losses import masked_cross_entropy
@@ -59,6 +60,13 @@ class Trainer(keras.Model):
     def call(self, images, training=False):
         return self.network(images, training=training)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under a strategy Keras would build the model on a first batch averaged over the replicas,
+        # which fails across machines (keras-team/keras#20585), and then restart the batches, so
+        # that training would see them in another order than on one device. The network is built
+        # already and `fit` builds the optimizer, so there is nothing left to build.
+        pass
+
     @property
     def metrics(self):
         return [self.loss_tracker, *self.head_losses.values(), *self.accuracy.values()]
@@ -72,21 +80,33 @@ class Trainer(keras.Model):
         images, targets, weights = data
         with tf.GradientTape(persistent=self.weighting.needs_gradients) as tape:
             outputs = self.network(images, training=True)
-            losses = {head: masked_cross_entropy(targets[head], outputs[head], weights[head]) for head in self.heads}
-            present = {head: ops.cast(ops.sum(weights[head]) > 0, "float32") for head in self.heads}
+            # Under a strategy each replica holds part of the batch: a head's loss and whether it has
+            # labels are those of the whole global batch, so that any number of replicas trains alike.
+            counts = {head: ops.sum(weights[head]) for head in self.heads}
+            global_counts = {head: distribute.global_sum(counts[head]) for head in self.heads}
+            losses = {
+                head: distribute.global_mean_estimate(
+                    masked_cross_entropy(targets[head], outputs[head], weights[head]), counts[head], global_counts[head]
+                )
+                for head in self.heads
+            }
+            present = {head: ops.cast(global_counts[head] > 0, "float32") for head in self.heads}
             loss = self.weighting.total_loss(losses, present)
+            # Under a strategy each replica's gradient is its share of the mean, as Keras's own losses are.
+            replica_losses = {head: distribute.replica_share(losses[head]) for head in self.heads}
+            replica_loss = distribute.replica_share(loss)
         if self.weighting.needs_gradients:
-            variables, gradients = self.combined_task_gradients(tape, losses, present, loss)
+            variables, gradients = self.combined_task_gradients(tape, replica_losses, present, replica_loss)
         else:
             variables = self.trainable_variables
-            gradients = tape.gradient(loss, variables)
+            gradients = tape.gradient(replica_loss, variables)
         self.optimizer.apply(gradients, variables)
         self.loss_tracker.update_state(loss)
         for head in self.heads:
             self.head_losses[head].update_state(losses[head], sample_weight=present[head])
             self.accuracy[head].update_state(targets[head], outputs[head], sample_weight=weights[head])
         logged = [self.loss_tracker, *self.head_losses.values(), *(self.accuracy[head] for head in self.heads)]
-        return {metric.name: metric.result() for metric in logged}
+        return distribute.global_results(logged)
 
     def combined_task_gradients(self, tape, losses: dict, present: dict, loss) -> tuple[list, list]:
         """(variables, gradients): the weighting combines the heads' gradients of the shared variables;
@@ -113,13 +133,16 @@ class Trainer(keras.Model):
         for task in self.answers:
             has_label = ops.cast(labels[task] >= 0, "float32")
             truth = ops.one_hot(ops.maximum(labels[task], 0), len(CLASSES[task]))
-            total += masked_cross_entropy(truth, answers[task], has_label)
+            count = ops.sum(has_label)
+            total += distribute.global_mean_estimate(
+                masked_cross_entropy(truth, answers[task], has_label), count, distribute.global_sum(count)
+            )
             self.accuracy[task].update_state(truth, answers[task], sample_weight=has_label)
         self.loss_tracker.update_state(total)
-        logs = {metric.name: metric.result() for metric in [self.loss_tracker, *(self.accuracy[t] for t in self.answers)]}
+        logs = distribute.global_results([self.loss_tracker, *(self.accuracy[t] for t in self.answers)])
         if len(self.answers) > 1:
             # A real logged metric, so Keras Tuner and early stopping can select on both tasks at once.
-            logs["mean_accuracy"] = ops.mean(ops.stack([logs[f"{t}_accuracy"] for t in self.answers]))
+            logs["mean_accuracy"] = ops.mean(ops.stack([logs[f"{t}_accuracy"] for t in self.answers]), axis=0)
         return logs
 
 
@@ -169,6 +192,9 @@ def fit(
     finite ends the fit with a UserError, the last finished epoch's checkpoint kept.
     """
     trainer.compile(optimizer=make_optimizer(config, steps_per_epoch, epochs - initial_epoch))
+    trainer.optimizer.build(trainer.trainable_variables)  # now, in the strategy's scope, not in a replica's step
+    train_batches = distribute.sharded_by_example(train_batches)
+    validation_batches = distribute.sharded_by_example(validation_batches)
     monitor = selection_metric(trainer)
     best = BestWeights(monitor, backup_dir)
     # Order matters at each epoch's end: the random states are saved before Keras's checkpoint
