@@ -22,6 +22,7 @@ from mtl.dashboard.figures import confusion_matrix_image, save_png
 from mtl.data.pipeline import evaluation_batches, test_sets
 from mtl.faces import detected_faces
 from mtl.labels import four_class_targets
+from mtl.models.build import load_inference_model
 from mtl.provenance import provenance
 from mtl.runs import CONFIG_FILE, MODEL_FILE, atomic_path, require_run, write_json
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, TASKS, four_class_index
@@ -131,7 +132,7 @@ def evaluate_run(run_dir: Path, data: DataConfig | None = None, artifacts_dir: P
     run_dir = require_run(run_dir)
     config = load_config(run_dir / CONFIG_FILE)
     data = data or config.data
-    model = keras.models.load_model(run_dir / MODEL_FILE)
+    model = load_inference_model(run_dir / MODEL_FILE, data.image_size)
     metrics = {"run": run_dir.name, "approach": config.approach, "backbone": config.model.backbone, "test_sets": {}}
     samples, correct = {}, {}
     for name, size, examples, extra in scored_sets(data, detect):

@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from mtl.data.images import resize
 from mtl.errors import UserError
-from mtl.predict import bundled_model_path, load_inference_model
+from mtl.models.build import load_inference_model
+from mtl.predict import bundled_model_path
 from mtl.runs import MODEL_FILE, require_run
 
 SIGNATURE = "serve"

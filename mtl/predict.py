@@ -16,7 +16,7 @@ import keras
 import numpy as np
 from PIL import Image, ImageDraw
 
-import mtl.models.build  # noqa: F401  registers mtl's layers, which saved models name
+from mtl.models.build import load_inference_model
 from mtl import faces
 from mtl.data.images import looks_like_image, read_image
 from mtl.data.sources import IMAGE_SUFFIXES
@@ -32,19 +32,6 @@ ANNOTATION_MIN_SIDE = 256  # small photos are drawn larger, so the labels stay l
 def bundled_model_path() -> Path:
     """Where a ready model ships inside the package (present only once one has been bundled)."""
     return Path(str(resources.files("mtl") / "pretrained" / MODEL_FILE))
-
-
-def load_inference_model(path: Path):
-    """A Keras model answering gender, emotion and four-class, loaded safely, or a UserError."""
-    try:
-        model = keras.models.load_model(path, safe_mode=True)
-    except Exception:  # a foreign or damaged file can fail in any of Keras's loaders; all mean the same
-        raise UserError(f"Model file '{path}' cannot be loaded; expected a .keras model saved by mtl.") from None
-    outputs = model.output if isinstance(model.output, dict) else {}
-    if set(outputs) != set(ANSWERS):
-        raise UserError(f"Model file '{path}' has outputs {sorted(outputs) or model.output_names}; "
-                        f"expected the outputs {', '.join(ANSWERS)} of an mtl model.")
-    return model
 
 
 def split_model_and_inputs(paths: list[str]) -> tuple[Path, list[Path]]:

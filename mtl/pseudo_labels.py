@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from mtl.data.pipeline import ExperimentData
 from mtl.errors import UserError
+from mtl.models.build import load_inference_model
 from mtl.runs import MODEL_FILE, write_json
 from mtl.tasks import CLASSES, EMOTION, GENDER, TASKS
 
@@ -72,7 +73,7 @@ def load_teacher(run_dir: str | Path) -> keras.Model:
     if not path.is_file():
         raise UserError(f"Teacher run '{run_dir}' holds no {MODEL_FILE}; train the separate approach first.")
     log.info("Using the separate models of '%s' as teachers.", run_dir)
-    return keras.models.load_model(path)
+    return load_inference_model(path)
 
 
 def merged_examples(directory: Path) -> int:

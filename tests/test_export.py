@@ -7,6 +7,7 @@ import tensorflow as tf
 from conftest import SAMPLE, run_cli
 from mtl import export, predict
 from mtl.data.images import resize
+from mtl.models.build import load_inference_model
 from photos import FEMALE_FACE, MALE_FACE, save_untrained_run, scaled_face
 
 ANSWERS = ("gender", "emotion", "four")
@@ -28,7 +29,7 @@ def crops():
 
 def keras_answers(run_dir, images):
     """What mtl's own pipeline answers: resize as every reader does, then the Keras model."""
-    model = predict.load_inference_model(run_dir / "model.keras")
+    model = load_inference_model(run_dir / "model.keras")
     resized = np.stack([resize(tf.constant(image), 64).numpy() for image in images]).astype(np.float32)
     return {task: np.asarray(values) for task, values in model.predict_on_batch(resized).items()}
 

@@ -9,7 +9,8 @@ from keras import layers
 from conftest import SAMPLE
 from mtl.config import DataConfig, ModelConfig
 from mtl.data import sources
-from mtl.models.build import Grayscale, build_network, inference_model
+from mtl.errors import UserError
+from mtl.models.build import Grayscale, build_network, inference_model, load_inference_model
 from mtl.tasks import EMOTION, FOUR, GENDER, four_from_tasks
 
 
@@ -132,3 +133,16 @@ def test_saved_inference_model_reloads_with_identical_outputs(tmp_path, faces, h
     before, after = model.predict_on_batch(faces), reloaded.predict_on_batch(faces)
     for task in (GENDER, EMOTION, FOUR):
         assert np.array_equal(np.asarray(before[task]), np.asarray(after[task]))
+
+
+def test_an_inference_model_is_loaded_safely_and_checked_against_the_config(tmp_path):
+    data = DataConfig(image_size=48)
+    network = build_network(ModelConfig(backbone="lenet"), data, {GENDER: 2, EMOTION: 2}, name="two_heads")
+    inference_model([network], data).save(tmp_path / "model.keras")
+    (tmp_path / "truncated.keras").write_bytes((tmp_path / "model.keras").read_bytes()[:2000])
+
+    assert load_inference_model(tmp_path / "model.keras", 48).input_shape[1:3] == (48, 48)
+    with pytest.raises(UserError, match=r"takes 48x48 images, but the config says data.image_size=64"):
+        load_inference_model(tmp_path / "model.keras", 64)
+    with pytest.raises(UserError, match="cannot be loaded"):
+        load_inference_model(tmp_path / "truncated.keras")

@@ -16,6 +16,7 @@ from PIL import Image
 from conftest import SAMPLE, run_cli, write_image
 from mtl import predict
 from mtl.data.images import read_image
+from mtl.models.build import load_inference_model
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
 from photos import FEMALE_FACE, MALE_FACE, compose_photo, overlap, save_untrained_run, write_background
 
@@ -132,7 +133,7 @@ def test_no_detect_takes_each_image_as_one_face_crop(run_dir):
 
     assert code == 0, err
     objects = [json.loads(line) for line in out.splitlines()]
-    model = predict.load_inference_model(run_dir / "model.keras")
+    model = load_inference_model(run_dir / "model.keras")
     expected = model.predict_on_batch(np.stack([read_image(f, 64) for f in faces]).astype(np.float32))
     for index, found in enumerate(objects):
         assert found["box"] is None and found["face"] == 1

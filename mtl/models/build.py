@@ -6,10 +6,13 @@ questions, `{"gender", "emotion", "four"}`, so evaluation and prediction never n
 how a run was trained.
 """
 
+from pathlib import Path
+
 import keras
 from keras import layers, ops
 
 from mtl.config import DataConfig, ModelConfig
+from mtl.errors import UserError
 from mtl.models.backbones import BACKBONES
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
 
@@ -93,3 +96,22 @@ def inference_model(networks: list[keras.Model], data: DataConfig, flip_average:
         outputs[FOUR] = OuterProduct(name="four_from_tasks")(outputs[EMOTION], outputs[GENDER])
     named = {task: layers.Identity(name=f"{task}_probabilities")(outputs[task]) for task in (GENDER, EMOTION, FOUR)}
     return keras.Model(images, {task: named[task] for task in (GENDER, EMOTION, FOUR)}, name="mtl_inference")
+
+
+def load_inference_model(path: Path, image_size: int | None = None) -> keras.Model:
+    """An mtl inference model, loaded in Keras's safe mode and checked, or a UserError.
+
+    It must answer gender, emotion and four-class, and, if `image_size` is given, take images of that size.
+    """
+    try:
+        model = keras.models.load_model(path, safe_mode=True)
+    except Exception:  # a foreign or damaged file can fail in any of Keras's loaders; all mean the same
+        raise UserError(f"Model file '{path}' cannot be loaded; expected a .keras model saved by mtl.") from None
+    outputs = model.output if isinstance(model.output, dict) else {}
+    if set(outputs) != {GENDER, EMOTION, FOUR}:
+        raise UserError(f"Model file '{path}' has outputs {sorted(outputs) or model.output_names}; "
+                        f"expected the outputs gender, emotion, four of an mtl model.")
+    if image_size is not None and tuple(model.input_shape[1:3]) != (image_size, image_size):
+        raise UserError(f"Model file '{path}' takes {model.input_shape[1]}x{model.input_shape[2]} images, "
+                        f"but the config says data.image_size={image_size}.")
+    return model
