@@ -74,7 +74,7 @@ def test_a_merge_is_checked_like_a_config_file():
         ({"train": 5}, "Config section 'train' must be a mapping of its fields, got 5."),
         ([1, 2], "A config must be a mapping of field names to values, got [1, 2]."),
         ({"train": {"epoch": 3}}, "Unknown config field 'train.epoch'; expected one of: deterministic, early_stopping_patience, "
-         "epochs, four_class_epochs, label_smoothing, learning_rate, optimizer, schedule, seed, warmup_epochs, "
+         "epochs, four_class_epochs, label_smoothing, learning_rate, optimizer, schedule, seed, strategy, warmup_epochs, "
          "weight_averaging, weight_decay."),
     ],
 )

@@ -180,11 +180,11 @@ def test_stratified_split_is_reproducible_and_keeps_class_shares():
     # A partition: nothing lost, nothing in both parts.
     assert sorted([*train.paths, *validation.paths]) == sorted(source.paths)
     assert not set(train.paths) & set(validation.paths)
-    # 60 female and 60 male: a quarter of each goes to validation.
-    assert len(validation) == 30
-    assert np.bincount(validation.labels[GENDER]).tolist() == [15, 15]
-    assert np.bincount(train.labels[GENDER]).tolist() == [45, 45]
-    assert len(other_validation) == 30 and np.bincount(other_validation.labels[GENDER]).tolist() == [15, 15]
+    # 200 female and 200 male: a quarter of each goes to validation.
+    assert len(validation) == 100
+    assert np.bincount(validation.labels[GENDER]).tolist() == [50, 50]
+    assert np.bincount(train.labels[GENDER]).tolist() == [150, 150]
+    assert len(other_validation) == 100 and np.bincount(other_validation.labels[GENDER]).tolist() == [50, 50]
 
 
 def test_experiment_data_splits_both_datasets_with_the_run_seed():
