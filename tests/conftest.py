@@ -1,6 +1,6 @@
 """Shared fixtures: tiny configs on the bundled sample, one trained run, images written on demand.
 
-Everything trains on `mtl/sample_data` (a few hundred real faces) for one epoch, so the
+Everything trains on `mtl/sample_data` (about 1,900 real faces) for one epoch, so the
 numbers mean nothing; the tests check behaviour, never accuracy or speed.
 """
 
