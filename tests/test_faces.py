@@ -9,6 +9,7 @@ from mtl.config import DataConfig, ExperimentConfig
 from mtl.data.sources import happy_house
 from mtl.errors import UserError
 from mtl.evaluate import evaluate_run
+from mtl.runs import write_json
 from conftest import SAMPLE
 from photos import MALE_FACE, compose_photo, overlap, save_untrained_run, write_background
 
@@ -103,7 +104,7 @@ def test_mtcnn_finds_both_pasted_faces_too(photo):
 @pytest.mark.slow
 def test_evaluation_scores_happy_house_on_detected_faces_beside_the_whole_photos(tmp_path, joint_folder):
     run_dir = save_untrained_run(tmp_path / "run")
-    ExperimentConfig().save(run_dir / "config.json")
+    write_json(run_dir / "config.json", ExperimentConfig().to_dict())
     metrics = evaluate_run(run_dir, DataConfig(joint_test=str(joint_folder)), detect=True)
 
     sets = metrics["test_sets"]
