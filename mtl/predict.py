@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import keras
 import numpy as np
 from PIL import Image, ImageDraw
 

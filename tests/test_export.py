@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import SAMPLE, run_cli
-from mtl import export, predict
+from mtl import export
 from mtl.data.images import resize
 from mtl.models.build import load_inference_model
 from photos import FEMALE_FACE, MALE_FACE, save_untrained_run, scaled_face

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import SAMPLE, run_cli, write_image
+from conftest import SAMPLE, run_cli
 from mtl import predict
 from mtl.data.images import read_image
 from mtl.models.build import load_inference_model

@@ -35,7 +35,6 @@ from mtl import approaches, labels, training  # noqa: E402
 from mtl.approaches import batches  # noqa: E402
 from mtl.config import TrainConfig, config_from_dict  # noqa: E402
 from mtl.data import pipeline  # noqa: E402
-from mtl.tasks import EMOTION, GENDER  # noqa: E402
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 # The last commit whose Augmenter chained Keras random layers that all shared one seed.
@@ -150,7 +149,6 @@ def step_rates(trainer, feeds: dict[str, tf.data.Dataset], batch_size: int, step
 
 def contenders(config, data, approach, stage) -> dict[str, tf.data.Dataset]:
     """The training batches each contender feeds the step with, on the same data and seeds."""
-    sizes = {GENDER: len(data.gender_train), EMOTION: len(data.emotion_train)}
     gender, emotion = data.images(data.gender_train), data.images(data.emotion_train)
     seed, batch_size, augment = config.train.seed, config.data.batch_size, config.data.augment
 
