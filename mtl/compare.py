@@ -105,20 +105,25 @@ def row_of(name: str, config: ExperimentConfig, metrics: dict, columns: list[str
     return row
 
 
+def lacks_teachers(config: ExperimentConfig) -> bool:
+    """Whether the variant needs teachers and its config names none."""
+    return approaches.get(config.approach).needs_teachers(config) and not config.options.teachers
+
+
+def first_teacher_provider(configs: dict[str, ExperimentConfig]) -> str | None:
+    """The first variant whose approach provides teachers (whose runs cross-label for the others), if any."""
+    return next((name for name, config in configs.items() if approaches.get(config.approach).provides_teachers), None)
+
+
 def teacher_variant(configs: dict[str, ExperimentConfig], names: list[str]) -> str | None:
-    """The first variant whose approach provides teachers, if any of `names` needs them and has none given."""
-    needing = [
-        name for name in names if approaches.get(configs[name].approach).needs_teachers(configs[name])
-        and not configs[name].options.teachers
-    ]
-    providers = [name for name, config in configs.items() if approaches.get(config.approach).provides_teachers]
-    return providers[0] if needing and providers else None
+    """The first variant that provides teachers, if any of `names` lacks them."""
+    return first_teacher_provider(configs) if any(lacks_teachers(configs[name]) for name in names) else None
 
 
 def teachers_first(configs: dict[str, ExperimentConfig]) -> dict[str, ExperimentConfig]:
-    """The variants in their order, except that those whose approach provides teachers come first."""
-    providers = [name for name, config in configs.items() if approaches.get(config.approach).provides_teachers]
-    return {name: configs[name] for name in [*providers[:1], *configs] if name in configs}
+    """The variants in their order, except that the first one providing teachers comes first."""
+    order = dict.fromkeys([first_teacher_provider(configs), *configs])
+    return {name: configs[name] for name in order if name is not None}
 
 
 def seed_count(spec: dict, seeds: int | None) -> int:
@@ -171,14 +176,13 @@ def compare(spec: dict, root: Path, only: list[str] | None = None, seeds: int | 
         teacher_run = None
         for name, config in configs.items():
             config = merge(config, {"train": {"seed": config.train.seed + seed_index}})
-            approach = approaches.get(config.approach)
-            if approach.needs_teachers(config) and teacher_run is not None and not config.options.teachers:
+            if teacher_run is not None and lacks_teachers(config):
                 config = merge(config, {"options": {"teachers": str(teacher_run)}})
             run_dir = root / name / f"seed-{seed_index}"
             runs[name].append(run_variant(name, seed_index, config, run_dir, columns))
-            if teacher_run is None and approach.provides_teachers:
+            if teacher_run is None and approaches.get(config.approach).provides_teachers:
                 teacher_run = run_dir
-            elif teacher_run is None and approach.needs_teachers(config) and not config.options.teachers:
+            elif teacher_run is None and lacks_teachers(config):
                 teacher_run = run_dir / TEACHERS_DIR  # trained inside this run: the next variants reuse them
     rows = summarise(runs, baseline, columns)
     for name, row in zip(runs, rows):
