@@ -17,13 +17,13 @@ import tensorflow as tf
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
 
 from mtl.config import ApproachConfig, DataConfig, load_config
-from mtl.pseudo_labels import MERGED_DIR, read_merged
 from mtl.dashboard.figures import confusion_matrix_image, save_png
 from mtl.data.pipeline import evaluation_batches, test_sets
 from mtl.faces import detected_faces
 from mtl.labels import four_class_targets
 from mtl.models.build import load_inference_model
 from mtl.provenance import provenance
+from mtl.pseudo_labels import MERGED_DIR, read_merged
 from mtl.runs import CONFIG_FILE, MODEL_FILE, atomic_path, require_run, write_json
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, TASKS, four_class_index
 

@@ -13,10 +13,10 @@ from mtl.approaches.base import Approach
 from mtl.config import ExperimentConfig, TrainConfig, load_config, merge
 from mtl.data.pipeline import ExperimentData, test_sets
 from mtl.distribute import strategy_for
+from mtl.errors import UserError
 from mtl.evaluate import evaluate_run, write_metrics
 from mtl.models.build import inference_model
 from mtl.provenance import provenance
-from mtl.errors import UserError
 from mtl.runs import (
     CONFIG_FILE, METRICS_FILE, MODEL_FILE, atomic_path, create_run, evaluation_dir, replaced_folder, write_json,
 )

@@ -79,10 +79,6 @@ def evaluation_dir(metrics_file: Path) -> Path:
     return metrics_file.parent / f"{metrics_file.stem}_evaluation"
 
 
-def safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
-
-
 @contextlib.contextmanager
 def atomic_path(path: Path):
     """Yields a temporary path beside `path`; renamed onto `path` only when the block ends without error.

@@ -41,7 +41,7 @@ from mtl.approaches.base import Approach
 from mtl.config import ExperimentConfig, read_json
 from mtl.data.pipeline import ExperimentData
 from mtl.errors import UserError
-from mtl.experiment import TEACHERS_DIR, cross_labelled_images as cross_label_once, validate
+from mtl.experiment import TEACHERS_DIR, cross_labelled_images, validate
 from mtl.pseudo_labels import MERGED_DIR
 from mtl.runs import run_directory
 from mtl.tuning.hypermodel import ApproachHyperModel, SearchStopped, forget_custom_gradients
@@ -226,7 +226,7 @@ def needs_teachers(approach: Approach, config: ExperimentConfig, settings: Searc
     return any(approach.needs_teachers(choice) for choice in choice_configs(approach, settings.space, config))
 
 
-def cross_labelled_images(config: ExperimentConfig, directory: Path, data: ExperimentData, worker: str | None) -> Path:
+def cross_labels_for_trials(config: ExperimentConfig, directory: Path, data: ExperimentData, worker: str | None) -> Path:
     """The training images labelled by the teachers, made once (per worker) and read by every trial.
 
     Teachers come from options.teachers, else are trained (base config) into the search directory.
@@ -236,7 +236,7 @@ def cross_labelled_images(config: ExperimentConfig, directory: Path, data: Exper
             "A distributed search with pseudo-labels needs the same teachers on every worker: "
             "pass --set options.teachers=RUN_DIR (a separate run)."
         )
-    return cross_label_once(config, directory, data, f"{MERGED_DIR}-{worker}" if worker else MERGED_DIR)
+    return cross_labelled_images(config, directory, data, f"{MERGED_DIR}-{worker}" if worker else MERGED_DIR)
 
 
 def make_tuner(settings: SearchSettings, hypermodel: ApproachHyperModel, directory: Path, seed: int) -> kt.Tuner:
@@ -270,7 +270,7 @@ def run_tuning(args, config: ExperimentConfig, search: dict | None = None) -> di
         print(f"{'Resuming' if done else 'Starting'} the {settings.tuner} search in {directory}.", flush=True)
         merged_dir = None
         if needs_teachers(approach, config, settings) and not chief:  # the chief only hands out trials
-            merged_dir = cross_labelled_images(config, directory, data, worker)
+            merged_dir = cross_labels_for_trials(config, directory, data, worker)
             forget_custom_gradients()  # the teachers' training graphs, as after every trial
         if worker:
             from keras_tuner.src.distribute import oracle_client
