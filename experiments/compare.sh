@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Compare every approach on the full data (../shared/data) with one backbone, seed and budget.
+# Compare every approach on the full data (../shared/data) with one backbone and budget, over the config's seeds.
 #   experiments/compare.sh                       # the stronger CPU backbone (resnet), augmentation on
 #   experiments/compare.sh notebook_full         # the notebook's LeNet and settings
 # Results: runs/<name>/results.md, and `tensorboard --logdir runs/<name>`.
