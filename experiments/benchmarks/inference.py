@@ -28,7 +28,7 @@ from mtl.models.backbones import count_multiply_adds  # noqa: E402
 from mtl.models.build import inference_model  # noqa: E402
 from mtl.provenance import provenance  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
+from common import RESULTS  # noqa: E402
 
 
 def seconds(function, repeats: int) -> float:
@@ -44,6 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="resnet")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=RESULTS / "inference.json")
     args = parser.parse_args()
 
     models = {}
@@ -83,8 +84,8 @@ def main() -> None:
 
     made = provenance()
     load = os.getloadavg()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "inference.json").write_text(json.dumps({"backbone": args.backbone, "load_average": load, "provenance": made, "rows": rows}, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"backbone": args.backbone, "load_average": load, "provenance": made, "rows": rows}, indent=2) + "\n")
     columns = list(rows[0])
     lines = [
         f"Machine: {made['cpu']}, {made['cpu_count']} cores; load average {[round(x, 2) for x in load]} at the end. "
@@ -96,7 +97,7 @@ def main() -> None:
         "|" + "---|" * len(columns),
         *("| " + " | ".join(str(row[column]) for column in columns) + " |" for row in rows),
     ]
-    (RESULTS / "inference.md").write_text("\n".join(lines) + "\n")
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

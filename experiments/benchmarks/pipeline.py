@@ -7,7 +7,9 @@ the augmenter before the fix (checked out from git), the fused augmenter through
 batching (what `mtl train` runs), the fused augmenter with numbered batches
 (`pipeline.training_batches`), the same resampled with `ImageProjectiveTransformV3` instead of
 the XLA-compiled gathers, per-example augmentation, a private tf.data thread pool, and no
-augmentation at all. Writes JSON and Markdown under experiments/results/benchmarks/:
+augmentation at all. The first pass over the files (decode, resize, cache) is also timed with the
+notebook's loader, a Python loop of image reads and resizes into a list. Writes JSON and Markdown
+under experiments/results/benchmarks/:
 
     python experiments/benchmarks/pipeline.py --data-dir ../shared/data --limit 4000
 """
@@ -16,8 +18,6 @@ import argparse
 import importlib.util
 import json
 import os
-import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,7 +36,10 @@ from mtl.approaches import batches  # noqa: E402
 from mtl.config import TrainConfig, config_from_dict  # noqa: E402
 from mtl.data import pipeline  # noqa: E402
 
-REPOSITORY = Path(__file__).resolve().parents[2]
+from common import (  # noqa: E402
+    REPOSITORY, first_pass, load_data, machine, median_and_spread, ratio, relative, rss_mib, step_rates,
+)
+
 # The last commit whose Augmenter chained Keras random layers that all shared one seed.
 OLD_AUGMENTER_COMMIT = "7f514b1^"
 MEMORY = "one batch held in memory"
@@ -78,35 +81,34 @@ def projective_augmenter(config, seed: int):
     return augmenter
 
 
-def limited(source, count: int, seed: int):
-    """A seeded random subset of `count` images of a source (all of them when it holds fewer)."""
-    if count >= len(source):
-        return source
-    chosen = np.sort(np.random.default_rng(seed).permutation(len(source))[:count])
-    return source.subset(chosen, f"{source.name}[{count}]")
+def notebook_first_pass(data, image_size: int) -> dict:
+    """The notebook's loader on the same files: a Python loop reading and resizing each image into a
+    list (cv2, as the notebook, when installed; else Pillow). Images/s and the memory the list holds."""
+    try:
+        import cv2
 
+        reader = "cv2.imread + cv2.resize"
 
-def load_data(config, limit: int | None):
-    data = pipeline.ExperimentData.load(config.data, config.train.seed)
-    if limit:
-        total = len(data.gender_train) + len(data.emotion_train)
-        data.gender_train = limited(data.gender_train, round(limit * len(data.gender_train) / total), 0)
-        data.emotion_train = limited(data.emotion_train, round(limit * len(data.emotion_train) / total), 1)
-    return data
+        def read(path):
+            return cv2.resize(cv2.imread(str(path)), (image_size, image_size))
+    except ImportError:
+        from PIL import Image
 
+        reader = "Pillow open + convert + resize (cv2 not installed)"
 
-def rss_mib() -> dict:
-    status = Path("/proc/self/status").read_text().splitlines()
-    current = next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
-    return {"rss_mib": round(current / 1024), "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+        def read(path):
+            with Image.open(path) as image:
+                return np.asarray(image.convert("RGB").resize((image_size, image_size), Image.BILINEAR))
 
-
-def first_pass(data) -> dict:
-    """Decode, resize and cache both training sets once: images/s of a run's first epoch of reading."""
+    before = rss_mib()["rss_mib"]
     start = time.perf_counter()
-    count = sum(1 for source in (data.gender_train, data.emotion_train) for _ in data.images(source))
+    images = [read(path) for source in (data.gender_train, data.emotion_train) for path in source.paths]
     seconds = time.perf_counter() - start
-    return {"images": count, "seconds": round(seconds, 2), "images_per_second": round(count / seconds), **rss_mib()}
+    held = rss_mib()
+    return {
+        "reader": reader, "images": len(images), "seconds": round(seconds, 2),
+        "images_per_second": round(len(images) / seconds), "rss_added_mib": held["rss_mib"] - before, **held,
+    }
 
 
 def pipeline_alone(dataset, batch_size: int, batches_per_repeat: int, repeats: int) -> list[float]:
@@ -119,31 +121,6 @@ def pipeline_alone(dataset, batch_size: int, batches_per_repeat: int, repeats: i
         for _ in range(batches_per_repeat):
             next(iterator)
         rates.append(batches_per_repeat * batch_size / (time.perf_counter() - start))
-    return rates
-
-
-def step_rates(trainer, feeds: dict[str, tf.data.Dataset], batch_size: int, steps: int, repeats: int) -> dict:
-    """Per dataset, images per second of wall time and per CPU-second of this process (pipeline threads
-    included) of the trainer's compiled training step (the function `fit` calls) fed by it.
-
-    The CPU rate hardly moves with other processes' load on a shared machine. Contenders take turns within each repetition, so a change in the machine's load hits them alike.
-    Each turn first takes a few untimed steps (a turn must not start on batches prefetched during
-    another's) and ends with a pause that lets its prefetching finish before the next turn.
-    """
-    trainer.make_train_function()
-    iterators = {name: iter(dataset) for name, dataset in feeds.items()}
-    rates = {name: {"wall": [], "cpu": []} for name in feeds}
-    for repeat in range(repeats + 1):  # the first round is the warm-up: tracing, compiling, filling buffers
-        for name, iterator in iterators.items():
-            for _ in range(3):
-                trainer.train_function(iterator)
-            start, start_cpu = time.perf_counter(), time.process_time()
-            for _ in range(steps):
-                trainer.train_function(iterator)
-            if repeat:
-                rates[name]["wall"].append(steps * batch_size / (time.perf_counter() - start))
-                rates[name]["cpu"].append(steps * batch_size / (time.process_time() - start_cpu))
-            time.sleep(0.3)
     return rates
 
 
@@ -202,25 +179,6 @@ def contenders(config, data, approach, stage) -> dict[str, tf.data.Dataset]:
     }
 
 
-def median_and_spread(rates: list[float]) -> dict:
-    return {"median": round(statistics.median(rates)), "min": round(min(rates)), "max": round(max(rates))}
-
-
-def relative(argument: str) -> str:
-    """A path argument relative to the repository, so committed results name no one's home folder."""
-    return os.path.relpath(argument, REPOSITORY) if os.path.isabs(argument) else argument
-
-
-def ratio(rates: list[float], baseline: list[float]) -> float:
-    return round(statistics.median(rates) / statistics.median(baseline), 3)
-
-
-def machine() -> dict:
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "unknown")
-    return {"cpu": model, "cores": os.cpu_count(), "load_average": [round(value, 2) for value in os.getloadavg()]}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None, help="datasets folder (default: the bundled sample)")
@@ -240,6 +198,9 @@ def main() -> None:
     data = load_data(config, args.limit)
     decode = first_pass(data)
     print(f"first pass: {decode}", flush=True)
+    # After tf.data's first pass, so the notebook's loader reads files the page cache holds already.
+    notebook = notebook_first_pass(data, config.data.image_size)
+    print(f"notebook loader, first pass: {notebook}", flush=True)
     approach = approaches.get("multitask")
     stage = approach.stages(config)[0]
     stage.trainer.compile(optimizer=training.make_optimizer(TrainConfig(), args.steps, args.repeats))
@@ -272,6 +233,7 @@ def main() -> None:
         "steps_per_repeat": args.steps,
         "repeats": args.repeats,
         "first_pass_decode_and_cache": decode,
+        "first_pass_notebook_loader": notebook,
         "training_from_memory": median_and_spread(fed[MEMORY]["wall"]),
         "training_from_memory_per_cpu_second": median_and_spread(fed[MEMORY]["cpu"]),
         "rows": rows,
@@ -285,7 +247,7 @@ def main() -> None:
 
 def markdown(result: dict) -> str:
     info = result["machine"]
-    decode = result["first_pass_decode_and_cache"]
+    decode, notebook = result["first_pass_decode_and_cache"], result["first_pass_notebook_loader"]
     lines = [
         f"Machine: {info['cpu']}, {info['cores']} cores; load average {result['load_average_at_start']} at start, "
         f"{info['load_average']} at end. TensorFlow {result['tensorflow']}.",
@@ -296,6 +258,8 @@ def markdown(result: dict) -> str:
         "contenders taking turns in each repetition.",
         "",
         f"- first pass, decode + resize + cache: {decode['images_per_second']} images/s",
+        f"- first pass, the notebook's loader ({notebook['reader']}, a Python loop into a list): "
+        f"{notebook['images_per_second']} images/s, the list holding {notebook['rss_added_mib']} MiB",
         f"- training step on one batch held in memory: {result['training_from_memory']['median']} images/s, "
         f"{result['training_from_memory_per_cpu_second']['median']} images per CPU-second",
         f"- peak RSS: {result['memory_at_end']['peak_rss_mib']} MiB",
