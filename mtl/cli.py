@@ -1,4 +1,4 @@
-"""The `mtl` command: train, evaluate, predict, compare, tune.
+"""The `mtl` command: train, evaluate, predict, compare, tune, prepare.
 
 User mistakes end in one sentence on stderr and exit status 2, never a traceback.
 """
@@ -116,6 +116,27 @@ def cmd_export(args) -> None:
     from mtl.export import export_command
 
     export_command(args.run_dir, args.format, Path(args.output))
+
+
+def cmd_prepare(args) -> None:
+    from mtl.data.pipeline import data_root
+    from mtl.data.prepared import prepare, prepare_cross_labelled, report
+    from mtl.pseudo_labels import read_merged
+    from mtl.tasks import TASKS
+
+    config = _experiment_config(args, None)
+    folder = args.folder or config.data.prepared
+    if not folder:
+        raise UserError("mtl prepare needs a folder to prepare the datasets into: name it, or set data.prepared.")
+    # Read here, not in the data layer, which sits below pseudo-labels; and first, so a folder without shards
+    # is refused before anything is prepared.
+    merged = Path(args.cross_labelled) if args.cross_labelled else None
+    parts = {task: read_merged(merged, source=task) for task in TASKS} if merged else None
+    builders = prepare(config.data, data_root(config.data), Path(folder), config.train.seed)
+    if merged:
+        builders["cross_labelled"] = prepare_cross_labelled(merged, parts, Path(folder), config.data.image_size)
+    for name, builder in builders.items():
+        print(report(name, builder))
 
 
 def cmd_compare(args) -> None:
@@ -236,6 +257,17 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("savedmodel", "tflite"), default="savedmodel")
     export.add_argument("--output", required=True, help="folder (savedmodel) or .tflite file to write")
     export.set_defaults(handler=cmd_export)
+
+    prepare = commands.add_parser(
+        "prepare", help="decode, check and resize the datasets once into TFDS record files (data.prepared)"
+    )
+    prepare.add_argument("folder", nargs="?", help="where the prepared datasets go (default: the config's data.prepared)")
+    prepare.add_argument("--config", help="JSON config file: image size, validation share, train.seed of the split")
+    prepare.add_argument(
+        "--cross-labelled", metavar="MERGED_DIR", help="also prepare a run's cross-labelled set (its crosslabeled/ folder)"
+    )
+    _add_data_options(prepare, experiment=False)
+    prepare.set_defaults(handler=cmd_prepare)
 
     compare = commands.add_parser("compare", help="train and evaluate every approach side by side (TensorBoard, results.md)")
     compare.add_argument("--variants", help="comma-separated subset of the variants to run")

@@ -71,6 +71,9 @@ class DataConfig:
     validation_fraction: float = number(0.2, above=0, below=1)
     batch_size: int = number(32, at_least=1)
     cache: str = "memory"  # decoded images: "memory", "none" (decode every epoch) or a folder of cache files
+    # A folder of TFDS datasets (`mtl prepare`): training and validation are read from its records,
+    # prepared there first if absent; None: straight from the image folders.
+    prepared: str | None = None
     augment: AugmentConfig | None = field(default_factory=AugmentConfig)
     # Share of the emotion dataset in mixed batches (multitask); None: its natural share.
     emotion_proportion: float | None = number(0.5, above=0, below=1)

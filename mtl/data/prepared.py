@@ -1,0 +1,406 @@
+"""Datasets prepared once with TensorFlow Datasets: decoded, checked and resized into record files.
+
+Four builders, one per kind of source: a single-task image folder (`TaskFolder`: train and
+validation splits from `sources.stratified_split`, the test folder a test split), the Happy House
+HDF5 file (`HappyHouse`), a jointly labelled folder (`JointFolder`) and the cross-labelled merged
+set (`CrossLabelled`: true labels, both teachers' probabilities and the dataset each image came
+from). The readers of `sources` list the files, leave out the ones that are not images or do not
+decode (counted in the dataset's metadata) and give the labels, -1 where a task is missing.
+Images are stored as `data.image_size` uint8 pixels, so reading decodes nothing.
+
+A prepared dataset lives under `<prepared>/<builder>/<config>/<version>`; the config name holds
+everything the records depend on (image size, validation share and seed, the source folder), so
+a changed setting prepares a new dataset and never reads a stale one. Reading interleaves the
+record files in an order drawn from a seed and, given a `tf.distribute.InputContext`, reads only
+this worker's files.
+"""
+
+import contextlib
+import hashlib
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from mtl.config import DataConfig
+from mtl.data import sources
+from mtl.data.images import decode_and_resize
+from mtl.errors import UserError
+from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, TASKS
+
+VERSION = tfds.core.Version("1.0.0")
+TRAIN, VALIDATION, TEST = "train", "validation", "test"
+# A task folder's splits are written in up to 16 record files of at least 20 images, so that they
+# can be interleaved and every worker of a distributed run reads files of its own, even on the
+# sample. (TFDS's own choice makes one file per 64 MiB, `DownloadConfig.min_shard_size` being
+# ignored in 4.9.10: one file for the whole emotion training set.)
+MAX_RECORD_FILES = 16
+MIN_IMAGES_PER_FILE = 20
+INTERLEAVED_FILES = 16  # record files read at once
+
+
+def _image_feature(image_size: int) -> tfds.features.Tensor:
+    # Raw bytes, not PNG: reading is a copy, not a decode.
+    return tfds.features.Tensor(
+        shape=(image_size, image_size, 3), dtype=np.uint8, encoding=tfds.features.Encoding.BYTES,
+        doc=f"RGB face resized to {image_size}x{image_size}",
+    )
+
+
+def _label_features() -> dict:
+    return {
+        task: tfds.features.Scalar(np.int64, doc=f"{task}: {', '.join(CLASSES[task])} by index; -1 not labelled")
+        for task in TASKS
+    }
+
+
+def _image_features(image_size: int) -> tfds.features.FeaturesDict:
+    file_name = tfds.features.Text(doc="the file (or HDF5 row) it was read from, relative to the source")
+    return tfds.features.FeaturesDict({"image": _image_feature(image_size), **_label_features(), "file_name": file_name})
+
+
+def _config(name: str, description: str, *sources_read) -> tfds.core.BuilderConfig:
+    """A config named by the settings and (a short hash of) the source paths the records come from."""
+    where = hashlib.sha256("\n".join(str(Path(path).resolve()) for path in sources_read).encode()).hexdigest()[:8]
+    read_from = ", ".join(map(str, sources_read))
+    return tfds.core.BuilderConfig(name=f"{name}-{where}", description=f"{description} Read from: {read_from}.")
+
+
+def _listed(root: Path, classes, what: str) -> list[tuple[list[str], int]]:
+    """(image files, files skipped as not images) of each class folder, as `sources` lists them."""
+    return [sources._list_images(folder) for folder in sources._class_folders(root, classes, what).values()]
+
+
+def _left_out(root: Path, source: sources.ImageSource, classes, what: str) -> dict[str, int]:
+    """How many files of a class folder were left out: not images, or images that do not decode."""
+    listed = _listed(root, classes, what)
+    images = sum(len(files) for files, _ in listed)
+    return {"not_images": sum(skipped for _, skipped in listed), "undecodable": images - len(source)}
+
+
+def _folder_examples(source: sources.ImageSource, root: Path, image_size: int):
+    """(key, example) of every image of `source`, keyed by its path relative to `root`."""
+    names = [os.path.relpath(path, root) for path in source.paths]
+    indices = tf.data.Dataset.from_tensor_slices((source.paths, np.arange(len(source))))
+
+    def load(path, index):
+        return decode_and_resize(tf.io.read_file(path), image_size), index
+
+    # A file that changed since the check is dropped, as training from the folder would drop it.
+    images = indices.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).ignore_errors()
+    for image, index in images.as_numpy_iterator():
+        labels = {task: source.labels[task][index] for task in TASKS}
+        yield names[index], {"image": image, **labels, "file_name": names[index]}
+
+
+class _Prepared(tfds.core.GeneratorBasedBuilder):
+    """What the four builders share: their version, image size and a metadata dict of left-out counts."""
+
+    VERSION = VERSION
+    RELEASE_NOTES = {"1.0.0": "Images as raw uint8 pixels at data.image_size; -1 for a missing label."}
+
+    def __init__(self, *, image_size: int, description: str, config: tfds.core.BuilderConfig, **kwargs):
+        self.image_size = image_size
+        self._description = description
+        super().__init__(config=config, **kwargs)
+
+    def _features(self) -> tfds.features.FeaturesDict:
+        return _image_features(self.image_size)
+
+    def record_files(self) -> int | None:
+        """How many record files each split is written in; None: TFDS's choice (one per 64 MiB)."""
+        return None
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(
+            builder=self, description=self._description, features=self._features(), metadata=tfds.core.MetadataDict()
+        )
+
+
+class TaskFolder(_Prepared):
+    """A single-task image folder (one sub-folder per class): its stratified train and validation
+    splits, as `sources.stratified_split` draws them with the seed, and its test folder."""
+
+    def __init__(
+        self, *, task: str, train_dir, test_dir, image_size: int, validation_fraction: float, seed: int, **kwargs
+    ):
+        self.task, self.train_dir, self.test_dir = task, Path(train_dir), Path(test_dir)
+        self.validation_fraction, self.seed = validation_fraction, seed
+        name = f"{task}-{image_size}px-validation{validation_fraction:g}-seed{seed}"
+        description = (
+            f"{task.capitalize()} faces, {image_size}x{image_size} RGB; validation: a stratified "
+            f"{validation_fraction:g} of the training folder drawn with seed {seed}; the other task's label is -1."
+        )
+        config = _config(name, description, self.train_dir, self.test_dir)
+        super().__init__(image_size=image_size, description=description, config=config, **kwargs)
+
+    def record_files(self) -> int:
+        # From the smallest split's share of the listed images: files that do not decode are rare
+        # enough never to leave a file with no image.
+        what = f"{self.task.capitalize()} dataset"
+        train, test = (
+            sum(len(files) for files, _ in _listed(root, CLASSES[self.task], what)) for root in (self.train_dir, self.test_dir)
+        )
+        smallest = min(int(train * self.validation_fraction), test)
+        return max(1, min(MAX_RECORD_FILES, smallest // MIN_IMAGES_PER_FILE))
+
+    def _split_generators(self, dl_manager):
+        labelled = sources.task_folder(self.train_dir, self.task)
+        train, validation = sources.stratified_split(labelled, self.validation_fraction, self.seed)
+        test = sources.task_folder(self.test_dir, self.task)
+        what = f"{self.task.capitalize()} dataset"
+        self.info.metadata["left_out"] = {
+            TRAIN: _left_out(self.train_dir, labelled, CLASSES[self.task], what),  # of the train and validation splits
+            TEST: _left_out(self.test_dir, test, CLASSES[self.task], what),
+        }
+        return {
+            TRAIN: self._generate_examples(train, self.train_dir),
+            VALIDATION: self._generate_examples(validation, self.train_dir),
+            TEST: self._generate_examples(test, self.test_dir),
+        }
+
+    def _generate_examples(self, source, root):
+        return _folder_examples(source, root, self.image_size)
+
+
+class JointFolder(_Prepared):
+    """A jointly labelled folder {happy_female,happy_male,sad_female,sad_male}/: one test split, both labels."""
+
+    def __init__(self, *, root, image_size: int, **kwargs):
+        self.root = Path(root)
+        description = f"Faces labelled with both tasks, {image_size}x{image_size} RGB."
+        config = _config(f"joint-{image_size}px", description, self.root)
+        super().__init__(image_size=image_size, description=description, config=config, **kwargs)
+
+    def _split_generators(self, dl_manager):
+        source = sources.joint_folder(self.root)
+        self.info.metadata["left_out"] = {TEST: _left_out(self.root, source, CLASSES[FOUR], "Joint dataset")}
+        return {TEST: self._generate_examples(source)}
+
+    def _generate_examples(self, source):
+        return _folder_examples(source, self.root, self.image_size)
+
+
+class HappyHouse(_Prepared):
+    """The Happy House HDF5 file: one test split of emotion labels (gender -1), rows named `file[row]`."""
+
+    def __init__(self, *, path, image_size: int, **kwargs):
+        self.path = Path(path)
+        description = f"Happy House photos, {image_size}x{image_size} RGB; happy or not happy (taken as sad)."
+        config = _config(f"happy_house-{image_size}px", description, self.path)
+        super().__init__(image_size=image_size, description=description, config=config, **kwargs)
+
+    def _split_generators(self, dl_manager):
+        source = sources.happy_house(self.path)
+        # The file is refused whole if any row is unreadable, so nothing is ever left out.
+        self.info.metadata["left_out"] = {TEST: {"not_images": 0, "undecodable": 0}}
+        return {TEST: self._generate_examples(source)}
+
+    def _generate_examples(self, source):
+        for row, (image, labels) in enumerate(source.dataset(self.image_size).as_numpy_iterator()):
+            name = f"{self.path.name}[{row}]"
+            yield name, {"image": image, **labels, "file_name": name}
+
+
+class CrossLabelled(_Prepared):
+    """The merged set `pseudo_labels.cross_label` writes: both training splits with their true labels,
+    both teachers' probabilities and the dataset each image came from; one train split.
+
+    `parts` maps each source dataset's task to its (image, labels, predictions) examples, as
+    `pseudo_labels.read_merged(merged_dir, source=task)` reads them (this layer does not import it).
+    """
+
+    def __init__(self, *, merged_dir, image_size: int, parts: dict[str, tf.data.Dataset], **kwargs):
+        self.merged_dir, self.parts = Path(merged_dir), parts
+        description = (
+            f"Cross-labelled training images, {image_size}x{image_size} RGB: true labels (-1 where missing), "
+            "both teachers' probabilities, and the dataset each came from."
+        )
+        config = _config(f"crosslabelled-{image_size}px", description, self.merged_dir)
+        super().__init__(image_size=image_size, description=description, config=config, **kwargs)
+
+    def _features(self) -> tfds.features.FeaturesDict:
+        probabilities = {
+            f"{task}_probs": tfds.features.Tensor(shape=(len(CLASSES[task]),), dtype=np.float32, doc=f"the {task} teacher's")
+            for task in TASKS
+        }
+        source = tfds.features.Text(doc="the dataset the image came from: gender or emotion")
+        image = _image_feature(self.image_size)
+        return tfds.features.FeaturesDict({"image": image, **_label_features(), **probabilities, "source": source})
+
+    def _split_generators(self, dl_manager):
+        self.info.metadata["left_out"] = {TRAIN: {"not_images": 0, "undecodable": 0}}
+        return {TRAIN: self._generate_examples()}
+
+    def _generate_examples(self):
+        shape = (self.image_size, self.image_size, 3)
+        for source, examples in self.parts.items():
+            for index, (image, labels, predictions) in enumerate(examples.as_numpy_iterator()):
+                if image.shape != shape:
+                    raise UserError(
+                        f"Cross-labelled images in '{self.merged_dir}' are {image.shape[0]}x{image.shape[1]} pixels; "
+                        f"expected data.image_size {self.image_size}, the size they were labelled at."
+                    )
+                probabilities = {f"{task}_probs": predictions[task] for task in TASKS}
+                yield f"{source}-{index}", {"image": image, **labels, **probabilities, "source": source}
+
+
+# ---------------------------------------------------------------------- preparing ---
+
+
+@contextlib.contextmanager
+def _quietly():
+    """TFDS's warnings (on custom configs, deprecated fields) and progress bars: nothing a user acts on."""
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    tfds.disable_progress_bar()
+    try:
+        yield
+    finally:
+        absl.setLevel(level)
+
+
+def _ready(builder_class, **arguments) -> _Prepared:
+    """A builder with its records written, once: a dataset prepared before is only opened."""
+    with _quietly():
+        builder = builder_class(**arguments)
+        if builder.is_prepared():
+            return builder
+        folder = Path(builder.data_dir_root)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=folder).close()
+        except OSError:
+            raise UserError(
+                f"data.prepared '{folder}' is not a folder that can be written; "
+                "expected a writable folder for the prepared datasets."
+            ) from None
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(num_shards=builder.record_files()))
+    return builder
+
+
+def task_builders(config: DataConfig, root: Path, prepared_dir: Path, seed: int) -> dict[str, TaskFolder]:
+    """The gender and emotion folders of `config` under `root`, prepared under `prepared_dir`."""
+    folders = {GENDER: (config.gender_train, config.gender_test), EMOTION: (config.emotion_train, config.emotion_test)}
+    return {
+        task: _ready(
+            TaskFolder, task=task, train_dir=root / train, test_dir=root / test, image_size=config.image_size,
+            validation_fraction=config.validation_fraction, seed=seed, data_dir=prepared_dir,
+        )
+        for task, (train, test) in folders.items()
+    }
+
+
+def prepare(config: DataConfig, root: Path, prepared_dir: Path, seed: int) -> dict[str, _Prepared]:
+    """Every dataset `config` names under `root`, prepared under `prepared_dir`: the two task folders
+    (validation drawn with `seed`), Happy House and, when given, the joint folder."""
+    builders: dict[str, _Prepared] = dict(task_builders(config, root, prepared_dir, seed))
+    size = config.image_size
+    builders["happy_house"] = _ready(HappyHouse, path=root / config.happy_house_test, image_size=size, data_dir=prepared_dir)
+    if config.joint_test:
+        builders["joint"] = _ready(JointFolder, root=config.joint_test, image_size=size, data_dir=prepared_dir)
+    return builders
+
+
+def prepare_cross_labelled(
+    merged_dir: Path, parts: dict[str, tf.data.Dataset], prepared_dir: Path, image_size: int
+) -> CrossLabelled:
+    """The merged set of `merged_dir` (its examples per source dataset in `parts`), prepared under `prepared_dir`."""
+    return _ready(CrossLabelled, merged_dir=merged_dir, image_size=image_size, parts=parts, data_dir=prepared_dir)
+
+
+def counts(builder: _Prepared) -> dict:
+    """Images kept per split and files left out, as the dataset's metadata recorded them."""
+    return {
+        "kept": {name: split.num_examples for name, split in builder.info.splits.items()},
+        "left_out": dict(builder.info.metadata["left_out"]),
+    }
+
+
+def report(name: str, builder: _Prepared) -> str:
+    """One line for `mtl prepare`: images kept per split, files left out, and where the records are."""
+    found = counts(builder)
+    kept = ", ".join(f"{split} {count}" for split, count in found["kept"].items())
+    not_images, undecodable = (sum(split[kind] for split in found["left_out"].values()) for kind in ("not_images", "undecodable"))
+    return (
+        f"{name}: kept {kept}; left out {not_images} files that are not images and {undecodable} that do not decode; "
+        f"in {builder.data_dir}"
+    )
+
+
+# ----------------------------------------------------------------------- reading ---
+
+
+def read(
+    builder: _Prepared, split: str, seed: int, input_context: tf.distribute.InputContext | None = None
+) -> tf.data.Dataset:
+    """The records of one split, files interleaved in an order drawn from `seed`; under tf.distribute,
+    with `input_context`, only this worker's share of the files.
+
+    No automatic caching: whether decoded images stay in memory is `data.cache`'s choice.
+    """
+    read_config = tfds.ReadConfig(
+        shuffle_seed=seed, interleave_cycle_length=INTERLEAVED_FILES, input_context=input_context, try_autocache=False
+    )
+    with _quietly():
+        return builder.as_dataset(split=split, shuffle_files=True, read_config=read_config)
+
+
+def _image_and_labels(example):
+    return example["image"], {task: tf.cast(example[task], tf.int32) for task in TASKS}
+
+
+def cross_labelled_examples(
+    builder: CrossLabelled, seed: int, source: str | None = None, input_context: tf.distribute.InputContext | None = None
+) -> tf.data.Dataset:
+    """(uint8 image, labels, predictions) of the prepared merged set, as `pseudo_labels.read_merged` gives
+    them, optionally of one source dataset."""
+    examples = read(builder, TRAIN, seed, input_context)
+    if source is not None:
+        examples = examples.filter(lambda example: tf.equal(example["source"], source))
+
+    def split_example(example):
+        image, labels = _image_and_labels(example)
+        return image, labels, {task: example[f"{task}_probs"] for task in TASKS}
+
+    return examples.map(split_example, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+@dataclass
+class PreparedSplit:
+    """One split of a prepared task folder, read as `ExperimentData` reads a source: its length, a
+    name, the files it reads, and its (uint8 image, labels) examples."""
+
+    builder: TaskFolder
+    split: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.builder.data_dir}[{self.split}]"
+
+    @property
+    def paths(self) -> np.ndarray:
+        """The record files: what a `data.cache` folder's file name is keyed on."""
+        return np.array([str(path) for path in self.builder.info.splits[self.split].filepaths])
+
+    def __len__(self) -> int:
+        return self.builder.info.splits[self.split].num_examples
+
+    def dataset(self, image_size: int) -> tf.data.Dataset:
+        """(uint8 image, labels), the image already `image_size` (the builder was chosen by it)."""
+        examples = read(self.builder, self.split, self.seed)
+        return examples.map(_image_and_labels, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def training_splits(config: DataConfig, root: Path, seed: int) -> tuple[PreparedSplit, ...]:
+    """(gender train, gender validation, emotion train, emotion validation) from `config.prepared`,
+    prepared there first if they are not yet."""
+    builders = task_builders(config, root, Path(config.prepared), seed)
+    return tuple(PreparedSplit(builders[task], split, seed) for task in (GENDER, EMOTION) for split in (TRAIN, VALIDATION))

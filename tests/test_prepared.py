@@ -1,0 +1,165 @@
+"""Datasets prepared with TFDS: the builders' counts and labels, the stable validation split,
+seeded reading, per-worker files, and training from the prepared records."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import SAMPLE, copy_sample_images, run_cli
+from mtl.config import DataConfig
+from mtl.data import prepared, sources
+from mtl.data.pipeline import ExperimentData
+from mtl.tasks import EMOTION, GENDER, MISSING
+
+
+@pytest.fixture(scope="module")
+def sample_prepared(tmp_path_factory):
+    """The bundled sample's datasets prepared once (validation drawn with seed 7)."""
+    folder = tmp_path_factory.mktemp("prepared")
+    return folder, prepared.prepare(DataConfig(), SAMPLE, folder, seed=7)
+
+
+def file_names(builder, split, seed=0, input_context=None) -> list[str]:
+    names = prepared.read(builder, split, seed, input_context).map(lambda example: example["file_name"])
+    return [name.decode() for name in names.as_numpy_iterator()]
+
+
+def labels_of(builder, split, task) -> np.ndarray:
+    return np.array(list(prepared.read(builder, split, 0).map(lambda example: example[task]).as_numpy_iterator()))
+
+
+def test_task_folders_keep_every_sample_image_and_mark_the_other_task_missing(sample_prepared):
+    _, builders = sample_prepared
+    assert prepared.counts(builders[GENDER])["kept"] == {"train": 320, "validation": 80, "test": 120}
+    assert prepared.counts(builders[EMOTION])["kept"] == {"train": 960, "validation": 240, "test": 160}
+    assert set(labels_of(builders[GENDER], "train", EMOTION)) == {MISSING}
+    assert set(labels_of(builders[GENDER], "train", GENDER)) == {0, 1}
+    assert set(labels_of(builders[EMOTION], "test", GENDER)) == {MISSING}
+
+
+def test_images_are_stored_resized_as_uint8(sample_prepared):
+    _, builders = sample_prepared
+    image = next(iter(prepared.read(builders[EMOTION], "validation", 0)))["image"]
+    assert image.dtype == tf.uint8 and image.shape == (64, 64, 3)
+
+
+def test_happy_house_has_emotion_labels_only(sample_prepared):
+    _, builders = sample_prepared
+    assert prepared.counts(builders["happy_house"])["kept"] == {"test": 40}
+    assert set(labels_of(builders["happy_house"], "test", GENDER)) == {MISSING}
+    assert sorted(np.bincount(labels_of(builders["happy_house"], "test", EMOTION))) == [20, 20]
+
+
+def test_joint_folder_has_both_labels(joint_folder, sample_prepared):
+    folder, _ = sample_prepared
+    builders = prepared.prepare(DataConfig(joint_test=str(joint_folder)), SAMPLE, folder, seed=7)
+    assert prepared.counts(builders["joint"])["kept"] == {"test": 16}
+    for task in (GENDER, EMOTION):
+        assert MISSING not in set(labels_of(builders["joint"], "test", task))
+
+
+def test_the_validation_split_is_the_files_stratified_split_gives(sample_prepared):
+    _, builders = sample_prepared
+    root = SAMPLE / "fer2013" / "train"
+    _, validation = sources.stratified_split(sources.task_folder(root, EMOTION), 0.2, 7)
+    expected = sorted(os.path.relpath(path, root) for path in validation.paths)
+    assert sorted(file_names(builders[EMOTION], "validation")) == expected
+
+
+def test_a_prepared_dataset_is_reused_not_prepared_again(sample_prepared):
+    folder, builders = sample_prepared
+    again = prepared.prepare(DataConfig(), SAMPLE, folder, seed=7)
+    assert again[GENDER].data_dir == builders[GENDER].data_dir
+    assert prepared.counts(again[GENDER]) == prepared.counts(builders[GENDER])
+
+
+def test_corrupt_and_non_image_files_are_counted_and_left_out(tmp_path):
+    data = tmp_path / "data"
+    for split, count in (("Training", 10), ("Validation", 3)):
+        for name in ("female", "male"):
+            copy_sample_images(SAMPLE / "gender" / split / name, data / "gender" / split / name, count)
+    for split in ("train", "test"):
+        for name in ("happy", "sad"):
+            copy_sample_images(SAMPLE / "fer2013" / split / name, data / "fer2013" / split / name, 5)
+    whole = next((data / "gender" / "Training" / "female").iterdir()).read_bytes()
+    (data / "gender" / "Training" / "female" / "truncated.jpg").write_bytes(whole[: len(whole) // 3])
+    (data / "gender" / "Training" / "male" / "notes.txt").write_text("not a face")
+    gender = prepared.task_builders(DataConfig(data_dir=str(data)), data, tmp_path / "prepared", seed=0)[GENDER]
+    found = prepared.counts(gender)
+    assert found["kept"] == {"train": 16, "validation": 4, "test": 6}
+    assert found["left_out"]["train"] == {"not_images": 1, "undecodable": 1}
+    kept = file_names(gender, "train") + file_names(gender, "validation")
+    assert not {"female/truncated.jpg", "male/notes.txt"} & set(kept)
+
+
+def test_two_reads_with_the_same_seed_give_the_same_order(sample_prepared):
+    _, builders = sample_prepared
+    first = file_names(builders[GENDER], "train", seed=3)
+    assert file_names(builders[GENDER], "train", seed=3) == first
+    assert file_names(builders[GENDER], "train", seed=4) != first
+    assert sorted(first) == sorted(file_names(builders[GENDER], "train", seed=4))
+
+
+def test_each_worker_reads_its_own_files_and_together_all(sample_prepared):
+    _, builders = sample_prepared
+    shares = [
+        file_names(builders[GENDER], "train", input_context=tf.distribute.InputContext(2, worker, 1)) for worker in (0, 1)
+    ]
+    assert shares[0] and shares[1] and not set(shares[0]) & set(shares[1])
+    assert len(shares[0]) + len(shares[1]) == 320
+
+
+def test_cross_labelled_set_keeps_true_labels_probabilities_and_source(tmp_path):
+    def part(count, labels, probability):
+        images = np.full((count, 64, 64, 3), 7, np.uint8)
+        predictions = {GENDER: np.tile([probability, 1 - probability], (count, 1)).astype(np.float32),
+                       EMOTION: np.tile([1 - probability, probability], (count, 1)).astype(np.float32)}
+        labels = {task: np.full(count, label, np.int32) for task, label in labels.items()}
+        return tf.data.Dataset.from_tensor_slices((images, labels, predictions))
+
+    parts = {GENDER: part(5, {GENDER: 1, EMOTION: MISSING}, 0.75), EMOTION: part(3, {GENDER: MISSING, EMOTION: 0}, 0.25)}
+    builder = prepared.prepare_cross_labelled(tmp_path / "crosslabeled", parts, tmp_path / "prepared", 64)
+    assert prepared.counts(builder)["kept"] == {"train": 8}
+    emotion = list(prepared.cross_labelled_examples(builder, seed=0, source=EMOTION).as_numpy_iterator())
+    assert len(emotion) == 3
+    image, labels, predictions = emotion[0]
+    assert image.shape == (64, 64, 3) and labels == {GENDER: MISSING, EMOTION: 0}
+    np.testing.assert_allclose(predictions[EMOTION], [0.75, 0.25])
+
+
+def test_experiment_data_reads_training_and_validation_from_the_prepared_records(sample_prepared):
+    folder, _ = sample_prepared
+    data = ExperimentData.load(DataConfig(prepared=str(folder)), seed=7)
+    splits = (data.gender_train, data.gender_validation, data.emotion_train, data.emotion_validation)
+    assert [len(split) for split in splits] == [320, 80, 960, 240]
+    image, labels = next(iter(data.images(data.emotion_train)))
+    assert image.shape == (64, 64, 3) and int(labels[GENDER]) == MISSING
+
+
+def test_a_prepared_folder_that_cannot_be_written_is_one_sentence(tmp_path):
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    code, _, err = run_cli("prepare", blocked / "prepared")
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines() == [err.strip()] and f"'{blocked / 'prepared'}'" in err
+
+
+def test_a_cross_labelled_folder_without_shards_is_one_sentence_before_anything_is_prepared(tmp_path):
+    code, _, err = run_cli("prepare", tmp_path / "prepared", "--cross-labelled", tmp_path / "no_merged")
+    assert code == 2 and err.strip().splitlines() == [err.strip()] and "no_merged" in err
+    assert not (tmp_path / "prepared").exists()
+
+
+@pytest.mark.slow
+def test_mtl_prepare_prints_counts_and_train_runs_from_the_prepared_records(tmp_path):
+    code, out, err = run_cli("prepare", tmp_path / "prepared")
+    assert code == 0, err
+    assert "gender: kept train 320, validation 80, test 120" in out
+    code, out, err = run_cli(
+        "train", "multitask", "--epochs", "1", "--backbone", "lenet", "--no-evaluate", "--runs-dir", tmp_path / "runs",
+        "--name", "prepared", "--set", f"data.prepared={tmp_path / 'prepared'}", "--set", "options.pseudo_labels=none",
+    )
+    assert code == 0, err
+    assert (tmp_path / "runs" / "prepared" / "model.keras").is_file()
