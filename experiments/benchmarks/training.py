@@ -52,7 +52,7 @@ from common import (  # noqa: E402
 APPROACH_OPTIONS = {"separate": {}, "crosslabel": {"pseudo_labels": "hard"}, "multitask": {"pseudo_labels": "none"}}
 COMPARISON = {"backbone": "resnet", "approach": "multitask", "batch_size": 64}
 # (inter-op, intra-op) threads; 0 lets TensorFlow choose (one per core).
-THREAD_SETTINGS = [(0, 0), (1, 1), (1, 2), (2, 1)]
+THREAD_SETTINGS = [(0, 0), (1, 2), (2, 1)]
 MEMORY, PIPELINE = "memory", "pipeline"
 
 
