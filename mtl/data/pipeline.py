@@ -14,7 +14,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from mtl.config import AugmentConfig, DataConfig
-from mtl.data import prepared, sources
+from mtl.data import sources
 from mtl.errors import UserError
 from mtl.tasks import EMOTION, GENDER
 
@@ -50,6 +50,8 @@ class ExperimentData:
     def load(cls, config: DataConfig, seed: int) -> "ExperimentData":
         root = data_root(config)
         if config.prepared:
+            from mtl.data import prepared  # TensorFlow Datasets loads only for runs that read prepared records
+
             return cls(*prepared.training_splits(config, root, seed), config)
         gender = sources.task_folder(root / config.gender_train, GENDER)
         emotion = sources.task_folder(root / config.emotion_train, EMOTION)
