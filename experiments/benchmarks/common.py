@@ -4,9 +4,11 @@ Imported by the scripts beside it (`pipeline.py`, `training.py`, `memory.py`, ..
 `python experiments/benchmarks/NAME.py`, so this folder is on their import path.
 """
 
+import json
 import os
 import resource
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +22,36 @@ def machine() -> dict:
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
     model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "unknown")
     return {"cpu": model, "cores": os.cpu_count(), "load_average": [round(value, 2) for value in os.getloadavg()]}
+
+
+def started(data_dir: str | None, **fields) -> dict:
+    """The head of a benchmark's result: its command, the machine (load now, at the start) and the data."""
+    return {
+        "command": " ".join(["python", *map(relative, sys.argv)]),
+        "machine": machine(),
+        "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
+        "data_dir": relative(data_dir) if data_dir else "bundled sample",
+        **fields,
+    }
+
+
+def finished(result: dict, out: Path, markdown) -> None:
+    """Write `result` as JSON to `out` and as Markdown beside it (the machine's load now, at the end), and print it."""
+    result["machine"] = machine()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(result))
+    print(markdown(result))
+
+
+def machine_lines(result: dict, extra: str = "") -> list[str]:
+    """The first lines of a benchmark's Markdown: the machine, its load at start and end, the command."""
+    info = result["machine"]
+    return [
+        f"Machine: {info['cpu']}, {info['cores']} cores; load average {result['load_average_at_start']} at start, "
+        f"{info['load_average']} at end.{extra}",
+        f"Command: `{result['command']}`",
+    ]
 
 
 def relative(argument: str) -> str:

@@ -12,7 +12,6 @@ experiments/results/benchmarks/:
 """
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import RESULTS, REPOSITORY, machine, relative
+from common import RESULTS, REPOSITORY, finished, machine_lines, started
 
 GENDER_TRAIN = Path("gender") / "Training"
 CACHES = ("memory", "none")
@@ -79,7 +78,7 @@ def main() -> None:
     args = parser.parse_args()
 
     data_dir = Path(args.data_dir).resolve() if args.data_dir else Path(str(resources.files("mtl") / "sample_data"))
-    load_before = machine()
+    head = started(args.data_dir)
     rows = []
     for fraction in map(float, args.fractions.split(",")):
         for cache in CACHES:
@@ -92,27 +91,19 @@ def main() -> None:
             print(rows[-1], flush=True)
 
     result = {
-        "command": " ".join(["python", *map(relative, sys.argv)]),
-        "machine": machine(),
-        "load_average_at_start": load_before["load_average"],
-        "data_dir": relative(args.data_dir) if args.data_dir else "bundled sample",
+        **head,
         "run": f"mtl train multitask --backbone lenet --epochs {args.epochs} --no-evaluate "
                "--set options.pseudo_labels=none --set data.cache=CACHE",
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    finished(result, args.out, markdown)
 
 
 def markdown(result: dict) -> str:
-    info = result["machine"]
     lines = [
-        f"Machine: {info['cpu']}, {info['cores']} cores; load average {result['load_average_at_start']} at start, "
-        f"{info['load_average']} at end.",
-        f"Command: `{result['command']}`; each row one process: `{result['run']}` on a share of "
-        f"gender/Training ({result['data_dir']}), all of fer2013/train.",
+        *machine_lines(result),
+        f"Each row one process: `{result['run']}` on a share of gender/Training ({result['data_dir']}), "
+        "all of fer2013/train.",
         "",
         "| fraction of gender/Training | gender training images | data.cache | peak RSS, MiB | seconds |",
         "|---|---|---|---|---|",

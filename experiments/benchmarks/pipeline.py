@@ -16,10 +16,8 @@ under experiments/results/benchmarks/:
 
 import argparse
 import importlib.util
-import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,7 +35,8 @@ from mtl.config import TrainConfig, config_from_dict  # noqa: E402
 from mtl.data import pipeline  # noqa: E402
 
 from common import (  # noqa: E402
-    REPOSITORY, first_pass, load_data, machine, median_and_spread, ratio, relative, rss_mib, step_rates,
+    REPOSITORY, finished, first_pass, load_data, machine_lines, median_and_spread, ratio, rss_mib, started,
+    step_rates,
 )
 
 # The last commit whose Augmenter chained Keras random layers that all shared one seed.
@@ -194,7 +193,7 @@ def main() -> None:
         {"approach": "multitask", "data": {"data_dir": args.data_dir, "batch_size": args.batch_size},
          "model": {"backbone": "lenet"}, "options": {"pseudo_labels": "none"}}
     )
-    load_before = machine()
+    head = started(args.data_dir)
     data = load_data(config, args.limit)
     decode = first_pass(data)
     print(f"first pass: {decode}", flush=True)
@@ -223,11 +222,8 @@ def main() -> None:
     ]
 
     result = {
-        "command": " ".join(["python", *map(relative, sys.argv)]),
-        "machine": machine(),
-        "load_average_at_start": load_before["load_average"],
+        **head,
         "tensorflow": tf.__version__,
-        "data_dir": relative(args.data_dir) if args.data_dir else "bundled sample",
         "training_images": decode["images"],
         "batch_size": args.batch_size,
         "steps_per_repeat": args.steps,
@@ -239,19 +235,13 @@ def main() -> None:
         "rows": rows,
         "memory_at_end": rss_mib(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    finished(result, args.out, markdown)
 
 
 def markdown(result: dict) -> str:
-    info = result["machine"]
     decode, notebook = result["first_pass_decode_and_cache"], result["first_pass_notebook_loader"]
     lines = [
-        f"Machine: {info['cpu']}, {info['cores']} cores; load average {result['load_average_at_start']} at start, "
-        f"{info['load_average']} at end. TensorFlow {result['tensorflow']}.",
-        f"Command: `{result['command']}`",
+        *machine_lines(result, f" TensorFlow {result['tensorflow']}."),
         "",
         f"Two-head LeNet, batch {result['batch_size']}, default augmentation, {result['training_images']} training "
         f"images; medians of {result['repeats']} repetitions of {result['steps_per_repeat']} batches (min-max), "

@@ -30,7 +30,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
-from common import RESULTS, machine, relative, rss_mib  # noqa: E402
+from common import RESULTS, finished, machine_lines, rss_mib, started  # noqa: E402
 
 RESULT_LINE = "RESULT "  # how a contender's process hands its measurements back
 CONTENDERS = {
@@ -157,7 +157,7 @@ def main() -> None:
         return
     temporary = args.prepared_dir is None
     args.prepared_dir = args.prepared_dir or Path(tempfile.mkdtemp(prefix="prepared-benchmark-"))
-    load_before = machine()
+    head = started(args.data_dir)
     try:
         preparation = run_contender("prepare", args)
         rows = [summary(name, run_contender(name, args)) for name in [*CONTENDERS, TRAINING_FED]]
@@ -165,27 +165,19 @@ def main() -> None:
         if temporary:
             shutil.rmtree(args.prepared_dir, ignore_errors=True)
     result = {
-        "command": " ".join(["python", *map(relative, sys.argv)]),
-        "machine": machine(),
-        "load_average_at_start": load_before["load_average"],
-        "data_dir": relative(args.data_dir) if args.data_dir else "bundled sample",
+        **head,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "preparation": preparation,
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    finished(result, args.out, markdown)
 
 
 def markdown(result: dict) -> str:
-    info, preparation = result["machine"], result["preparation"]
+    preparation = result["preparation"]
     lines = [
-        f"Machine: {info['cpu']}, {info['cores']} cores; load average {result['load_average_at_start']} at start, "
-        f"{info['load_average']} at end.",
-        f"Command: `{result['command']}`",
+        *machine_lines(result),
         "",
         f"Preparing every dataset once ({preparation['images']} images, test sets included): "
         f"{preparation['seconds']} s, {preparation['images_per_second']} images/s, {preparation['size_mib']} MiB of "

@@ -45,7 +45,7 @@ from mtl.models.build import inference_model  # noqa: E402
 from mtl.pseudo_labels import cross_label  # noqa: E402
 
 from common import (  # noqa: E402
-    RESULTS, first_pass, load_data, machine, median_and_spread, ratio, relative, rss_mib, step_rates,
+    RESULTS, finished, first_pass, load_data, machine_lines, median_and_spread, ratio, rss_mib, started, step_rates,
 )
 
 # Each approach as `mtl compare` runs it by default (masked multitask, hard cross-labels).
@@ -166,7 +166,7 @@ def main() -> None:
         return
 
     keras.utils.set_random_seed(0)
-    load_before = machine()
+    head = started(args.data_dir)
     peak_before = matmul_gflops()
     print(f"float32 matmul peak: {peak_before} GFLOP/s", flush=True)
     data = load_data(experiment_config(args, "lenet", "multitask", COMPARISON["batch_size"]), args.limit)
@@ -190,11 +190,8 @@ def main() -> None:
     peak = max(peak_before, peak_after)
 
     result = {
-        "command": " ".join(["python", *map(relative, sys.argv)]),
-        "machine": machine(),
-        "load_average_at_start": load_before["load_average"],
+        **head,
         "tensorflow": tf.__version__,
-        "data_dir": relative(args.data_dir) if args.data_dir else "bundled sample",
         "training_images": decode["images"],
         "steps_per_repeat": args.steps,
         "repeats": args.repeats,
@@ -205,10 +202,7 @@ def main() -> None:
         "comparison_contenders": [with_peak(row, peak) for row in contenders],
         "memory_at_end": rss_mib(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    finished(result, args.out, markdown)
 
 
 def table(rows: list[dict], first: str, label) -> list[str]:
@@ -229,11 +223,9 @@ def table(rows: list[dict], first: str, label) -> list[str]:
 
 
 def markdown(result: dict) -> str:
-    info, peak = result["machine"], result["matmul_2048_float32_gflops"]
+    peak = result["matmul_2048_float32_gflops"]
     lines = [
-        f"Machine: {info['cpu']}, {info['cores']} cores; load average {result['load_average_at_start']} at start, "
-        f"{info['load_average']} at end. TensorFlow {result['tensorflow']}.",
-        f"Command: `{result['command']}`",
+        *machine_lines(result, f" TensorFlow {result['tensorflow']}."),
         "",
         f"{result['training_images']} training images ({result['data_dir']}), default augmentation; medians of "
         f"{result['repeats']} repetitions of {result['steps_per_repeat']} steps (min-max) after a warm-up round. "
