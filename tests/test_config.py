@@ -101,8 +101,8 @@ def committed_configs():
     """Every experiment config committed under experiments/: run configs, comparisons, search bases."""
     for path in sorted(EXPERIMENTS.rglob("*.json")):
         values = json.loads(path.read_text())
-        if path.name == "comparison.json":
-            yield from values.values()
+        if path.name == "comparison.json":  # as `mtl compare` saves it; older ones map variants to configs directly
+            yield from values.get("variants", values).values()
         elif "base_config" in values:
             yield values["base_config"]
         elif "base" in values:
