@@ -151,6 +151,11 @@ def selection_metric(trainer: Trainer) -> str:
     return "val_mean_accuracy" if len(trainer.answers) > 1 else f"val_{trainer.answers[0]}_accuracy"
 
 
+def ema_momentum(steps_per_epoch: int) -> float:
+    """The weight-averaging momentum whose average spans about one epoch (1 - 1/steps, at most 0.999)."""
+    return min(0.999, 1 - 1 / max(2, steps_per_epoch))
+
+
 def make_optimizer(config: TrainConfig, steps_per_epoch: int, epochs: int) -> keras.optimizers.Optimizer:
     """The optimizer `config.optimizer` names (checked by the config), with its learning-rate schedule."""
     learning_rate = config.learning_rate
@@ -162,7 +167,9 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int, epochs: int) -> ke
             warmup_target=learning_rate if warmup_steps else None,
             warmup_steps=warmup_steps,
         )
-    average = {"use_ema": True, "ema_momentum": 0.999} if config.weight_averaging else {}
+    # The average spans about one epoch. A fixed 0.999 kept 10% of the random initial weights after
+    # 5 epochs of 448 steps, and the averaged model stayed at chance on the validation splits.
+    average = {"use_ema": True, "ema_momentum": ema_momentum(steps_per_epoch)} if config.weight_averaging else {}
     if config.optimizer == "adamw":
         return keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay, **average)
     if config.optimizer == "sgd":

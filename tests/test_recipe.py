@@ -64,3 +64,11 @@ def test_weight_averaging_keeps_the_averaged_weights_of_the_best_epoch():
     assert len(averages) == len(trainer.trainable_variables)
     for variable, average in zip(trainer.trainable_variables, averages):
         np.testing.assert_allclose(variable.numpy(), average.numpy(), atol=1e-6)
+
+
+def test_weight_averaging_spans_about_one_epoch_whatever_its_length():
+    def momentum(steps_per_epoch):
+        return training.make_optimizer(TrainConfig(weight_averaging=True), steps_per_epoch, epochs=5).ema_momentum
+
+    assert momentum(448) == pytest.approx(1 - 1 / 448)  # the full data's multitask epoch
+    assert momentum(1) == 0.5 and momentum(100_000) == 0.999
