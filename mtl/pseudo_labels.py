@@ -41,7 +41,7 @@ _FEATURES = {
 }
 
 
-def _example(image, labels, probs, source: str) -> bytes:
+def _example(png: bytes, labels, probs, source: str) -> bytes:
     missing = EMOTION if source == GENDER else GENDER
     predicted = int(np.argmax(probs[missing]))
 
@@ -55,7 +55,7 @@ def _example(image, labels, probs, source: str) -> bytes:
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
 
     features = {
-        "image": raw(tf.io.encode_png(image).numpy()),
+        "image": raw(png),
         "gender": ints(labels[GENDER]),
         "emotion": ints(labels[EMOTION]),
         "gender_probs": floats(probs[GENDER]),
@@ -98,14 +98,18 @@ def cross_label(teacher: keras.Model, data: ExperimentData, out_dir: Path, batch
         for source_name, source in parts.items():
             missing = EMOTION if source_name == GENDER else GENDER
             confident = []
-            batches = data.images(source).batch(batch_size)
-            for images, labels in batches:
+            # PNG encoding runs in tf.data's threads beside the teacher; one eager call per image was the bottleneck.
+            batches = data.images(source).map(
+                lambda image, labels: (image, tf.io.encode_png(image), labels), num_parallel_calls=tf.data.AUTOTUNE
+            ).batch(batch_size).prefetch(1)
+            for images, pngs, labels in batches:
                 probs = teacher.predict_on_batch(tf.cast(images, tf.float32))
                 probs = {task: np.asarray(probs[task]) for task in TASKS}
-                for i in range(len(images)):
+                labels = {task: labels[task].numpy() for task in TASKS}
+                for i, png in enumerate(pngs.numpy()):
                     example_labels = {task: int(labels[task][i]) for task in TASKS}
                     example_probs = {task: probs[task][i] for task in TASKS}
-                    writers[written % count].write(_example(images[i], example_labels, example_probs, source_name))
+                    writers[written % count].write(_example(png, example_labels, example_probs, source_name))
                     confident.append(float(probs[missing][i].max()))
                     written += 1
                 print(f"cross-labelling: {written}/{total} images", flush=True)

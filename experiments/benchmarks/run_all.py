@@ -1,7 +1,7 @@
 """Every benchmark in one command, then experiments/results/benchmarks/README.md summarising them.
 
 Runs, one after the other and each in its own process: pipeline, training, inference, memory,
-prepared (when `prepared.py` is there) and, given a finished comparison, accuracy_per_cost. Each
+prepared (when `prepared.py` is there), cross_label and, given a finished comparison, accuracy_per_cost. Each
 writes its JSON and Markdown beside the README. The full settings are sized for about 25 minutes on a
 quiet 2-core machine (an estimate: the README records the real time); `--smoke` runs each on a few
 steps of the bundled sample, into another folder:
@@ -30,6 +30,7 @@ BENCHMARKS = {
     "inference": (["--backbone", "resnet"], ["--repeats", "1"], False),
     "memory": ([], ["--fractions", "0.25"], True),
     "prepared": ([], ["--sample", "--epochs", "2"], True),  # run only when prepared.py is there
+    "cross_label": ([], ["--limit", "200", "--repeats", "1"], True),
 }
 
 
