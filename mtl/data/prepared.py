@@ -73,7 +73,7 @@ def _config(name: str, description: str, *sources_read) -> tfds.core.BuilderConf
 
 def _listed(root: Path, classes, what: str) -> list[tuple[list[str], int]]:
     """(image files, files skipped as not images) of each class folder, as `sources` lists them."""
-    return [sources._list_images(folder) for folder in sources._class_folders(root, classes, what).values()]
+    return [sources.list_images(folder) for folder in sources.class_folders(root, classes, what).values()]
 
 
 def _left_out(root: Path, source: sources.ImageSource, classes, what: str) -> dict[str, int]:

@@ -108,7 +108,7 @@ def _require_folder(path: Path, what: str) -> None:
         raise UserError(f"{what} path '{path}' is not a folder.")
 
 
-def _class_folders(root: Path, classes, what: str) -> dict[str, Path]:
+def class_folders(root: Path, classes, what: str) -> dict[str, Path]:
     """Map each expected class to its sub-folder (case-insensitive), or say which is missing."""
     _require_folder(root, what)
     present: dict[str, Path] = {}
@@ -129,7 +129,7 @@ def _class_folders(root: Path, classes, what: str) -> dict[str, Path]:
     return {name: present[name.lower()] for name in classes}
 
 
-def _list_images(folder: Path) -> tuple[list[str], int]:
+def list_images(folder: Path) -> tuple[list[str], int]:
     """Image files in a folder (sorted, recursive), and how many files were skipped as not images."""
     kept, skipped = [], 0
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
@@ -160,8 +160,8 @@ def _decodable(paths: list[str]) -> np.ndarray:
 
 
 def _folder_source(root: Path, class_labels: dict[str, dict[str, int]], what: str) -> ImageSource:
-    folders = _class_folders(root, list(class_labels), what)
-    listed = {class_name: _list_images(folder) for class_name, folder in folders.items()}
+    folders = class_folders(root, list(class_labels), what)
+    listed = {class_name: list_images(folder) for class_name, folder in folders.items()}
     for class_name, (files, _) in listed.items():
         if not files:
             raise UserError(f"Class folder '{folders[class_name]}' holds no image files ({FORMAT_NAMES}).")
