@@ -29,9 +29,7 @@ from mtl.evaluate import labelled, predict_dataset
 from mtl.models.build import inference_model
 from mtl.provenance import provenance
 from mtl.runs import CONFIG_FILE, MODEL_FILE, write_json
-from mtl.tasks import EMOTION, GENDER
-
-TASKS = (GENDER, EMOTION)
+from mtl.tasks import TASKS
 
 
 def finished_runs(root: Path) -> list[Path]:
