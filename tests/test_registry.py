@@ -1,0 +1,45 @@
+"""The one registry shape every plug-in axis uses."""
+
+import pytest
+
+from mtl.errors import UserError
+from mtl.registry import Registry
+
+
+def test_a_registered_entry_is_found_by_name_and_listed_in_order():
+    things = Registry("thing", "options.thing")
+
+    @things.register("first")
+    class First:
+        pass
+
+    @things.register("second")
+    def second():
+        return 2
+
+    assert things.get("first") is First and things.get("second")() == 2
+    assert things.names() == ["first", "second"] and "first" in things and len(things) == 2
+
+
+def test_an_unknown_name_is_one_sentence_naming_the_field_the_names_and_the_closest():
+    things = Registry("loss weighting", "options.loss_weighting")
+    things.add("uncertainty", object)
+    things.add("dwa", dict)
+    with pytest.raises(UserError) as error:
+        things.get("uncertainty_")
+    assert str(error.value) == (
+        "Unknown loss weighting (options.loss_weighting) 'uncertainty_'; expected one of: uncertainty, dwa; "
+        "did you mean 'uncertainty'?"
+    )
+
+
+def test_another_entry_under_a_taken_name_is_refused_but_the_same_class_again_replaces_itself():
+    things = Registry("backbone")
+
+    class Net:
+        pass
+
+    things.add("net", Net)
+    things.add("net", Net)  # a module imported twice registers the same class again
+    with pytest.raises(UserError, match="taken by"):
+        things.add("net", dict)
