@@ -7,6 +7,8 @@ The sample has exactly the layout of the full data (see ``../shared/data/README.
     fer2013/train/{happy,sad}/          600 files per class
     fer2013/test/{happy,sad}/            80 files per class
     happy_house/test_happy.h5            40 images, 20 per label, same keys and dtypes
+    utkface/train/{female,male}/        100 files per class (the second gender source)
+    utkface/test/{female,male}/          60 files per class
 
 These sizes let every approach of the quick start (``experiments/configs/quickstart.json``)
 learn both tasks clearly above chance in a few minutes on two cores, within 10 MB on disk
@@ -44,8 +46,13 @@ FOLDERS = [
 HAPPY_HOUSE = "happy_house/test_happy.h5"
 HAPPY_HOUSE_PER_LABEL = 20
 HAPPY_HOUSE_KEYS = ("test_set_x", "test_set_y", "list_classes")
+# Drawn after Happy House, so that adding them left every earlier draw of the sample as it was.
+UTKFACE_FOLDERS = [
+    ("utkface/train", ("female", "male"), 100),
+    ("utkface/test", ("female", "male"), 60),
+]
 # Top-level entries of --out that this script owns (and replaces with --overwrite).
-MANAGED = ("gender", "fer2013", "happy_house")
+MANAGED = ("gender", "fer2013", "happy_house", "utkface")
 
 
 class SampleError(Exception):
@@ -97,15 +104,7 @@ def make_sample(data_dir: Path, out: Path, seed: int) -> dict:
             (out / name).unlink()
 
     counts = {}
-    for split, classes, k in FOLDERS:
-        for cls in classes:
-            src = data_dir / split / cls
-            names = list_files(src)
-            dst = out / split / cls
-            dst.mkdir(parents=True, exist_ok=True)
-            for i in draw(rng, len(names), k, str(src)):
-                shutil.copyfile(src / names[i], dst / names[i])
-            counts[f"{split}/{cls}"] = k
+    copy_folders(rng, data_dir, out, FOLDERS, counts)
 
     src = data_dir / HAPPY_HOUSE
     if not src.is_file():
@@ -127,7 +126,21 @@ def make_sample(data_dir: Path, out: Path, seed: int) -> dict:
         f.create_dataset("test_set_y", data=y[idx])
         f.create_dataset("list_classes", data=list_classes)
     counts[HAPPY_HOUSE] = len(idx)
+    copy_folders(rng, data_dir, out, UTKFACE_FOLDERS, counts)
     return counts
+
+
+def copy_folders(rng: np.random.RandomState, data_dir: Path, out: Path, folders, counts: dict) -> None:
+    """Copy a seeded draw of each class folder's files, in the order given, noting the counts."""
+    for split, classes, k in folders:
+        for cls in classes:
+            src = data_dir / split / cls
+            names = list_files(src)
+            dst = out / split / cls
+            dst.mkdir(parents=True, exist_ok=True)
+            for i in draw(rng, len(names), k, str(src)):
+                shutil.copyfile(src / names[i], dst / names[i])
+            counts[f"{split}/{cls}"] = k
 
 
 def main(argv=None) -> int:
@@ -143,8 +156,9 @@ def main(argv=None) -> int:
     size = sum(p.stat().st_size for p in files)
     n_gender = sum(v for k, v in counts.items() if k.startswith("gender/"))
     n_fer = sum(v for k, v in counts.items() if k.startswith("fer2013/"))
+    n_utk = sum(v for k, v in counts.items() if k.startswith("utkface/"))
     print(f"wrote {args.out} (seed {args.seed}): gender {n_gender} images, fer2013 {n_fer} images, "
-          f"happy_house {counts[HAPPY_HOUSE]} images; {len(files)} files, {size / 1e6:.2f} MB")
+          f"happy_house {counts[HAPPY_HOUSE]} images, utkface {n_utk} images; {len(files)} files, {size / 1e6:.2f} MB")
     return 0
 
 

@@ -44,9 +44,14 @@ DEFAULT_VARIANTS = {
 
 METRICS = {
     "gender_accuracy": "gender accuracy (gender test)",
+    "utkface_test_gender_accuracy": "gender accuracy (UTKFace test)",
+    "gender_worst_group_accuracy": "gender accuracy of the worst group (all gender tests)",
+    "gender_confound_gap": "gender: largest happy/sad gap within a gender",
     "emotion_accuracy": "emotion accuracy (FER2013 test)",
     "happy_house_accuracy": "emotion accuracy (Happy House)",
     "happy_house_detected_accuracy": "emotion accuracy (Happy House, detected faces)",
+    "emotion_worst_group_accuracy": "emotion accuracy of the worst group (FER2013 test)",
+    "emotion_confound_gap": "emotion: largest female/male gap within an emotion",
     "joint_four_class_accuracy": "four-class accuracy (joint set)",
     "validation_gender_accuracy": "gender accuracy (validation split)",
     "validation_emotion_accuracy": "emotion accuracy (validation split)",
@@ -57,6 +62,7 @@ METRICS = {
 # Which test set and task each accuracy of METRICS is measured on (for the paired tests).
 ACCURACIES = {
     "gender_accuracy": ("gender_test", GENDER),
+    "utkface_test_gender_accuracy": ("utkface_test", GENDER),
     "emotion_accuracy": ("emotion_test", EMOTION),
     "happy_house_accuracy": ("happy_house", EMOTION),
     "happy_house_detected_accuracy": ("happy_house_detected", EMOTION),

@@ -27,6 +27,11 @@ def number(default, *, at_least=None, above=None, at_most=None, below=None):
     return field(default=default, metadata={"bounds": bounds})
 
 
+def sources_of(*default: str):
+    """A field holding a non-empty list of data sources (strings); a single string is read as one."""
+    return field(default=tuple(default), metadata={"sources": True})
+
+
 def choice(default: str, *values: str, registry: str | None = None):
     """A field that takes one of `values`, or one of the names `registry` ("module:function") returns.
 
@@ -60,10 +65,18 @@ class DataConfig:
     """Where the datasets are and how images are prepared."""
 
     data_dir: str | None = None  # None: the small sample bundled with the package
-    gender_train: str = "gender/Training"
-    gender_test: str = "gender/Validation"
-    emotion_train: str = "fer2013/train"
-    emotion_test: str = "fer2013/test"
+    # Each task's training and test data are lists of sources under data_dir, each "PATH" (a folder
+    # of class folders, an .h5 or a .csv file) or "KIND:PATH" with a kind of `mtl.data.sources.KINDS`
+    # (e.g. "utkface:utkface/train": class folders with age and ethnicity in the file names).
+    # A single string is one source.
+    gender_train: tuple[str, ...] = sources_of("gender/Training")
+    # Every model is scored on every test source of its tasks: the first is the task's main test set.
+    gender_test: tuple[str, ...] = sources_of("gender/Validation", "utkface:utkface/test")
+    emotion_train: tuple[str, ...] = sources_of("fer2013/train")
+    emotion_test: tuple[str, ...] = sources_of("fer2013/test")
+    # How a task's training sources mix in a batch (Model Garden's proportional task sampler): each
+    # source is drawn with weight size ** source_mixing, so 1 is in proportion to size, 0 equal shares.
+    source_mixing: float = number(1.0, at_least=0, at_most=1)
     happy_house_test: str = "happy_house/test_happy.h5"
     joint_test: str | None = None  # a folder {happy_female,happy_male,sad_female,sad_male}/
     image_size: int = number(64, at_least=16)  # smaller leaves LeNet's second convolution nothing to see
@@ -174,6 +187,11 @@ _REFUSED = object()
 
 def _converted(value, kind, rules):
     """`value` as a `kind` (an int is a float too, a list a tuple) if it keeps `rules`, else _REFUSED."""
+    if rules.get("sources"):
+        items = (value,) if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not items or not all(isinstance(item, str) and item for item in items):
+            return _REFUSED
+        return tuple(items)
     if typing.get_origin(kind) is tuple:
         item_kinds = typing.get_args(kind)
         if not isinstance(value, (list, tuple)) or len(value) != len(item_kinds):
@@ -212,7 +230,9 @@ def _bounds_text(bounds) -> str:
 def _allowed(kind, rules, optional: bool) -> str:
     """What a field accepts, in words: 'a whole number >= 1', 'one of: rgb, gray', ..."""
     choices = _choices(rules)
-    if choices is not None:
+    if rules.get("sources"):
+        text = 'a source ("PATH" or "KIND:PATH") or a non-empty list of them'
+    elif choices is not None:
         text = f"one of: {', '.join(choices)}"
     elif kind is bool:
         text = "true or false"

@@ -1,14 +1,24 @@
-"""Honest evaluation of a run on held-out test sets, against true labels.
+"""Honest evaluation of a run on held-out test sets, against true labels, overall and per group.
 
 Every approach saves one inference model answering gender, emotion and four-class, so all
-runs are scored the same way: gender on the gender test set, emotion on the FER2013 test
-set and on Happy House, and all three on a jointly labelled folder when one is given.
+runs are scored the same way: gender on every gender test source (`gender/Validation`,
+`utkface/test`), emotion on the FER2013 test set and on Happy House, and all three on a jointly
+labelled folder when one is given.
+
+Each task is also scored per group of people, because a model right on average can be wrong for
+one group: by the other task's class (true where the set labels it, else the reference
+labeller's answer, the same model for every run so that groups are comparable), and by each
+attribute a source carries (UTKFace: age band and ethnicity), each crossed with the true class.
+The worst group's accuracy and the confound gap (within one true class, how far apart the other
+task's groups are: "are sad women called women as often as happy ones") are first-class metrics.
 The agreement of a four-class model with its own pseudo-labels is reported apart, since it
 measures consistency with the teachers, not correctness.
 """
 
+import functools
 import json
 import time
+from importlib import resources
 from pathlib import Path
 
 import keras
@@ -28,6 +38,14 @@ from mtl.runs import CONFIG_FILE, MODEL_FILE, atomic_path, require_run, write_js
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, TASKS, four_class_index
 
 CORRECT_FILE = "correct.npz"  # in the evaluation folder: per test set and task, whether each image was right
+# A group with fewer images is listed but never taken as the worst: one or two faces say nothing.
+MIN_GROUP_IMAGES = 20
+OTHER_TASK = {GENDER: EMOTION, EMOTION: GENDER}
+
+
+def reference_labeller_path() -> Path:
+    """The model whose answers group the test faces by the task a test set does not label: the bundled one."""
+    return Path(str(resources.files("mtl") / "pretrained" / MODEL_FILE))
 
 
 def predict_dataset(model: keras.Model, examples: tf.data.Dataset, batch_size: int):
@@ -78,9 +96,87 @@ def labelled(probabilities: dict, labels: dict) -> dict[str, tuple[np.ndarray, n
     return answered
 
 
-def score_test_set(probabilities: dict, labels: dict) -> dict:
-    """Scores for every task that this test set labels, and four-class when it labels both."""
-    return {task: task_scores(task, true, probs) for task, (true, probs) in labelled(probabilities, labels).items()}
+def score_test_set(probabilities: dict, labels: dict, groups: dict[str, np.ndarray] | None = None) -> dict:
+    """Scores for every task that this test set labels, and four-class when it labels both.
+
+    `groups` maps an attribute (the other task, "age_band", "ethnicity") to its value per image;
+    each task is then also scored per group (see `group_scores`).
+    """
+    scores = {task: task_scores(task, true, probs) for task, (true, probs) in labelled(probabilities, labels).items()}
+    for task in TASKS:
+        if task in scores and groups:
+            known = labels[task] >= 0
+            families = {attribute: values[known] for attribute, values in groups.items() if attribute != task}
+            true, probs = labelled(probabilities, labels)[task]
+            scores[task].update(group_scores(task, true, probs.argmax(axis=1), families))
+    return scores
+
+
+def group_scores(task: str, true: np.ndarray, predicted: np.ndarray, families: dict[str, np.ndarray]) -> dict:
+    """Accuracy per group, each family's values crossed with the true class ("female|sad", "male|60+"),
+    the worst group of at least MIN_GROUP_IMAGES images, and the confound gap of the other task's family."""
+    classes = np.array(CLASSES[task])[true]
+    right = predicted == true
+    groups: dict[str, dict] = {}
+    for family, values in families.items():
+        cells = {}
+        for name in sorted(set(zip(classes, values))):
+            if not name[1]:
+                continue  # no value for this image (a source without this attribute)
+            members = (classes == name[0]) & (values == name[1])
+            cells["|".join(name)] = {"accuracy": float(right[members].mean()), "images": int(members.sum())}
+        if cells:
+            groups[family] = cells
+    counted = [(f"{family}:{name}", cell) for family, cells in groups.items() for name, cell in cells.items()
+               if cell["images"] >= MIN_GROUP_IMAGES]
+    worst = min(counted, key=lambda item: item[1]["accuracy"], default=None)
+    return {
+        "groups": groups,
+        "worst_group": worst[0] if worst else None,
+        "worst_group_accuracy": worst[1]["accuracy"] if worst else None,
+        "confound_gap": confound_gap(groups.get(OTHER_TASK[task], {})),
+    }
+
+
+def confound_gap(cells: dict[str, dict]) -> float | None:
+    """Within one true class, the largest distance between the other task's groups (of enough images)."""
+    gaps = []
+    for true_class in {name.split("|")[0] for name in cells}:
+        accuracies = [cell["accuracy"] for name, cell in cells.items()
+                      if name.split("|")[0] == true_class and cell["images"] >= MIN_GROUP_IMAGES]
+        if len(accuracies) > 1:
+            gaps.append(max(accuracies) - min(accuracies))
+    return max(gaps) if gaps else None
+
+
+_REFERENCE_ANSWERS: dict[tuple[str, str], np.ndarray] = {}  # (test source, task) -> class names, once per process
+
+
+def reference_answers(source, task: str) -> np.ndarray:
+    """The reference labeller's class name for `task` per image of a test source."""
+    key = (source.name, task)
+    if key not in _REFERENCE_ANSWERS:
+        model = _reference_labeller()
+        probabilities, _, _ = predict_dataset(model, source.dataset(int(model.input.shape[1])), 256)
+        _REFERENCE_ANSWERS[key] = np.array(CLASSES[task])[probabilities[task].argmax(axis=1)]
+    return _REFERENCE_ANSWERS[key]
+
+
+@functools.cache
+def _reference_labeller() -> keras.Model:
+    return load_inference_model(reference_labeller_path())
+
+
+def test_set_groups(source) -> dict[str, np.ndarray]:
+    """Per image of a test source: each task's class (true where labelled, else the reference
+    labeller's answer) and the source's own attributes (age band, ethnicity)."""
+    groups = dict(getattr(source, "groups", {}))
+    for task in TASKS:
+        if (source.labels[task] >= 0).all():
+            groups[task] = np.array(CLASSES[task])[source.labels[task]]
+        elif (source.labels[OTHER_TASK[task]] >= 0).any() and reference_labeller_path().is_file():
+            groups[task] = reference_answers(source, task)
+    return groups
 
 
 def pseudo_label_agreement(model: keras.Model, run_dir: Path, batch_size: int) -> dict | None:
@@ -115,15 +211,17 @@ def inference_milliseconds(model: keras.Model, image_size: int, batch_size: int 
 
 
 def scored_sets(data: DataConfig, detect: bool):
-    """(name, size, examples, extra scores) of every test set; photographs also as detected faces.
+    """(name, size, examples, extra scores, groups) of every test set; photographs also as detected faces.
 
-    Happy House is photographs, always scored on detected faces too; the joint folder only with `detect`.
+    A source of photographs (Happy House) is always scored on detected faces too; the joint folder
+    only with `detect`. Groups are given for the whole images only.
     """
     for name, source in test_sets(data).items():
-        yield name, len(source), source.dataset(data.image_size), {}
-        if name == "happy_house" or (detect and name == "joint_test"):
+        groups = test_set_groups(source)
+        yield name, len(source), source.dataset(data.image_size), {}, groups
+        if source.photographs or (detect and name == "joint_test"):
             examples, found_rate = detected_faces(source, data.image_size)
-            yield f"{name}_detected", len(source), examples, {"face_found_rate": found_rate}
+            yield f"{name}_detected", len(source), examples, {"face_found_rate": found_rate}, None
 
 
 def evaluate_run(run_dir: Path, data: DataConfig | None = None, artifacts_dir: Path | None = None,
@@ -135,10 +233,10 @@ def evaluate_run(run_dir: Path, data: DataConfig | None = None, artifacts_dir: P
     model = load_inference_model(run_dir / MODEL_FILE, data.image_size)
     metrics = {"run": run_dir.name, "approach": config.approach, "backbone": config.model.backbone, "test_sets": {}}
     samples, correct = {}, {}
-    for name, size, examples, extra in scored_sets(data, detect):
+    for name, size, examples, extra, groups in scored_sets(data, detect):
         print(f"evaluating on {name} ({size} images)", flush=True)
         probabilities, labels, first_images = predict_dataset(model, examples, data.batch_size)
-        scores = score_test_set(probabilities, labels)
+        scores = score_test_set(probabilities, labels, groups)
         metrics["test_sets"][name] = {**scores, **extra}
         samples[name] = (first_images, probabilities, labels)
         for task, (true, probs) in labelled(probabilities, labels).items():
@@ -174,7 +272,7 @@ def headline(metrics: dict) -> dict:
     def accuracy(test_set, task):
         return sets.get(test_set, {}).get(task, {}).get("accuracy")
 
-    return {
+    found = {
         "gender_accuracy": accuracy("gender_test", GENDER),
         "emotion_accuracy": accuracy("emotion_test", EMOTION),
         "happy_house_accuracy": accuracy("happy_house", EMOTION),
@@ -184,6 +282,19 @@ def headline(metrics: dict) -> dict:
         "joint_gender_accuracy": accuracy("joint_test", GENDER),
         "joint_emotion_accuracy": accuracy("joint_test", EMOTION),
     }
+    # Every further test source of a task (cross-source: utkface_test for gender), by its name.
+    for name, scores in sets.items():
+        for task in TASKS:
+            if task in scores and name not in (f"{task}_test", "joint_test") and not name.startswith("happy_house"):
+                found[f"{name}_{task}_accuracy"] = scores[task]["accuracy"]
+    # A task's worst group and confound gap over all its test sets: the people it serves worst.
+    for task in TASKS:
+        scored = [scores[task] for name, scores in sets.items() if task in scores and "groups" in scores[task]]
+        worst = [score["worst_group_accuracy"] for score in scored if score["worst_group_accuracy"] is not None]
+        gaps = [score["confound_gap"] for score in scored if score["confound_gap"] is not None]
+        found[f"{task}_worst_group_accuracy"] = min(worst) if worst else None
+        found[f"{task}_confound_gap"] = max(gaps) if gaps else None
+    return found
 
 
 def write_metrics(metrics: dict, path: Path) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from mtl.data.pipeline import ExperimentData
+from mtl.data.sources import SOURCE
 from mtl.errors import UserError
 from mtl.models.build import load_inference_model
 from mtl.runs import MODEL_FILE, write_json
@@ -38,10 +39,13 @@ _FEATURES = {
     "predicted_label": tf.io.FixedLenFeature([], tf.int64),
     "confidence": tf.io.FixedLenFeature([], tf.float32),
     "source": tf.io.FixedLenFeature([], tf.string),
+    # Which of its task's training sources the image came from; shards written before sources
+    # could be listed have none, and had one source.
+    "source_id": tf.io.FixedLenFeature([], tf.int64, default_value=0),
 }
 
 
-def _example(png: bytes, labels, probs, source: str) -> bytes:
+def _example(png: bytes, labels, probs, source: str, source_id: int = 0) -> bytes:
     missing = EMOTION if source == GENDER else GENDER
     predicted = int(np.argmax(probs[missing]))
 
@@ -63,6 +67,7 @@ def _example(png: bytes, labels, probs, source: str) -> bytes:
         "predicted_label": ints(predicted),
         "confidence": floats([probs[missing][predicted]]),
         "source": raw(source.encode()),
+        "source_id": ints(source_id),
     }
     return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
 
@@ -105,11 +110,13 @@ def cross_label(teacher: keras.Model, data: ExperimentData, out_dir: Path, batch
             for images, pngs, labels in batches:
                 probs = teacher.predict_on_batch(tf.cast(images, tf.float32))
                 probs = {task: np.asarray(probs[task]) for task in TASKS}
+                source_ids = labels[SOURCE].numpy()
                 labels = {task: labels[task].numpy() for task in TASKS}
                 for i, png in enumerate(pngs.numpy()):
                     example_labels = {task: int(labels[task][i]) for task in TASKS}
                     example_probs = {task: probs[task][i] for task in TASKS}
-                    writers[written % count].write(_example(png, example_labels, example_probs, source_name))
+                    example = _example(png, example_labels, example_probs, source_name, int(source_ids[i]))
+                    writers[written % count].write(example)
                     confident.append(float(probs[missing][i].max()))
                     written += 1
                 print(f"cross-labelling: {written}/{total} images", flush=True)
@@ -125,8 +132,9 @@ def cross_label(teacher: keras.Model, data: ExperimentData, out_dir: Path, batch
     return summary
 
 
-def read_merged(directory: Path, source: str | None = None) -> tf.data.Dataset:
-    """(uint8 image, labels, predictions) from the shards, optionally of one source dataset."""
+def read_merged(directory: Path, source: str | None = None, source_id: int | None = None) -> tf.data.Dataset:
+    """(uint8 image, labels, predictions) from the shards, optionally of one task's dataset (`source`)
+    and of one of its sources (`source_id`); labels carry the source's index as `labels["source"]`."""
     files = sorted(str(path) for path in Path(directory).glob("merged-*.tfrecord"))
     if not files:
         raise UserError(f"Folder '{directory}' holds no cross-labelled shards (merged-*.tfrecord).")
@@ -134,11 +142,14 @@ def read_merged(directory: Path, source: str | None = None) -> tf.data.Dataset:
     parsed = records.map(lambda record: tf.io.parse_single_example(record, _FEATURES), num_parallel_calls=tf.data.AUTOTUNE)
     if source is not None:
         parsed = parsed.filter(lambda example: tf.equal(example["source"], source))
+    if source_id is not None:
+        parsed = parsed.filter(lambda example: tf.equal(example["source_id"], source_id))
     return parsed.map(_split_example, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _split_example(example):
     image = tf.ensure_shape(tf.io.decode_png(example["image"], channels=3), (None, None, 3))
     labels = {task: tf.cast(example[task], tf.int32) for task in TASKS}
+    labels[SOURCE] = tf.cast(example["source_id"], tf.int32)
     predictions = {task: example[f"{task}_probs"] for task in TASKS}
     return image, labels, predictions

@@ -43,7 +43,7 @@ def test_gender_faces_are_uint8_rgb_with_emotion_marked_missing(sample_data):
     image, labels = next(iter(sample_data.images(sample_data.gender_train)))
 
     assert image.dtype == tf.uint8 and image.shape == (64, 64, 3)
-    assert set(labels) == {GENDER, EMOTION}
+    assert set(labels) == {GENDER, EMOTION, "source"}  # the source: its index in the task's list of sources
     assert labels[GENDER].dtype == tf.int32 and labels[EMOTION].dtype == tf.int32
     assert int(labels[EMOTION]) == MISSING == -1
     assert int(labels[GENDER]) in (0, 1)
@@ -98,9 +98,9 @@ def test_joint_folder_gives_both_labels_from_the_folder_name(joint_folder):
 
 
 def test_joint_test_set_is_used_only_when_configured(joint_folder):
-    assert set(pipeline.test_sets(DataConfig())) == {"gender_test", "emotion_test", "happy_house"}
+    assert set(pipeline.test_sets(DataConfig())) == {"gender_test", "utkface_test", "emotion_test", "happy_house"}
     with_joint = pipeline.test_sets(DataConfig(joint_test=str(joint_folder)))
-    assert set(with_joint) == {"gender_test", "emotion_test", "happy_house", "joint_test"}
+    assert set(with_joint) == {"gender_test", "utkface_test", "emotion_test", "happy_house", "joint_test"}
     assert len(with_joint["joint_test"]) == 16
 
 

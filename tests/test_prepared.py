@@ -125,7 +125,7 @@ def test_cross_labelled_set_keeps_true_labels_probabilities_and_source(tmp_path)
     emotion = list(prepared.cross_labelled_examples(builder, seed=0, source=EMOTION).as_numpy_iterator())
     assert len(emotion) == 3
     image, labels, predictions = emotion[0]
-    assert image.shape == (64, 64, 3) and labels == {GENDER: MISSING, EMOTION: 0}
+    assert image.shape == (64, 64, 3) and labels == {GENDER: MISSING, EMOTION: 0, "source": 0}
     np.testing.assert_allclose(predictions[EMOTION], [0.75, 0.25])
 
 

@@ -5,9 +5,7 @@ import math
 import tensorflow as tf
 
 from mtl.config import ExperimentConfig
-from mtl.data.pipeline import Augmenter, training_batches
-
-SHUFFLE_BUFFER = 30_000
+from mtl.data.pipeline import Augmenter, shuffled_forever, training_batches
 
 
 def batches_with_targets(examples: tf.data.Dataset, config: ExperimentConfig, to_targets) -> tf.data.Dataset:
@@ -29,19 +27,18 @@ def batches_with_targets(examples: tf.data.Dataset, config: ExperimentConfig, to
     return training_batches(examples, config.data.batch_size, augmenter, smoothed_targets if smoothing else to_targets)
 
 
-def shuffled_forever(examples: tf.data.Dataset, seed: int) -> tf.data.Dataset:
-    return examples.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True).repeat()
-
-
 def mixed_examples(
     gender: tf.data.Dataset, emotion: tf.data.Dataset, emotion_proportion: float, seed: int
 ) -> tf.data.Dataset:
     """Endless stream drawing from the two datasets, a share `emotion_proportion` from the emotion one."""
-    return tf.data.Dataset.sample_from_datasets(
-        [shuffled_forever(gender, seed), shuffled_forever(emotion, seed + 1)],
-        weights=[1 - emotion_proportion, emotion_proportion],
-        seed=seed,
-    )
+    return mixed_streams(shuffled_forever(gender, seed), shuffled_forever(emotion, seed + 1), emotion_proportion, seed)
+
+
+def mixed_streams(
+    gender: tf.data.Dataset, emotion: tf.data.Dataset, emotion_proportion: float, seed: int
+) -> tf.data.Dataset:
+    """Endless stream drawing from two endless streams, a share `emotion_proportion` from the emotion one."""
+    return tf.data.Dataset.sample_from_datasets([gender, emotion], weights=[1 - emotion_proportion, emotion_proportion], seed=seed)
 
 
 def steps_for(examples: int, config: ExperimentConfig) -> int:

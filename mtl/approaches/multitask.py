@@ -15,7 +15,8 @@ from mtl import labels, weighting
 from mtl.approaches import batches
 from mtl.approaches.base import Approach, Stage, register
 from mtl.config import ExperimentConfig
-from mtl.data.pipeline import ExperimentData
+from mtl.data.pipeline import ExperimentData, mixed_sources
+from mtl.data.sources import SOURCE
 from mtl.models.build import build_network
 from mtl.pseudo_labels import read_merged
 from mtl.tasks import CLASSES, EMOTION, GENDER, TASKS
@@ -29,6 +30,14 @@ def emotion_share(config: ExperimentConfig, sizes: dict[str, int]) -> float:
     if config.data.emotion_proportion is not None:
         return config.data.emotion_proportion
     return sizes[EMOTION] / (sizes[GENDER] + sizes[EMOTION])
+
+
+def cross_labelled_examples(merged_dir: Path, task: str, data: ExperimentData, seed: int) -> tf.data.Dataset:
+    """The endless stream of one task's cross-labelled training images, its sources mixed as the data's are."""
+    train = data.gender_train if task == GENDER else data.emotion_train
+    parts = [read_merged(merged_dir, source=task, source_id=index).cache() for index in range(data.num_sources(task))]
+    sizes = [int((train.labels[SOURCE] == index).sum()) for index in range(len(parts))]
+    return mixed_sources(parts, sizes, data.config.source_mixing, seed)
 
 
 @register
@@ -65,12 +74,15 @@ class MultiTask(Approach):
         otherwise straight from the datasets.
         """
         sizes = {GENDER: len(data.gender_train), EMOTION: len(data.emotion_train)}
+        seed = config.train.seed
         if merged_dir is None:
-            gender, emotion = data.images(data.gender_train), data.images(data.emotion_train)
+            gender = data.training_examples(data.gender_train, seed)
+            emotion = data.training_examples(data.emotion_train, seed + 1)
         else:
-            gender = read_merged(merged_dir, source=GENDER).cache()
-            emotion = read_merged(merged_dir, source=EMOTION).cache()
-        mixed = batches.mixed_examples(gender, emotion, emotion_share(config, sizes), config.train.seed)
+            gender, emotion = (
+                cross_labelled_examples(merged_dir, task, data, seed + offset) for offset, task in enumerate(TASKS)
+            )
+        mixed = batches.mixed_streams(gender, emotion, emotion_share(config, sizes), seed)
         two_task_batches = batches.batches_with_targets(
             mixed,
             config,

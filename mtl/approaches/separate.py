@@ -39,5 +39,5 @@ class Separate(Approach):
             task_targets, task_weights = labels.task_targets(batch_labels, None, config.options)
             return {stage: task_targets[stage]}, {stage: task_weights[stage]}
 
-        examples = batches.shuffled_forever(data.images(source), config.train.seed)
+        examples = data.training_examples(source, config.train.seed)
         return batches.batches_with_targets(examples, config, targets), batches.steps_for(len(source), config)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
 from mtl.config import AugmentConfig, DataConfig
@@ -45,16 +46,18 @@ class ExperimentData:
     # With a cache, each source is decoded once per process: the teachers, cross-labelling, the student and
     # every trial of a search read the same in-memory cache.
     _decoded: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _parts: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def load(cls, config: DataConfig, seed: int) -> "ExperimentData":
+        """Each task's training sources, merged and split into train and validation (stratified by class and source)."""
         root = data_root(config)
         if config.prepared:
             from mtl.data import prepared  # TensorFlow Datasets loads only for runs that read prepared records
 
             return cls(*prepared.training_splits(config, root, seed), config)
-        gender = sources.task_folder(root / config.gender_train, GENDER)
-        emotion = sources.task_folder(root / config.emotion_train, EMOTION)
+        gender = training_source(config.gender_train, root, GENDER)
+        emotion = training_source(config.emotion_train, root, EMOTION)
         gender_train, gender_validation = sources.stratified_split(gender, config.validation_fraction, seed)
         emotion_train, emotion_validation = sources.stratified_split(emotion, config.validation_fraction, seed)
         return cls(gender_train, gender_validation, emotion_train, emotion_validation, config)
@@ -65,10 +68,60 @@ class ExperimentData:
             self._decoded[id(source)] = cached(source.dataset(self.config.image_size), source, self.config)
         return self._decoded[id(source)]
 
+    def num_sources(self, task: str) -> int:
+        """How many training sources `task` has (an example's `labels["source"]` is below it)."""
+        return len((self.gender_train if task == GENDER else self.emotion_train).source_names)
+
+    def training_examples(self, source: sources.ImageSource, seed: int) -> tf.data.Dataset:
+        """An endless shuffled stream of a training split, its sources mixed as `data.source_mixing` says.
+
+        One source is one shuffled stream, as before sources could be listed; several are drawn from
+        with weights size ** source_mixing (1: in proportion to size, 0: equal shares).
+        """
+        if len(source.source_names) == 1:
+            return shuffled_forever(self.images(source), seed)
+        parts = self._parts.setdefault(id(source), split_by_source(source))
+        return mixed_sources([self.images(part) for part in parts], [len(part) for part in parts], self.config.source_mixing, seed)
+
     def validation(self) -> tf.data.Dataset:
         """Both validation splits, batched: the data that selects models and tunes hyperparameters."""
         both = self.images(self.gender_validation).concatenate(self.images(self.emotion_validation))
         return evaluation_batches(both, self.config.batch_size)
+
+
+SHUFFLE_BUFFER = 30_000
+
+
+def shuffled_forever(examples: tf.data.Dataset, seed: int) -> tf.data.Dataset:
+    return examples.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True).repeat()
+
+
+def training_source(specs, root: Path, task: str) -> sources.ImageSource:
+    """A task's training sources read and merged into one, each example labelled with its source's index."""
+    parts = [sources.read_source(spec, root, task) for spec in specs]
+    return sources.merged(parts, f"{task} training sources")
+
+
+def split_by_source(source: sources.ImageSource) -> list[sources.ImageSource]:
+    """One part per source of a merged source, in source order."""
+    ids = source.labels[sources.SOURCE]
+    return [
+        source.subset(np.flatnonzero(ids == index), f"{source.name}[{name}]") for index, name in enumerate(source.source_names)
+    ]
+
+
+def source_weights(sizes: list[int], mixing: float) -> list[float]:
+    """Sampling weights size ** mixing, normalised (Model Garden's proportional sampler with alpha = mixing)."""
+    powered = [float(size) ** mixing for size in sizes]
+    return [value / sum(powered) for value in powered]
+
+
+def mixed_sources(parts: list[tf.data.Dataset], sizes: list[int], mixing: float, seed: int) -> tf.data.Dataset:
+    """An endless stream drawing from each part (one per source) with weights size ** mixing."""
+    if len(parts) == 1:
+        return shuffled_forever(parts[0], seed)
+    streams = [shuffled_forever(part, seed + index) for index, part in enumerate(parts)]
+    return tf.data.Dataset.sample_from_datasets(streams, weights=source_weights(sizes, mixing), seed=seed)
 
 
 def cached(examples: tf.data.Dataset, source, config: DataConfig) -> tf.data.Dataset:
@@ -90,14 +143,24 @@ def cached(examples: tf.data.Dataset, source, config: DataConfig) -> tf.data.Dat
     return examples.cache(str(folder / f"images-{key}"))
 
 
+def test_set_names(config: DataConfig) -> dict[str, tuple[str, str]]:
+    """name -> (task, source spec) of every test source: each task's first is `<task>_test`, the others
+    are named by their path (`utkface:utkface/test` -> `utkface_test`)."""
+    named = {}
+    for task, specs in ((GENDER, config.gender_test), (EMOTION, config.emotion_test)):
+        for index, spec in enumerate(specs):
+            name = f"{task}_test" if index == 0 else sources.source_name(spec)
+            if name in named or name in ("happy_house", "joint_test"):
+                raise UserError(f"Test sources '{named.get(name, (None, name))[1]}' and '{spec}' have the same name '{name}'.")
+            named[name] = (task, spec)
+    return named
+
+
 def test_sets(config: DataConfig) -> dict[str, sources.ImageSource | sources.ArraySource]:
     """The held-out test sets named in the config, by name; the joint folder only when given."""
     root = data_root(config)
-    tests = {
-        "gender_test": sources.task_folder(root / config.gender_test, GENDER),
-        "emotion_test": sources.task_folder(root / config.emotion_test, EMOTION),
-        "happy_house": sources.happy_house(root / config.happy_house_test),
-    }
+    tests = {name: sources.read_source(spec, root, task) for name, (task, spec) in test_set_names(config).items()}
+    tests["happy_house"] = sources.happy_house(root / config.happy_house_test)
     if config.joint_test:
         tests["joint_test"] = sources.joint_folder(Path(config.joint_test))
     return tests

@@ -204,7 +204,7 @@ class HappyHouse(_Prepared):
     def _generate_examples(self, source):
         for row, (image, labels) in enumerate(source.dataset(self.image_size).as_numpy_iterator()):
             name = f"{self.path.name}[{row}]"
-            yield name, {"image": image, **labels, "file_name": name}
+            yield name, {"image": image, **{task: labels[task] for task in TASKS}, "file_name": name}
 
 
 class CrossLabelled(_Prepared):
@@ -247,7 +247,8 @@ class CrossLabelled(_Prepared):
                         f"expected data.image_size {self.image_size}, the size they were labelled at."
                     )
                 probabilities = {f"{task}_probs": predictions[task] for task in TASKS}
-                yield f"{source}-{index}", {"image": image, **labels, **probabilities, "source": source}
+                task_labels = {task: labels[task] for task in TASKS}
+                yield f"{source}-{index}", {"image": image, **task_labels, **probabilities, "source": source}
 
 
 # ---------------------------------------------------------------------- preparing ---
@@ -285,9 +286,23 @@ def _ready(builder_class, **arguments) -> _Prepared:
     return builder
 
 
+def only_folder(specs, field: str) -> str:
+    """The one class-folder path a prepared task dataset is built from, or a UserError."""
+    kinds = [sources.parse_source(spec) for spec in specs]
+    if len(kinds) != 1 or kinds[0][0] != "folder":
+        raise UserError(
+            f"data.prepared reads one class-folder source per task, but {field} is {list(specs)}; "
+            "leave data.prepared unset to read several sources from their folders."
+        )
+    return kinds[0][1]
+
+
 def task_builders(config: DataConfig, root: Path, prepared_dir: Path, seed: int) -> dict[str, TaskFolder]:
     """The gender and emotion folders of `config` under `root`, prepared under `prepared_dir`."""
-    folders = {GENDER: (config.gender_train, config.gender_test), EMOTION: (config.emotion_train, config.emotion_test)}
+    folders = {
+        GENDER: (only_folder(config.gender_train, "data.gender_train"), only_folder(config.gender_test[:1], "data.gender_test")),
+        EMOTION: (only_folder(config.emotion_train, "data.emotion_train"), only_folder(config.emotion_test[:1], "data.emotion_test")),
+    }
     return {
         task: _ready(
             TaskFolder, task=task, train_dir=root / train, test_dir=root / test, image_size=config.image_size,
@@ -353,7 +368,9 @@ def read(
 
 
 def _image_and_labels(example):
-    return example["image"], {task: tf.cast(example[task], tf.int32) for task in TASKS}
+    labels = {task: tf.cast(example[task], tf.int32) for task in TASKS}
+    labels[sources.SOURCE] = tf.zeros([], tf.int32)  # a prepared task folder is its task's only source
+    return example["image"], labels
 
 
 def cross_labelled_examples(

@@ -1,8 +1,15 @@
-"""Readers for the three dataset layouts; each yields (image, {task: label}) with -1 for a missing label.
+"""Data sources: each kind of source reads into examples (image, {task: label, "source": index}),
+with -1 for a missing label.
 
-- an image folder with one sub-folder per class (`gender/Training/{female,male}`, `fer2013/train/{happy,sad}`),
-- the Happy House HDF5 file (`test_set_x`/`test_set_y`, or `train_set_x`/`train_set_y`),
-- a jointly labelled folder `{happy_female,happy_male,sad_female,sad_male}/`.
+The kinds are plug-ins in `KINDS` (see `read_source`), selected in a config as "KIND:PATH":
+- `folder`: one sub-folder per class (`gender/Training/{female,male}`, `fer2013/train/{happy,sad}`),
+- `utkface`: class folders whose file names carry UTKFace's labels (`AGE_GENDER_RACE_*.jpg`), so
+  its faces can be scored per age band and ethnicity,
+- `csv`: a CSV file with a `path` column and a column per task holding class names,
+- `hdf5`: the Happy House HDF5 file (`test_set_x`/`test_set_y`, or `train_set_x`/`train_set_y`),
+- `joint`: a jointly labelled folder `{happy_female,happy_male,sad_female,sad_male}/`.
+Each source says its examples, their groups (attributes such as an age band, per example) and
+whether its images are photographs (scored on detected faces too) or face crops.
 
 A folder is read once at load time (one parallel decode pass): files that do not decode, or whose
 header claims more than `images.MAX_PIXELS`, are left out and counted in a warning naming the
@@ -11,7 +18,9 @@ inside tf.data (see `pipeline`).
 """
 
 import logging
-from dataclasses import dataclass
+import csv
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
@@ -21,6 +30,7 @@ from sklearn.model_selection import train_test_split
 
 from mtl.data.images import MAX_PIXELS, decode, decode_and_resize, looks_like_image, over_pixel_limit, resize
 from mtl.errors import UserError
+from mtl.registry import Registry
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, MISSING, TASKS, split_four_class
 
 log = logging.getLogger(__name__)
@@ -29,22 +39,41 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".ti
 FORMAT_NAMES = "JPEG, PNG, GIF, BMP, WebP or TIFF"
 
 
+SOURCE = "source"  # the labels' key of an example's source: its index in its task's list of sources
+
+
 @dataclass
 class ImageSource:
-    """A list of image files with a label per task (MISSING where the dataset has none)."""
+    """A list of image files with a label per task (MISSING where the dataset has none).
+
+    `labels[SOURCE]` is each file's index in `source_names` (the sources it was merged from);
+    `groups` maps an attribute ("age_band", "ethnicity") to its value per file ("" where unknown).
+    """
 
     name: str
     paths: np.ndarray  # str
-    labels: dict[str, np.ndarray]  # task -> int32 per file
+    labels: dict[str, np.ndarray]  # task -> int32 per file, and SOURCE
+    groups: dict[str, np.ndarray] = field(default_factory=dict)
+    photographs: bool = False  # whole photographs (scored on detected faces too), not face crops
+    source_names: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.labels.setdefault(SOURCE, np.zeros(len(self.paths), np.int32))
+        if not self.source_names:
+            self.source_names = [self.name]
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def subset(self, indices, name: str) -> "ImageSource":
-        return ImageSource(name, self.paths[indices], {t: v[indices] for t, v in self.labels.items()})
+        return ImageSource(
+            name, self.paths[indices], {t: v[indices] for t, v in self.labels.items()},
+            {attribute: values[indices] for attribute, values in self.groups.items()}, self.photographs,
+            list(self.source_names),
+        )
 
     def stratify_key(self) -> np.ndarray:
-        return self.labels[GENDER] * 3 + self.labels[EMOTION]
+        return (self.labels[SOURCE] * 3 + self.labels[GENDER] + 1) * 3 + self.labels[EMOTION] + 1
 
     def dataset(self, image_size: int) -> tf.data.Dataset:
         """(uint8 image, {task: int32 label}); undecodable files are skipped with a warning."""
@@ -70,6 +99,11 @@ class ArraySource:
     images_key: str
     labels: dict[str, np.ndarray]
     scale: float = 1.0
+    groups: dict[str, np.ndarray] = field(default_factory=dict)
+    photographs: bool = True  # Happy House holds whole photographs
+
+    def __post_init__(self):
+        self.labels.setdefault(SOURCE, np.zeros(len(self.labels[GENDER]), np.int32))
 
     def __len__(self) -> int:
         return len(self.labels[GENDER])
@@ -159,7 +193,10 @@ def _decodable(paths: list[str]) -> np.ndarray:
     return ok
 
 
-def _folder_source(root: Path, class_labels: dict[str, dict[str, int]], what: str) -> ImageSource:
+def _folder_source(
+    root: Path, class_labels: dict[str, dict[str, int]], what: str, groups_of=None, photographs: bool = False
+) -> ImageSource:
+    """The decodable images of the class folders of `root`; `groups_of(path)` gives a file's groups."""
     folders = class_folders(root, list(class_labels), what)
     listed = {class_name: list_images(folder) for class_name, folder in folders.items()}
     for class_name, (files, _) in listed.items():
@@ -185,10 +222,17 @@ def _folder_source(root: Path, class_labels: dict[str, dict[str, int]], what: st
         for task in TASKS:
             labels[task] += [class_labels[class_name].get(task, MISSING)] * len(decoded)
     _report_left_out(what, root, left_out)
+    groups = {}
+    if groups_of is not None:
+        found = [groups_of(path) for path in paths]
+        attributes = dict.fromkeys(attribute for groups_of_file in found for attribute in groups_of_file)
+        groups = {attribute: np.array([item.get(attribute, "") for item in found]) for attribute in attributes}
     return ImageSource(
         name=str(root),
         paths=np.array(paths),
         labels={task: np.array(values, np.int32) for task, values in labels.items()},
+        groups=groups,
+        photographs=photographs,
     )
 
 
@@ -204,10 +248,10 @@ def _report_left_out(what: str, root: Path, left_out: dict[str, list[str]]) -> N
     log.warning("%s: left out %s in '%s' that cannot be decoded (%s)%s.", what, count, root, per_class, over)
 
 
-def task_folder(root, task: str) -> ImageSource:
+def task_folder(root, task: str, groups_of=None) -> ImageSource:
     """A single-task image folder: one sub-folder per class of `task` (e.g. female/, male/)."""
     class_labels = {name: {task: index} for index, name in enumerate(CLASSES[task])}
-    return _folder_source(Path(root), class_labels, f"{task.capitalize()} dataset")
+    return _folder_source(Path(root), class_labels, f"{task.capitalize()} dataset", groups_of)
 
 
 def joint_folder(root) -> ImageSource:
@@ -328,3 +372,144 @@ def stratified_split(source: ImageSource, fraction: float, seed: int) -> tuple[I
         source.subset(np.sort(train), f"{source.name}[train]"),
         source.subset(np.sort(validation), f"{source.name}[validation]"),
     )
+
+
+# ------------------------------------------------------------------------ kinds of source ---
+
+KINDS: Registry = Registry("kind of data source")
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    """How one kind of source is read: `read(path, task)` gives its examples for a task.
+
+    `suffixes` are the file endings a plain "PATH" of this kind has (a folder has none).
+    """
+
+    read: object  # (Path, task) -> ImageSource | ArraySource
+    suffixes: tuple[str, ...] = ()
+
+
+def source_kind(name: str, suffixes: tuple[str, ...] = ()):
+    """Decorator: register a reader `(path, task) -> source` as the kind of source `name`."""
+
+    def add(read):
+        KINDS.add(name, SourceKind(read, suffixes))
+        return read
+
+    return add
+
+
+def read_source(spec: str, root: Path, task: str):
+    """The source `spec` ("PATH" or "KIND:PATH", relative to `root` unless absolute) for `task`."""
+    kind, path = parse_source(spec)
+    return KINDS.get(kind).read(Path(root) / path, task)
+
+
+def parse_source(spec: str) -> tuple[str, str]:
+    """(kind, path) of a source spec; a plain PATH is a folder, or the kind its file ending names."""
+    kind, separator, path = spec.partition(":")
+    if separator and kind in KINDS:
+        return kind, path
+    if separator and re.fullmatch(r"[a-z_0-9]+", kind):  # a kind's name, not a drive letter or a URL-like path
+        raise UserError(f"Data source '{spec}': {KINDS.unknown(kind)}")
+    suffix = Path(spec).suffix.lower()
+    by_suffix = next((name for name, entry in KINDS.items() if suffix and suffix in entry.suffixes), "folder")
+    return by_suffix, spec
+
+
+def source_name(spec: str) -> str:
+    """A short name for a source spec, for tables and metrics: 'utkface:utkface/test' -> 'utkface_test'."""
+    _, path = parse_source(spec)
+    stem = Path(path).with_suffix("").as_posix() if Path(path).suffix else path
+    return re.sub(r"[^a-z0-9]+", "_", stem.lower()).strip("_") or "source"
+
+
+def merged(parts: list, name: str) -> ImageSource:
+    """One source holding every part's examples, each labelled with its part's index (`labels[SOURCE]`)."""
+    if len(parts) == 1:
+        return parts[0]
+    if not all(isinstance(part, ImageSource) for part in parts):
+        raise UserError(f"{name}: only image sources can be listed together; an HDF5 file must be a task's only source.")
+    attributes = list(dict.fromkeys(attribute for part in parts for attribute in part.groups))
+    labels = {task: np.concatenate([part.labels[task] for part in parts]).astype(np.int32) for task in TASKS}
+    labels[SOURCE] = np.concatenate([np.full(len(part), index, np.int32) for index, part in enumerate(parts)])
+    groups = {
+        attribute: np.concatenate([part.groups.get(attribute, np.full(len(part), "")) for part in parts]).astype(str)
+        for attribute in attributes
+    }
+    return ImageSource(
+        name, np.concatenate([part.paths for part in parts]), labels, groups,
+        all(part.photographs for part in parts), [part.name for part in parts],
+    )
+
+
+@source_kind("folder")
+def _read_folder(path: Path, task: str) -> ImageSource:
+    return task_folder(path, task)
+
+
+UTKFACE_ETHNICITIES = ("White", "Black", "Asian", "Indian", "Others")
+AGE_BANDS = ((0, "0-2"), (3, "3-9"), (10, "10-19"), (20, "20-29"), (30, "30-39"), (40, "40-49"), (50, "50-59"), (60, "60+"))
+_UTKFACE_NAME = re.compile(r"(\d+)_([01])_([0-4])_")
+
+
+def age_band(age: int) -> str:
+    return next(band for start, band in reversed(AGE_BANDS) if age >= start)
+
+
+def utkface_groups(path: str) -> dict[str, str]:
+    """Age band and ethnicity from a UTKFace file name `AGE_GENDER_RACE_DATETIME.jpg`; {} if it has none."""
+    found = _UTKFACE_NAME.match(Path(path).name)
+    if not found:
+        return {}
+    return {"age_band": age_band(int(found.group(1))), "ethnicity": UTKFACE_ETHNICITIES[int(found.group(3))]}
+
+
+@source_kind("utkface")
+def _read_utkface(path: Path, task: str) -> ImageSource:
+    """UTKFace laid out as class folders, its file names giving each face's age band and ethnicity."""
+    return task_folder(path, task, groups_of=utkface_groups)
+
+
+@source_kind("csv", suffixes=(".csv",))
+def _read_csv(path: Path, task: str) -> ImageSource:
+    """A CSV file with a `path` column (relative to the file's folder) and a column per task of class names."""
+    if not path.is_file():
+        raise UserError(f"CSV source '{path}' does not exist.")
+    with open(path, newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    if not rows or "path" not in rows[0] or task not in rows[0]:
+        raise UserError(f"CSV source '{path}' needs a header with the columns 'path' and '{task}' and at least one row.")
+    paths, labels = [], {name: [] for name in TASKS}
+    for number, row in enumerate(rows, start=2):
+        for name in TASKS:
+            value = (row.get(name) or "").strip().lower()
+            if value and value not in CLASSES[name]:
+                raise UserError(
+                    f"CSV source '{path}', line {number}: {name} '{value}' is not one of {', '.join(CLASSES[name])}."
+                )
+            labels[name].append(CLASSES[name].index(value) if value else MISSING)
+        paths.append(str(path.parent / row["path"]))
+    known = np.array(labels[task]) >= 0
+    if not known.any():
+        raise UserError(f"CSV source '{path}' labels no image with {task}.")
+    ok = _decodable(paths)
+    if not ok.any():
+        raise UserError(f"CSV source '{path}' lists no decodable image.")
+    if (~ok).sum():
+        log.warning("CSV source '%s': left out %d images that cannot be read or decoded.", path, int((~ok).sum()))
+    keep = ok & known
+    return ImageSource(str(path), np.array(paths)[keep], {name: np.array(values, np.int32)[keep] for name, values in labels.items()})
+
+
+@source_kind("hdf5", suffixes=(".h5", ".hdf5"))
+def _read_hdf5(path: Path, task: str) -> ArraySource:
+    if task != EMOTION:
+        raise UserError(f"HDF5 source '{path}' is a Happy House file, which labels emotion only, not {task}.")
+    return happy_house(path)
+
+
+@source_kind("joint")
+def _read_joint(path: Path, task: str) -> ImageSource:
+    return joint_folder(path)

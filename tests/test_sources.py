@@ -1,0 +1,120 @@
+"""Several sources per task: kinds of source as plug-ins, UTKFace's groups, mixing, and per-group scores."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mtl.config import DataConfig, config_from_dict
+from mtl.data import pipeline, sources
+from mtl.data.pipeline import ExperimentData, sample_data_dir, source_weights
+from mtl.errors import UserError
+from mtl.evaluate import MIN_GROUP_IMAGES, group_scores, score_test_set
+from mtl.tasks import EMOTION, GENDER, MISSING
+
+SAMPLE = sample_data_dir()
+
+
+def write_faces(folder, count, shade, size=40):
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        Image.new("RGB", (size, size), (shade, index * 7 % 255, 90)).save(folder / f"face_{index}.png")
+
+
+def test_a_kind_of_source_defined_in_a_test_is_read_by_name_from_a_config(tmp_path):
+    write_faces(tmp_path / "listing" / "a", 4, 10)
+    write_faces(tmp_path / "listing" / "b", 3, 200)
+    (tmp_path / "faces.txt").write_text("".join(f"a/face_{i}.png female\n" for i in range(4)) + "b/face_0.png male\n")
+
+    @sources.source_kind("listing_for_test", suffixes=(".txt",))
+    def read_listing(path, task):
+        lines = [line.split() for line in path.read_text().splitlines()]
+        labels = {GENDER: np.array([["female", "male"].index(label) for _, label in lines], np.int32),
+                  EMOTION: np.full(len(lines), MISSING, np.int32)}
+        return sources.ImageSource(str(path), np.array([str(path.parent / "listing" / name) for name, _ in lines]), labels)
+
+    config = DataConfig(data_dir=str(tmp_path), gender_train=("gender_folder", "listing_for_test:faces.txt"))
+    write_faces(tmp_path / "gender_folder" / "female", 5, 30)
+    write_faces(tmp_path / "gender_folder" / "male", 5, 60)
+    merged = pipeline.training_source(config.gender_train, tmp_path, GENDER)
+
+    assert merged.source_names[1].endswith("faces.txt") and len(merged) == 15
+    assert merged.labels["source"].tolist() == [0] * 10 + [1] * 5
+    assert merged.labels[GENDER][10:].tolist() == [0, 0, 0, 0, 1]
+    assert sources.parse_source("faces.txt") == ("listing_for_test", "faces.txt")  # by its ending
+
+
+def test_an_unknown_kind_is_one_sentence_with_the_closest_name():
+    with pytest.raises(UserError, match="Data source 'utkfac:utkface/train'.*did you mean 'utkface'"):
+        sources.parse_source("utkfac:utkface/train")
+
+
+def test_utkface_names_give_age_band_and_ethnicity_and_the_sample_has_both_splits():
+    assert sources.utkface_groups("x/1_0_0_2017.jpg") == {"age_band": "0-2", "ethnicity": "White"}
+    assert sources.utkface_groups("x/64_1_1_2017.jpg") == {"age_band": "60+", "ethnicity": "Black"}
+    assert sources.utkface_groups("x/not_a_utkface_name.jpg") == {}
+    test = sources.read_source("utkface:utkface/test", SAMPLE, GENDER)
+    assert len(test) == 120 and set(test.groups) == {"age_band", "ethnicity"}
+    assert "" not in set(test.groups["age_band"]) and {"20-29", "60+"} <= set(test.groups["age_band"])
+
+
+def test_a_string_is_one_source_and_an_empty_list_is_refused():
+    assert config_from_dict({"data": {"gender_train": "gender/Training"}}).data.gender_train == ("gender/Training",)
+    with pytest.raises(UserError, match="data.gender_train.*non-empty list"):
+        config_from_dict({"data": {"gender_train": []}})
+
+
+def test_sources_mix_in_proportion_to_size_equally_or_in_between():
+    assert source_weights([300, 100], 1.0) == [0.75, 0.25]
+    assert source_weights([300, 100], 0.0) == [0.5, 0.5]
+    between = source_weights([300, 100], 0.5)
+    assert 0.5 < between[0] < 0.75
+
+
+def test_two_gender_sources_are_split_by_source_and_both_are_drawn_for_training():
+    config = DataConfig(gender_train=("gender/Training", "utkface:utkface/train"), source_mixing=0.0)
+    data = ExperimentData.load(config, seed=3)
+    assert data.num_sources(GENDER) == 2 and data.num_sources(EMOTION) == 1
+    for split in (data.gender_train, data.gender_validation):  # stratified by source too
+        share = (split.labels["source"] == 1).mean()
+        assert abs(share - 200 / 600) < 0.02
+    drawn = [int(labels["source"]) for _, labels in data.training_examples(data.gender_train, seed=3).take(400)]
+    assert 0.4 < np.mean(drawn) < 0.6  # equal shares, although utkface is a third of the faces
+
+
+def test_per_group_scores_name_the_worst_group_and_the_confound_gap():
+    true = np.array([0] * 40 + [1] * 40)  # 40 women, 40 men
+    emotion = np.array((["happy"] * 20 + ["sad"] * 20) * 2)
+    predicted = true.copy()
+    predicted[20:35] = 1  # 15 of the 20 sad women called men
+    scores = group_scores(GENDER, true, predicted, {EMOTION: emotion})
+    assert scores["groups"][EMOTION]["female|sad"] == {"accuracy": 0.25, "images": 20}
+    assert scores["worst_group"] == "emotion:female|sad" and scores["worst_group_accuracy"] == 0.25
+    assert scores["confound_gap"] == 0.75
+
+
+def test_a_group_below_the_minimum_is_listed_but_never_the_worst():
+    true = np.array([0] * (MIN_GROUP_IMAGES + 3))
+    predicted = true.copy()
+    predicted[:3] = 1
+    band = np.array(["60+"] * 3 + ["20-29"] * MIN_GROUP_IMAGES)
+    scores = group_scores(GENDER, true, predicted, {"age_band": band})
+    assert scores["groups"]["age_band"]["female|60+"]["accuracy"] == 0.0
+    assert scores["worst_group"] == "age_band:female|20-29"
+
+
+def test_a_jointly_labelled_folder_is_scored_per_true_group(tmp_path):
+    for name in ("happy_female", "happy_male", "sad_female", "sad_male"):
+        write_faces(tmp_path / name, MIN_GROUP_IMAGES, 100)
+    joint = sources.joint_folder(tmp_path)
+    from mtl.evaluate import test_set_groups
+
+    groups = test_set_groups(joint)
+    assert sorted(set(zip(groups[GENDER], groups[EMOTION]))) == [
+        ("female", "happy"), ("female", "sad"), ("male", "happy"), ("male", "sad")
+    ]
+    labels = {task: joint.labels[task] for task in (GENDER, EMOTION)}
+    always_female = np.tile([0.9, 0.1], (len(joint), 1))
+    probabilities = {GENDER: always_female, EMOTION: always_female, "four": np.full((len(joint), 4), 0.25)}
+    scores = score_test_set(probabilities, labels, groups)
+    assert scores[GENDER]["worst_group_accuracy"] == 0.0 and scores[GENDER]["accuracy"] == 0.5
+    assert scores[GENDER]["groups"][EMOTION]["female|sad"]["accuracy"] == 1.0
