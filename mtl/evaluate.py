@@ -214,10 +214,11 @@ def scored_sets(data: DataConfig, detect: bool):
     """(name, size, examples, extra scores, groups) of every test set; photographs also as detected faces.
 
     A source of photographs (Happy House) is always scored on detected faces too; the joint folder
-    only with `detect`. Groups are given for the whole images only.
+    only with `detect`. Groups are given for face crops only (not for whole photographs).
     """
     for name, source in test_sets(data).items():
-        groups = test_set_groups(source)
+        # A photograph's whole-image score is no fair account of anyone: its groups come from its faces.
+        groups = None if source.photographs else test_set_groups(source)
         yield name, len(source), source.dataset(data.image_size), {}, groups
         if source.photographs or (detect and name == "joint_test"):
             examples, found_rate = detected_faces(source, data.image_size)
