@@ -18,7 +18,7 @@ from mtl import training
 from mtl.config import ExperimentConfig, merge
 from mtl.data.pipeline import ExperimentData
 from mtl.registry import Registry
-from mtl.tuning.space import Hyperparameter
+from mtl.searchable import Hyperparameter
 
 
 @dataclass

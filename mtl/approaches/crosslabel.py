@@ -17,7 +17,7 @@ from mtl.errors import UserError
 from mtl.models.build import build_network
 from mtl.pseudo_labels import merged_examples, read_merged
 from mtl.tasks import CLASSES, FOUR
-from mtl.tuning.space import CONFIDENCE_THRESHOLD, Hyperparameter
+from mtl.searchable import CONFIDENCE_THRESHOLD, Hyperparameter
 
 FOUR_CLASS = "four_class"
 

@@ -19,7 +19,7 @@ from mtl.data.pipeline import ExperimentData
 from mtl.models.build import build_network
 from mtl.pseudo_labels import read_merged
 from mtl.tasks import CLASSES, EMOTION, GENDER, TASKS
-from mtl.tuning.space import CONFIDENCE_THRESHOLD, Hyperparameter
+from mtl.searchable import CONFIDENCE_THRESHOLD, Hyperparameter
 
 MULTITASK = "multitask"
 

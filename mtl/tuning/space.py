@@ -1,36 +1,18 @@
 """Search spaces: which hyperparameters a search may vary, and how a trial's values become a config.
 
-A hyperparameter is declared once, with the config field it sets and the values it may take
+A hyperparameter is declared once (`mtl.searchable.Hyperparameter`), with the config field it sets and the values it may take
 (its spec). The shared ones are below; each approach adds its own (`Approach.hyperparameters`).
 A spec is a list (a choice), `{"min", "max"[, "step", "sampling"]}` (a range; integers if every
 bound is) or anything else (a fixed value). Search files and `--hp` replace specs, never fields.
 """
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import keras_tuner as kt
 
-from mtl.config import AugmentConfig, ExperimentConfig, deep_merge, merge, set_dotted
+from mtl.config import AugmentConfig, ExperimentConfig, deep_merge, merge
 from mtl.errors import UserError
-
-
-@dataclass(frozen=True)
-class Hyperparameter:
-    """One searchable setting: its default spec, the config field it sets, and when it is active."""
-
-    spec: Any
-    field: str | None = None  # dotted config field; None when `apply` builds the overrides
-    categorical: bool = False  # choices only, never a range
-    when: tuple[str, tuple] | None = None  # (parent, parent values) that make it meaningful
-    apply: Callable[[ExperimentConfig, Any], dict] | None = None  # (base config, value) -> overrides
-
-    def overrides(self, base: ExperimentConfig, value) -> dict:
-        if self.apply is not None:
-            return self.apply(base, value)
-        overrides: dict = {}
-        set_dotted(overrides, self.field, value)
-        return overrides
+from mtl.searchable import CONFIDENCE_THRESHOLD, Hyperparameter  # noqa: F401 (approaches once imported them here)
 
 
 def scaled_augmentation(base: AugmentConfig | None, strength: float) -> dict:
@@ -65,12 +47,6 @@ SHARED = {
         apply=lambda base, value: {"data": {"augment": scaled_augmentation(base.data.augment, value)}},
     ),
 }
-
-# The pseudo-label choices of the approaches that learn from the teachers.
-CONFIDENCE_THRESHOLD = Hyperparameter(
-    {"min": 0.6, "max": 0.95, "step": 0.05}, "options.confidence_threshold", when=("pseudo_labels", ("threshold",))
-)
-
 
 def hyperparameters_of(approach) -> dict[str, Hyperparameter]:
     """The shared hyperparameters followed by the approach's own."""
