@@ -188,7 +188,7 @@ def _add_data_options(parser, experiment=True) -> None:
     if experiment:
         parser.add_argument("--config", help="JSON config file (any subset of the fields)")
         parser.add_argument("--epochs", type=int, help="training epochs (overrides the config)")
-        parser.add_argument("--backbone", help="backbone name: lenet, resnet or dsresnet")
+        parser.add_argument("--backbone", help="backbone name (model.backbone), e.g. lenet or resnet, or a plug-in's")
         parser.add_argument("--runs-dir", default="runs", help="where run directories are created (default: runs)")
         parser.add_argument("--name", help="name of the new run directory (default: time, approach, backbone)")
         parser.add_argument(

@@ -66,7 +66,7 @@ class DataConfig:
     emotion_test: str = "fer2013/test"
     happy_house_test: str = "happy_house/test_happy.h5"
     joint_test: str | None = None  # a folder {happy_female,happy_male,sad_female,sad_male}/
-    image_size: int = number(64, at_least=16)  # smaller leaves LeNet's second convolution nothing to see
+    image_size: int = number(64, at_least=1)  # each backbone declares its own minimum (mtl.models.backbones)
     color: str = choice("rgb", "rgb", "gray")  # "gray" turns every image grey inside the model
     validation_fraction: float = number(0.2, above=0, below=1)
     batch_size: int = number(32, at_least=1)

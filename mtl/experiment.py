@@ -15,6 +15,7 @@ from mtl.data.pipeline import ExperimentData, test_sets
 from mtl.distribute import strategy_for
 from mtl.errors import UserError
 from mtl.evaluate import evaluate_run, write_metrics
+from mtl.models import backbones
 from mtl.models.build import inference_model
 from mtl.provenance import provenance
 from mtl.runs import (
@@ -35,6 +36,7 @@ def validate(config: ExperimentConfig) -> Approach:
     """The config's approach, once it has accepted the config: before any folder is made or model trained."""
     approach = approaches.get(config.approach)
     approach.check(config)
+    backbones.check_image_size(config.model, config.data)
     return approach
 
 
