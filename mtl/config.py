@@ -120,8 +120,8 @@ class ApproachConfig:
 
     # A separate-approach run whose models cross-label; None: train them inside this run.
     teachers: str | None = None
-    # Where a missing task's labels come from: "none" (masked), "hard", "soft", "threshold".
-    pseudo_labels: str = choice("hard", "none", "hard", "soft", "threshold")
+    # Where a missing task's labels come from (mtl.labels): "none" (masked), "hard", "soft", "threshold".
+    pseudo_labels: str = choice("hard", registry="mtl.labels:names")
     confidence_threshold: float = number(0.9, above=0, at_most=1)
     # How the losses of the heads combine.
     loss_weighting: str = choice("fixed", registry="mtl.weighting:names")

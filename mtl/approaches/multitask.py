@@ -2,8 +2,8 @@
 
 Each batch mixes the two datasets in a set proportion (`data.emotion_proportion`), so the
 smaller emotion set is not drowned. A head's loss covers only the examples that have its
-label (pseudo_labels "none"), or also teacher labels for the rest ("hard", "soft",
-"threshold", from the same cross-labelling as the crosslabel approach). How the head losses
+label (pseudo_labels "none"), or also teacher labels for the rest (any other label source of
+`mtl.labels`, from the same cross-labelling as the crosslabel approach). How the head losses
 combine is a loss weighting (`mtl.weighting`).
 """
 
@@ -35,9 +35,10 @@ def emotion_share(config: ExperimentConfig, sizes: dict[str, int]) -> float:
 class MultiTask(Approach):
     name = "multitask"
     hyperparameters = {
-        "pseudo_labels": Hyperparameter(["none", "hard", "soft", "threshold"], "options.pseudo_labels", categorical=True),
+        # Registries' names, read when a search starts: a plug-in's label source or weighting is a choice too.
+        "pseudo_labels": Hyperparameter(labels.names, "options.pseudo_labels", categorical=True),
         "confidence_threshold": CONFIDENCE_THRESHOLD,
-        "loss_weighting": Hyperparameter(weighting.names(), "options.loss_weighting", categorical=True),
+        "loss_weighting": Hyperparameter(weighting.names, "options.loss_weighting", categorical=True),
         # Only the ratio of the two fixed weights matters; the gender weight stays at the base value.
         "emotion_loss_weight": Hyperparameter(
             {"min": 0.5, "max": 2.0, "sampling": "log"}, "options.emotion_loss_weight", when=("loss_weighting", ("fixed",))
@@ -46,7 +47,7 @@ class MultiTask(Approach):
     }
 
     def needs_teachers(self, config: ExperimentConfig) -> bool:
-        return config.options.pseudo_labels != "none"
+        return labels.needs_teachers(config.options)
 
     def hparams(self, config: ExperimentConfig) -> dict:
         return {"pseudo_labels": config.options.pseudo_labels, "loss_weighting": config.options.loss_weighting}
