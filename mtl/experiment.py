@@ -8,7 +8,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from mtl import approaches, pseudo_labels
+from mtl import approaches, plugins, pseudo_labels
 from mtl.approaches.base import Approach
 from mtl.config import ExperimentConfig, TrainConfig, load_config, merge
 from mtl.data.pipeline import ExperimentData, test_sets
@@ -83,6 +83,7 @@ def teachers(config: ExperimentConfig, directory: Path, data: ExperimentData) ->
     Teachers left finished by an earlier, interrupted run in `directory` are reused.
     """
     if config.options.teachers:
+        plugins.load_for_run(Path(config.options.teachers))
         return Path(config.options.teachers)
     run_dir = Path(directory) / TEACHERS_DIR
     if not (run_dir / MODEL_FILE).is_file():
@@ -146,6 +147,7 @@ def train_and_evaluate(config: ExperimentConfig, run_dir: Path, evaluate: bool =
     if evaluate:
         test_sets(config.data)  # and the test sets, so a missing one is not found only after training
     run_dir = open_run(run_dir, config)
+    plugins.record(run_dir)
     seed_everything(config.train)
     start = time.perf_counter()
     train_approach(approach, config, run_dir, data)
