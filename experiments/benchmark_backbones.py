@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--out", type=Path, default=Path("experiments/results/backbones.json"))
     args = parser.parse_args()
-    rows = [measure(name, args.batch_size, args.repeats) for name in BACKBONES]
+    rows = [measure(name, args.batch_size, args.repeats) for name in BACKBONES.names()]
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "tensorflow": tf.__version__,

@@ -41,7 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--output", default="experiments/results/detectors.json")
-    parser.add_argument("--detectors", default=",".join(faces.DETECTORS))
+    parser.add_argument("--detectors", default=",".join(faces.DETECTORS.names()))
     args = parser.parse_args()
     with h5py.File(Path(args.data_dir) / "happy_house" / "test_happy.h5", "r") as file:
         photos = file["test_set_x"][:]

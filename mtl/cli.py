@@ -1,6 +1,7 @@
 """The `mtl` command: train, evaluate, predict, compare, tune, prepare.
 
-User mistakes end in one sentence on stderr and exit status 2, never a traceback.
+User mistakes end in one sentence on stderr and exit status 2, never a traceback. Every subcommand
+takes `--plugin MODULE` (and reads `MTL_PLUGINS`), imported before any config is checked.
 """
 
 import argparse
@@ -11,6 +12,7 @@ import time
 import warnings
 from pathlib import Path
 
+from mtl import plugins
 from mtl.errors import UserError
 from mtl.tuning.options import DEFAULT_MAX_TRIALS, OBJECTIVES, TUNERS
 
@@ -88,6 +90,7 @@ def cmd_evaluate(args) -> None:
     if args.run_dir:
         run_dir = require_run(Path(args.run_dir))
         output = Path(args.output) if args.output else run_dir / METRICS_FILE
+        plugins.load_for_run(run_dir)
         config = load_config(run_dir / CONFIG_FILE)
     else:  # the bundled model, scored on the bundled sample unless --data-dir; the package is not written to
         from mtl.predict import bundled_model_path
@@ -115,6 +118,8 @@ def cmd_predict(args) -> None:
 def cmd_export(args) -> None:
     from mtl.export import export_command
 
+    if args.run_dir:
+        plugins.load_for_run(Path(args.run_dir))
     export_command(args.run_dir, args.format, Path(args.output))
 
 
@@ -188,7 +193,7 @@ def _add_data_options(parser, experiment=True) -> None:
     if experiment:
         parser.add_argument("--config", help="JSON config file (any subset of the fields)")
         parser.add_argument("--epochs", type=int, help="training epochs (overrides the config)")
-        parser.add_argument("--backbone", help="backbone name: lenet, resnet or dsresnet")
+        parser.add_argument("--backbone", help="backbone name (model.backbone), e.g. lenet or resnet, or a plug-in's")
         parser.add_argument("--runs-dir", default="runs", help="where run directories are created (default: runs)")
         parser.add_argument("--name", help="name of the new run directory (default: time, approach, backbone)")
         parser.add_argument(
@@ -287,6 +292,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(tune)
     _add_tune_options(tune)
     tune.set_defaults(handler=cmd_tune)
+
+    for command in commands.choices.values():
+        command.add_argument(
+            "--plugin", action="append", metavar="MODULE",
+            help=f"import this module first, registering its plug-ins (repeatable; also ${plugins.ENVIRONMENT_VARIABLE})",
+        )
     return parser
 
 
@@ -298,6 +309,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        plugins.load(plugins.requested(args.plugin))
         args.handler(args)
     except UserError as error:
         print(f"mtl: error: {error}", file=sys.stderr)

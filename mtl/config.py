@@ -79,7 +79,7 @@ class DataConfig:
     source_mixing: float = number(1.0, at_least=0, at_most=1)
     happy_house_test: str = "happy_house/test_happy.h5"
     joint_test: str | None = None  # a folder {happy_female,happy_male,sad_female,sad_male}/
-    image_size: int = number(64, at_least=16)  # smaller leaves LeNet's second convolution nothing to see
+    image_size: int = number(64, at_least=1)  # each backbone declares its own minimum (mtl.models.backbones)
     color: str = choice("rgb", "rgb", "gray")  # "gray" turns every image grey inside the model
     validation_fraction: float = number(0.2, above=0, below=1)
     batch_size: int = number(32, at_least=1)
@@ -133,8 +133,8 @@ class ApproachConfig:
 
     # A separate-approach run whose models cross-label; None: train them inside this run.
     teachers: str | None = None
-    # Where a missing task's labels come from: "none" (masked), "hard", "soft", "threshold".
-    pseudo_labels: str = choice("hard", "none", "hard", "soft", "threshold")
+    # Where a missing task's labels come from (mtl.labels): "none" (masked), "hard", "soft", "threshold".
+    pseudo_labels: str = choice("hard", registry="mtl.labels:names")
     confidence_threshold: float = number(0.9, above=0, at_most=1)
     # How the losses of the heads combine.
     loss_weighting: str = choice("fixed", registry="mtl.weighting:names")

@@ -8,13 +8,14 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from mtl import approaches, pseudo_labels
+from mtl import approaches, plugins, pseudo_labels
 from mtl.approaches.base import Approach
 from mtl.config import ExperimentConfig, TrainConfig, load_config, merge
 from mtl.data.pipeline import ExperimentData, test_sets
 from mtl.distribute import strategy_for
 from mtl.errors import UserError
 from mtl.evaluate import evaluate_run, write_metrics
+from mtl.models import backbones
 from mtl.models.build import inference_model
 from mtl.provenance import provenance
 from mtl.runs import (
@@ -35,6 +36,7 @@ def validate(config: ExperimentConfig) -> Approach:
     """The config's approach, once it has accepted the config: before any folder is made or model trained."""
     approach = approaches.get(config.approach)
     approach.check(config)
+    backbones.check_image_size(config.model, config.data)
     return approach
 
 
@@ -81,6 +83,7 @@ def teachers(config: ExperimentConfig, directory: Path, data: ExperimentData) ->
     Teachers left finished by an earlier, interrupted run in `directory` are reused.
     """
     if config.options.teachers:
+        plugins.load_for_run(Path(config.options.teachers))
         return Path(config.options.teachers)
     run_dir = Path(directory) / TEACHERS_DIR
     if not (run_dir / MODEL_FILE).is_file():
@@ -144,6 +147,7 @@ def train_and_evaluate(config: ExperimentConfig, run_dir: Path, evaluate: bool =
     if evaluate:
         test_sets(config.data)  # and the test sets, so a missing one is not found only after training
     run_dir = open_run(run_dir, config)
+    plugins.record(run_dir)
     seed_everything(config.train)
     start = time.perf_counter()
     train_approach(approach, config, run_dir, data)

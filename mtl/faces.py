@@ -19,6 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from mtl.data.images import resize
 from mtl.data.sources import ArraySource, ImageSource
 from mtl.errors import UserError
+from mtl.registry import Registry
 
 DEFAULT_DETECTOR = "yuface"
 
@@ -48,17 +49,9 @@ class Box:
                 "score": round(self.score, 3)}
 
 
-DETECTORS = {}
-
-
-def register_detector(name: str):
-    """Decorator: make a detector factory (called once, returns `detect(image) -> list[Box]`) selectable by name."""
-
-    def register(factory):
-        DETECTORS[name] = factory
-        return factory
-
-    return register
+DETECTORS = Registry("face detector")
+# Decorator: make a detector factory (called once, returns `detect(image) -> list[Box]`) selectable by name.
+register_detector = DETECTORS.register
 
 
 @register_detector("yuface")
@@ -93,10 +86,9 @@ def mtcnn_detector(min_score: float = 0.5):
 @cache
 def detector(name: str = DEFAULT_DETECTOR):
     """The named detector wrapped to work at a size it handles well, boxes in the image's own pixels."""
-    if name not in DETECTORS:
-        raise UserError(f"Unknown face detector '{name}'; expected one of: {', '.join(DETECTORS)}.")
+    factory = DETECTORS.get(name)
     try:
-        detect = DETECTORS[name]()
+        detect = factory()
     except ImportError as error:
         raise UserError(f"Face detector '{name}' needs a package that is not installed ({error.name}); "
                         f"install it with pip.") from None

@@ -1,7 +1,9 @@
-"""Where training targets come from: true labels, or pseudo-labels for the missing task.
+"""Where training targets come from: true labels, or a label source's pseudo-labels for the missing task.
 
-A label source turns `(labels, predictions)` of one example into, per task, a target
-probability vector and a weight (0 drops the example from that task's loss):
+A label source (`options.pseudo_labels`) is a small class registered by name in `LABEL_SOURCES`.
+For the examples that lack a task's true label it turns the teacher's probabilities into a target
+probability vector and a weight (0 drops the example from that task's loss), and it says whether
+it needs teachers at all:
 - "none": true labels only; the missing task is masked out.
 - "hard": the teacher's most likely class (the notebook's cross-labelling).
 - "soft": the teacher's probabilities.
@@ -11,25 +13,82 @@ probability vector and a weight (0 drops the example from that task's loss):
 import tensorflow as tf
 
 from mtl.config import ApproachConfig
+from mtl.registry import Registry
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, TASKS
 
+
+class LabelSource:
+    """Targets for the examples that lack a task's true label; subclasses are registered with `@register`."""
+
+    needs_teachers = True  # False: the teachers' cross-labelling is never made for it
+
+    def missing(self, placeholder, probabilities, options: ApproachConfig):
+        """(target probabilities, weight) per example from the teacher's `probabilities` of one task.
+
+        `placeholder` is the one-hot tensor the true labels would give (class 0 where missing),
+        for its shape; `probabilities` is None when the source needs no teachers.
+        """
+        raise NotImplementedError
+
+
+LABEL_SOURCES: Registry[type[LabelSource]] = Registry("label source", "options.pseudo_labels")
+register = LABEL_SOURCES.register
+
+
+def names() -> list[str]:
+    """The label sources a config may name (`options.pseudo_labels`)."""
+    return LABEL_SOURCES.names()
+
+
+def teacher_sources() -> list[str]:
+    """The label sources that learn from the teachers' pseudo-labels."""
+    return [name for name, source in LABEL_SOURCES.items() if source.needs_teachers]
+
+
+def needs_teachers(options: ApproachConfig) -> bool:
+    return LABEL_SOURCES.get(options.pseudo_labels).needs_teachers
+
+
+@register("none")
+class TrueLabelsOnly(LabelSource):
+    needs_teachers = False
+
+    def missing(self, placeholder, probabilities, options):
+        return placeholder, tf.zeros_like(placeholder[..., 0])
+
+
+@register("hard")
+class HardLabels(LabelSource):
+    def missing(self, placeholder, probabilities, options):
+        return tf.one_hot(tf.argmax(probabilities, axis=-1), placeholder.shape[-1]), tf.ones_like(placeholder[..., 0])
+
+
+@register("soft")
+class SoftLabels(LabelSource):
+    def missing(self, placeholder, probabilities, options):
+        return probabilities, tf.ones_like(placeholder[..., 0])
+
+
+@register("threshold")
+class ConfidentHardLabels(LabelSource):
+    def missing(self, placeholder, probabilities, options):
+        hard, _ = HardLabels().missing(placeholder, probabilities, options)
+        confident = tf.reduce_max(probabilities, axis=-1) >= options.confidence_threshold
+        return hard, tf.cast(confident, tf.float32)
+
+
 def task_targets(labels: dict, predictions: dict | None, options: ApproachConfig):
-    """({task: target probabilities}, {task: weight}) for gender and emotion."""
+    """({task: target probabilities}, {task: weight}) for gender and emotion.
+
+    Without predictions (no teachers), a missing label is masked whatever the source.
+    """
+    source = TrueLabelsOnly() if predictions is None else LABEL_SOURCES.get(options.pseudo_labels)()
     targets, weights = {}, {}
     for task in TASKS:
-        classes = len(CLASSES[task])
         known = labels[task] >= 0
-        truth = tf.one_hot(tf.maximum(labels[task], 0), classes)
-        if options.pseudo_labels == "none" or predictions is None:
-            pseudo, pseudo_weight = truth, tf.zeros_like(truth[..., 0])
-        else:
-            probs = predictions[task]
-            hard = tf.one_hot(tf.argmax(probs, axis=-1), classes)
-            pseudo = probs if options.pseudo_labels == "soft" else hard
-            if options.pseudo_labels == "threshold":
-                pseudo_weight = tf.cast(tf.reduce_max(probs, axis=-1) >= options.confidence_threshold, tf.float32)
-            else:
-                pseudo_weight = tf.ones_like(truth[..., 0])
+        truth = tf.one_hot(tf.maximum(labels[task], 0), len(CLASSES[task]))
+        probabilities = predictions[task] if source.needs_teachers else None
+        pseudo, pseudo_weight = source.missing(truth, probabilities, options)
         targets[task] = tf.where(known[..., None], truth, pseudo)
         weights[task] = tf.where(known, 1.0, pseudo_weight)
     return targets, weights

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from mtl.models.build import load_inference_model
-from mtl import faces
+from mtl import faces, plugins
 from mtl.data.images import looks_like_image, read_image
 from mtl.data.sources import IMAGE_SUFFIXES
 from mtl.errors import UserError
@@ -182,6 +182,7 @@ def predict_command(paths: list[str], as_json: bool = False, annotate_dir: str |
     """`mtl predict`: print every face's answers, optionally write annotated copies; UserError if nothing was read."""
     out, err = out or sys.stdout, err or sys.stderr
     model_file, inputs = split_model_and_inputs(paths)
+    plugins.load_for_run(model_file.parent)  # its model may hold a plug-in's layers
     if not inputs:
         raise UserError(f"No images given after the run directory '{paths[0]}'; expected image files or folders.")
     items, problems, any_folder = expand_inputs(inputs)

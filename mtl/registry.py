@@ -51,6 +51,10 @@ class Registry(Generic[T]):
             )
         self._entries[name] = entry
 
+    def remove(self, name: str) -> None:
+        """Forget `name`: for a test that registers an entry for a while, so others never see it."""
+        self._entries.pop(name, None)
+
     def get(self, name: str) -> T:
         """The entry registered as `name`, or a UserError listing the names (with the closest one)."""
         if name not in self._entries:

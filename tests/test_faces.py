@@ -87,7 +87,7 @@ def test_a_new_detector_is_one_registered_function(tmp_path):
         picture = faces.read_photo(MALE_FACE)
         assert faces.detector("whole_image")(picture) == [faces.Box(0, 0, picture.shape[1], picture.shape[0], 1.0)]
     finally:
-        del faces.DETECTORS["whole_image"]
+        faces.DETECTORS.remove("whole_image")
         faces.detector.cache_clear()
 
 

@@ -1,23 +1,47 @@
-"""A new approach is one class: defined here, registered, and run by `train`, `compare` and `tune` unchanged.
+"""Plug-ins from outside the package: one module, imported with `--plugin` or MTL_PLUGINS, runs every command.
 
-The approach below is not in the package. It fits a two-head network on mixed batches that
-hold only true labels, with its own search hyperparameter and its own HParams field; the
-commands find all of that through the approach interface.
+The module below is written into a temporary folder, never into the package. It defines an
+approach, a backbone with a layer of its own, a loss weighting and a label source; the commands
+find all of them through the registries, and a finished run imports the module again by itself.
 """
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
-from mtl import labels
-from mtl.approaches import batches
-from mtl.approaches.base import APPROACHES, Approach, Stage, register
-from mtl.models.build import build_network
-from mtl.tasks import CLASSES, TASKS
-from mtl.tuning.space import Hyperparameter
+import mtl
+from conftest import SAMPLE, run_cli
+from mtl.plugins import ENVIRONMENT_VARIABLE, PLUGINS_FILE
 
-QUICK = ("--epochs", "1", "--set", "data.batch_size=32", "--backbone", "lenet")
+PLUGIN = "faces_plugin"
+ROOT = Path(mtl.__file__).resolve().parents[1]  # the checkout under test, for the subprocesses
+# One epoch of the plug-in's backbone on 16 px faces: the numbers mean nothing, the commands run.
+TINY = (
+    "--epochs", "1", "--backbone", "tiny", "--set", "data.image_size=16", "--set", "model.width=4",
+    "--set", "data.batch_size=32", "--set", "train.seed=7",
+)
+
+PLUGIN_SOURCE = '''
+"""A user's plug-ins: an approach, a backbone, a loss weighting and a label source, outside the package."""
+
+import keras
+import tensorflow as tf
+from keras import layers
+
+from mtl import labels, weighting
+from mtl.approaches import batches
+from mtl.approaches.base import Approach, Stage, register
+from mtl.models import backbones
+from mtl.models.build import build_network
+from mtl.searchable import Hyperparameter
+from mtl.tasks import CLASSES, EMOTION, TASKS
+from mtl.weighting.base import Weighting
 
 
 class HalfAndHalf(Approach):
@@ -34,62 +58,203 @@ class HalfAndHalf(Approach):
         return [Stage("halves", network)]
 
     def training_batches(self, config, stage, data, merged_dir):
-        mixed = batches.mixed_examples(data.images(data.gender_train), data.images(data.emotion_train), 0.5, config.train.seed)
+        mixed = batches.mixed_examples(
+            data.images(data.gender_train), data.images(data.emotion_train), 0.5, config.train.seed
+        )
         with_targets = batches.batches_with_targets(
             mixed, config, lambda batch_labels, _: labels.task_targets(batch_labels, None, config.options)
         )
         return with_targets, batches.steps_for(len(data.gender_train) + len(data.emotion_train), config)
 
 
-@pytest.fixture(autouse=True)
-def half_and_half():
-    register(HalfAndHalf)
-    yield
-    del APPROACHES[HalfAndHalf.name]
+register(HalfAndHalf)
 
 
-@pytest.mark.slow
-def test_train_runs_an_approach_defined_outside_the_package(tmp_path):
-    code, out, err = run_cli("train", "half_and_half", *QUICK, "--runs-dir", tmp_path, "--name", "run")
+@keras.saving.register_keras_serializable(package="faces_plugin")
+class Scale(layers.Layer):
+    """Pixels to [0, 1]; a layer of the plug-in's own, so its models load only once the plug-in is imported."""
 
-    assert code == 0, err
-    run_dir = tmp_path / "run"
-    for name in ("config.json", "model.keras", "halves.keras", "halves_training.json", "metrics.json"):
-        assert (run_dir / name).is_file(), name
-    assert json.loads((run_dir / "config.json").read_text())["approach"] == "half_and_half"
+    def call(self, images):
+        return images / 255.0
 
 
-@pytest.mark.slow
-def test_compare_gives_the_new_approach_a_row_with_its_own_hparams(tmp_path):
-    spec = tmp_path / "comparison.json"
-    spec.write_text(json.dumps({"variants": {"halves": {"approach": "half_and_half"}}}))
-
-    code, out, err = run_cli("compare", "--config", spec, *QUICK, "--runs-dir", tmp_path, "--name", "cmp")
-
-    assert code == 0, err
-    rows = (tmp_path / "cmp" / "results.csv").read_text().splitlines()
-    assert rows[0].split(",")[:3] == ["variant", "approach", "backbone"]
-    assert "head_dropout" in rows[0].split(",")
-    assert rows[1].startswith("halves,half_and_half,lenet")
+@backbones.register("tiny", min_image_size=8, search_defaults={"width": [4, 8]})
+def tiny(images, config):
+    x = Scale()(images)
+    x = layers.Conv2D(config.width, 3, strides=2, activation="relu")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return layers.Dropout(config.dropout)(x)
 
 
-@pytest.mark.slow
-def test_a_one_trial_search_uses_the_approach_s_own_hyperparameter(tmp_path):
-    code, out, err = run_cli(
-        "tune", "half_and_half", "--directory", tmp_path / "search", "--tuner", "random", "--max-trials", "1",
-        "--max-epochs", "1", *QUICK,
+@weighting.register("emotion_half")
+class EmotionHalf(Weighting):
+    """The emotion head's loss counts half."""
+
+    def total_loss(self, losses, present):
+        return sum(loss * (0.5 if head == EMOTION else 1.0) for head, loss in losses.items())
+
+
+@labels.register("soft_half")
+class SoftHalf(labels.LabelSource):
+    """The teacher's probabilities, weighing half as much as a true label."""
+
+    def missing(self, placeholder, probabilities, options):
+        return probabilities, 0.5 * tf.ones_like(placeholder[..., 0])
+'''
+
+
+@pytest.fixture(scope="module")
+def plugin_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("plugins")
+    (folder / f"{PLUGIN}.py").write_text(textwrap.dedent(PLUGIN_SOURCE))
+    return folder
+
+
+def mtl_command(*args, plugin_folder: Path, environment: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m mtl ARGS` in a fresh process that can import the plug-in module but has not."""
+    env = {key: value for key, value in os.environ.items() if key != ENVIRONMENT_VARIABLE}
+    env.update(PYTHONPATH=os.pathsep.join([str(ROOT), str(plugin_folder)]), TF_CPP_MIN_LOG_LEVEL="3")
+    env.update(environment or {})
+    return subprocess.run(
+        [sys.executable, "-m", "mtl", *map(str, args)], capture_output=True, text=True, env=env, timeout=900
     )
 
-    assert code == 0, err
+
+def last_line(result: subprocess.CompletedProcess) -> str:
+    return result.stderr.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def plugin_run(plugin_folder, tmp_path_factory) -> Path:
+    """A multitask run of the plug-in's backbone, weighting and label source (its teachers trained first)."""
+    runs = tmp_path_factory.mktemp("runs")
+    result = mtl_command(
+        "train", "multitask", "--plugin", PLUGIN, *TINY, "--set", "options.loss_weighting=emotion_half",
+        "--set", "options.pseudo_labels=soft_half", "--runs-dir", runs, "--name", "run", plugin_folder=plugin_folder,
+    )
+    assert result.returncode == 0, result.stderr
+    return runs / "run"
+
+
+@pytest.mark.slow
+def test_train_runs_a_plugin_backbone_weighting_and_label_source_and_records_the_module(plugin_run):
+    config = json.loads((plugin_run / "config.json").read_text())
+    assert (config["model"]["backbone"], config["options"]["loss_weighting"], config["options"]["pseudo_labels"]) == (
+        "tiny", "emotion_half", "soft_half"
+    )
+    assert json.loads((plugin_run / PLUGINS_FILE).read_text()) == [PLUGIN]
+    assert (plugin_run / "teachers" / "model.keras").is_file()  # soft_half needs teachers, so they were trained
+    assert (plugin_run / "metrics.json").is_file()
+
+
+@pytest.mark.slow
+def test_evaluate_and_predict_import_the_run_s_plugins_again_without_being_told(plugin_run, plugin_folder, tmp_path):
+    evaluated = mtl_command("evaluate", plugin_run, "--output", tmp_path / "again.json", plugin_folder=plugin_folder)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads((tmp_path / "again.json").read_text())["headline"]
+    face = next((SAMPLE / "gender" / "Validation" / "female").iterdir())
+    predicted = mtl_command("predict", plugin_run, face, "--no-detect", plugin_folder=plugin_folder)
+    assert predicted.returncode == 0, predicted.stderr
+    assert "gender" in predicted.stdout
+
+    # Without the record the plug-in's backbone is unknown: the record is what made them work.
+    unrecorded = tmp_path / "unrecorded"
+    shutil.copytree(plugin_run, unrecorded)
+    (unrecorded / PLUGINS_FILE).unlink()
+    refused = mtl_command("evaluate", unrecorded, "--output", tmp_path / "refused.json", plugin_folder=plugin_folder)
+    assert refused.returncode == 2 and "got 'tiny'" in last_line(refused)
+
+
+@pytest.mark.slow
+def test_compare_runs_two_plugin_variants_named_in_the_environment(plugin_folder, tmp_path):
+    spec = tmp_path / "comparison.json"
+    spec.write_text(json.dumps({"variants": {
+        "halves": {"approach": "half_and_half"},
+        "weighted": {"approach": "multitask", "options": {"pseudo_labels": "none", "loss_weighting": "emotion_half"}},
+    }}))
+
+    result = mtl_command(
+        "compare", "--config", spec, *TINY, "--runs-dir", tmp_path, "--name", "cmp",
+        plugin_folder=plugin_folder, environment={ENVIRONMENT_VARIABLE: PLUGIN},
+    )
+
+    assert result.returncode == 0, result.stderr
+    rows = (tmp_path / "cmp" / "results.csv").read_text().splitlines()
+    assert "head_dropout" in rows[0].split(",") and "loss_weighting" in rows[0].split(",")
+    assert rows[1].startswith("halves,half_and_half,tiny") and rows[2].startswith("weighted,multitask,tiny")
+
+
+@pytest.mark.slow
+def test_a_one_trial_search_of_the_plugin_approach_on_the_plugin_backbone(plugin_folder, tmp_path):
+    result = mtl_command(
+        "tune", "half_and_half", "--plugin", PLUGIN, "--directory", tmp_path / "search", "--tuner", "random",
+        "--max-trials", "1", "--max-epochs", "1", *TINY, "--hp", "backbone=tiny", plugin_folder=plugin_folder,
+    )
+
+    assert result.returncode == 0, result.stderr
     settings = json.loads((tmp_path / "search" / "search_settings.json").read_text())
     assert settings["space"]["head_dropout"] == [0.1, 0.2]
     best = json.loads((tmp_path / "search" / "best_config.json").read_text())
-    assert best["approach"] == "half_and_half" and best["model"]["dropout"] in (0.1, 0.2)
+    assert best["approach"] == "half_and_half" and best["model"]["backbone"] == "tiny"
+    assert best["model"]["width"] in (16, 32)  # width is searched for every backbone that reads it
 
 
-def test_an_unknown_approach_is_one_sentence_listing_the_registered_ones(tmp_path):
-    code, out, err = run_cli("train", "nonesuch", "--runs-dir", tmp_path)
+@pytest.mark.slow
+def test_the_default_search_spaces_offer_what_the_plugin_registers(plugin_folder):
+    check = textwrap.dedent(f"""
+        import json, {PLUGIN}
+        from mtl import approaches
+        from mtl.tuning.space import default_space, hyperparameters_of
+        multitask, crosslabel = approaches.get("multitask"), approaches.get("crosslabel")
+        print(json.dumps({{
+            "multitask": default_space(multitask), "crosslabel": default_space(crosslabel),
+            "width_when": hyperparameters_of(multitask)["width"].when,
+        }}))
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(plugin_folder)]), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    spaces = json.loads(result.stdout.strip().splitlines()[-1])
+
+    assert spaces["multitask"]["backbone"] == ["lenet", "resnet", "tiny"]  # dsresnet is left out by its own entry
+    assert spaces["width_when"] == ["backbone", ["resnet", "dsresnet", "tiny"]]
+    assert "emotion_half" in spaces["multitask"]["loss_weighting"]
+    assert spaces["multitask"]["pseudo_labels"] == ["none", "hard", "soft", "threshold", "soft_half"]
+    assert spaces["crosslabel"]["pseudo_labels"] == ["hard", "soft", "threshold", "soft_half"]
+
+
+@pytest.mark.slow
+def test_an_unknown_approach_is_one_sentence_listing_the_plugin_s_too(plugin_folder, tmp_path):
+    result = mtl_command("train", "nonesuch", "--plugin", PLUGIN, "--runs-dir", tmp_path, plugin_folder=plugin_folder)
+
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "half_and_half" in last_line(result) and "separate" in last_line(result)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_images_smaller_than_the_plugin_backbone_declares_are_refused_in_one_sentence(plugin_folder, tmp_path):
+    result = mtl_command(
+        "train", "separate", "--plugin", PLUGIN, "--backbone", "tiny", "--set", "data.image_size=6",
+        "--runs-dir", tmp_path / "runs", plugin_folder=plugin_folder,
+    )
+
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert last_line(result) == "mtl: error: Config field 'data.image_size' must be >= 8 for the tiny backbone, got 6."
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_a_plugin_module_that_cannot_be_imported_is_one_sentence_and_exit_2(how, tmp_path, monkeypatch):
+    named = ("--plugin", "no_such_plugin_module") if how == "option" else ()
+    if how == "environment":
+        monkeypatch.setenv(ENVIRONMENT_VARIABLE, " no_such_plugin_module ,")
+
+    code, _, err = run_cli("train", "separate", *named, "--runs-dir", tmp_path / "runs")
 
     assert code == 2
-    assert "half_and_half" in err and "separate" in err and len(err.strip().splitlines()) == 1
-    assert not any(tmp_path.iterdir())
+    assert err.strip().splitlines() == [
+        "mtl: error: Plug-in module 'no_such_plugin_module' cannot be imported "
+        "(No module named 'no_such_plugin_module'); install it or put its folder on PYTHONPATH."
+    ]
+    assert not (tmp_path / "runs").exists()

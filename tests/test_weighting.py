@@ -201,7 +201,7 @@ def test_a_gradient_weighting_that_sums_the_heads_gradients_trains_like_the_plai
 
 
 def test_an_unknown_weighting_is_a_user_error_naming_the_choices():
-    with pytest.raises(UserError, match="loss_weighting 'equal'; expected one of: .*dwa, fixed.*pcgrad"):
+    with pytest.raises(UserError, match=r"loss weighting \(options.loss_weighting\) 'equal'; expected one of: .*dwa, fixed.*pcgrad"):
         create(loss_weighting="equal")
 
 

@@ -17,8 +17,8 @@ import tensorflow as tf
 from mtl import training
 from mtl.config import ExperimentConfig, merge
 from mtl.data.pipeline import ExperimentData
-from mtl.errors import UserError
-from mtl.tuning.space import Hyperparameter
+from mtl.registry import Registry
+from mtl.searchable import Hyperparameter
 
 
 @dataclass
@@ -102,25 +102,23 @@ class Approach:
         )
 
 
-APPROACHES: dict[str, Approach] = {}
+APPROACHES: Registry[Approach] = Registry("approach")
 
 
 def register(cls: type[Approach]) -> type[Approach]:
     """Class decorator: make an approach selectable by its `name` in configs, `compare` and `tune`."""
-    APPROACHES[cls.name] = cls()
+    APPROACHES.add(cls.name, cls())
     return cls
 
 
 def get(name: str) -> Approach:
-    if name not in APPROACHES:
-        raise UserError(f"Unknown approach '{name}'; expected one of: {', '.join(APPROACHES)}.")
-    return APPROACHES[name]
+    return APPROACHES.get(name)
 
 
 def names() -> list[str]:
-    return list(APPROACHES)
+    return APPROACHES.names()
 
 
 def teacher() -> Approach:
     """The approach whose runs cross-label for the others."""
-    return next(approach for approach in APPROACHES.values() if approach.provides_teachers)
+    return next(approach for _, approach in APPROACHES.items() if approach.provides_teachers)

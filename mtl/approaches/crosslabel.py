@@ -1,7 +1,8 @@
 """The notebook's method: teachers cross-label both datasets; a four-class model learns the merge.
 
-Options (ApproachConfig): pseudo_labels "hard" (the notebook), "soft" (the teacher's
-probabilities) or "threshold" (hard, leaving out images below confidence_threshold).
+Options (ApproachConfig): pseudo_labels, any label source that learns from teachers (`mtl.labels`):
+"hard" (the notebook), "soft" (the teacher's probabilities), "threshold" (hard, leaving out images
+below confidence_threshold) or a plug-in's.
 """
 
 from pathlib import Path
@@ -17,7 +18,7 @@ from mtl.errors import UserError
 from mtl.models.build import build_network
 from mtl.pseudo_labels import merged_examples, read_merged
 from mtl.tasks import CLASSES, FOUR
-from mtl.tuning.space import CONFIDENCE_THRESHOLD, Hyperparameter
+from mtl.searchable import CONFIDENCE_THRESHOLD, Hyperparameter
 
 FOUR_CLASS = "four_class"
 
@@ -26,13 +27,14 @@ FOUR_CLASS = "four_class"
 class CrossLabel(Approach):
     name = "crosslabel"
     hyperparameters = {
-        "pseudo_labels": Hyperparameter(["hard", "soft", "threshold"], "options.pseudo_labels", categorical=True),
+        "pseudo_labels": Hyperparameter(labels.teacher_sources, "options.pseudo_labels", categorical=True),
         "confidence_threshold": CONFIDENCE_THRESHOLD,
     }
 
     def check(self, config: ExperimentConfig) -> None:
-        if config.options.pseudo_labels == "none":
-            raise UserError("The crosslabel approach needs pseudo-labels: set pseudo_labels to hard, soft or threshold.")
+        if not labels.needs_teachers(config.options):
+            choices = ", ".join(labels.teacher_sources())
+            raise UserError(f"The crosslabel approach needs pseudo-labels: set pseudo_labels to one of {choices}.")
 
     def needs_teachers(self, config: ExperimentConfig) -> bool:
         return True

@@ -2,8 +2,8 @@
 
 Each batch mixes the two datasets in a set proportion (`data.emotion_proportion`), so the
 smaller emotion set is not drowned. A head's loss covers only the examples that have its
-label (pseudo_labels "none"), or also teacher labels for the rest ("hard", "soft",
-"threshold", from the same cross-labelling as the crosslabel approach). How the head losses
+label (pseudo_labels "none"), or also teacher labels for the rest (any other label source of
+`mtl.labels`, from the same cross-labelling as the crosslabel approach). How the head losses
 combine is a loss weighting (`mtl.weighting`).
 """
 
@@ -20,7 +20,7 @@ from mtl.data.sources import SOURCE
 from mtl.models.build import build_network
 from mtl.pseudo_labels import read_merged
 from mtl.tasks import CLASSES, EMOTION, GENDER, TASKS
-from mtl.tuning.space import CONFIDENCE_THRESHOLD, Hyperparameter
+from mtl.searchable import CONFIDENCE_THRESHOLD, Hyperparameter
 
 MULTITASK = "multitask"
 
@@ -44,9 +44,10 @@ def cross_labelled_examples(merged_dir: Path, task: str, data: ExperimentData, s
 class MultiTask(Approach):
     name = "multitask"
     hyperparameters = {
-        "pseudo_labels": Hyperparameter(["none", "hard", "soft", "threshold"], "options.pseudo_labels", categorical=True),
+        # Registries' names, read when a search starts: a plug-in's label source or weighting is a choice too.
+        "pseudo_labels": Hyperparameter(labels.names, "options.pseudo_labels", categorical=True),
         "confidence_threshold": CONFIDENCE_THRESHOLD,
-        "loss_weighting": Hyperparameter(weighting.names(), "options.loss_weighting", categorical=True),
+        "loss_weighting": Hyperparameter(weighting.names, "options.loss_weighting", categorical=True),
         # Only the ratio of the two fixed weights matters; the gender weight stays at the base value.
         "emotion_loss_weight": Hyperparameter(
             {"min": 0.5, "max": 2.0, "sampling": "log"}, "options.emotion_loss_weight", when=("loss_weighting", ("fixed",))
@@ -55,7 +56,7 @@ class MultiTask(Approach):
     }
 
     def needs_teachers(self, config: ExperimentConfig) -> bool:
-        return config.options.pseudo_labels != "none"
+        return labels.needs_teachers(config.options)
 
     def hparams(self, config: ExperimentConfig) -> dict:
         return {"pseudo_labels": config.options.pseudo_labels, "loss_weighting": config.options.loss_weighting}

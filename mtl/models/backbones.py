@@ -1,15 +1,78 @@
-"""Backbones: functions from an image tensor (float, 0..255) to a feature vector.
+"""Backbones: functions from an image tensor (float, 0..255) to a feature vector, registered by name.
 
-Each takes the Keras input tensor and the ModelConfig and returns the feature tensor;
-`BACKBONES` names them, so every approach can use any backbone.
+Each takes the Keras input tensor and the ModelConfig and returns the feature tensor. `@register`
+makes one selectable as `model.backbone` (timm's `@register_model`), with what it declares about
+itself: the smallest image it can see and the values a search tries for the ModelConfig fields it
+reads. Every approach can use any backbone.
 """
+
+from dataclasses import dataclass, field
+from typing import Callable
 
 import keras
 from keras import layers
 
-from mtl.config import ModelConfig
+from mtl.config import DataConfig, ModelConfig
+from mtl.errors import UserError
+from mtl.registry import Registry
 
 
+@dataclass(frozen=True)
+class Backbone:
+    """A registered backbone: called like its build function, and named like it in the registry's messages."""
+
+    build: Callable  # (image tensor, ModelConfig) -> feature tensor
+    min_image_size: int = 1  # data.image_size below this leaves the network nothing to see
+    # ModelConfig fields it reads beyond dropout, each with the values a search tries by default.
+    search_defaults: dict[str, list] = field(default_factory=dict)
+    searched: bool = True  # among the default search's backbone choices
+
+    def __post_init__(self):
+        object.__setattr__(self, "__module__", self.build.__module__)
+        object.__setattr__(self, "__qualname__", self.build.__qualname__)
+
+    def __call__(self, images, config: ModelConfig):
+        return self.build(images, config)
+
+
+BACKBONES: Registry[Backbone] = Registry("backbone", "model.backbone")
+
+
+def register(name: str, *, min_image_size: int = 1, search_defaults: dict | None = None, searched: bool = True):
+    """Decorator: make a build function `(images, ModelConfig) -> features` selectable as `model.backbone`."""
+
+    def add(build: Callable) -> Callable:
+        BACKBONES.add(name, Backbone(build, min_image_size, search_defaults or {}, searched))
+        return build
+
+    return add
+
+
+def names() -> list[str]:
+    """The backbones a config may name (`model.backbone`)."""
+    return BACKBONES.names()
+
+
+def get(name: str) -> Backbone:
+    return BACKBONES.get(name)
+
+
+def check_image_size(model: ModelConfig, data: DataConfig) -> None:
+    """Refuse, in one sentence, images smaller than the backbone can see."""
+    smallest = get(model.backbone).min_image_size
+    if data.image_size < smallest:
+        raise UserError(
+            f"Config field 'data.image_size' must be >= {smallest} for the {model.backbone} backbone, "
+            f"got {data.image_size}."
+        )
+
+
+# Width and depth searched for the residual networks; LeNet's layers are fixed.
+RESIDUAL_SEARCH = {"width": [16, 32], "depth": [1, 2]}
+
+
+# Smaller leaves its second convolution (after two poolings) nothing to see.
+@register("lenet", min_image_size=16)
 def lenet(images, config: ModelConfig):
     """The notebook's LeNet-5-style CNN, up to (and including) its last dropout."""
     x = layers.Rescaling(1.0 / 255)(images)
@@ -55,6 +118,7 @@ def _residual_network(images, config: ModelConfig, conv):
     return layers.Dropout(config.dropout)(x)
 
 
+@register("resnet", search_defaults=RESIDUAL_SEARCH)
 def resnet(images, config: ModelConfig):
     """A small ResNet sized for a 2-core CPU: about 4x LeNet's compute, a third of its parameters.
 
@@ -64,18 +128,12 @@ def resnet(images, config: ModelConfig):
     return _residual_network(images, config, layers.Conv2D)
 
 
+# Not in the default search: measured slower per multiply-add and less accurate than resnet (README).
+@register("dsresnet", search_defaults=RESIDUAL_SEARCH, searched=False)
 def dsresnet(images, config: ModelConfig):
     """The same network with depthwise-separable convolutions in its blocks: far fewer
     parameters and multiply-adds, but slower per multiply-add on this CPU."""
     return _residual_network(images, config, layers.SeparableConv2D)
-
-
-BACKBONES = {"lenet": lenet, "resnet": resnet, "dsresnet": dsresnet}
-
-
-def names() -> list[str]:
-    """The backbones a config may name (`model.backbone`)."""
-    return list(BACKBONES)
 
 
 def count_multiply_adds(model: keras.Model) -> int:

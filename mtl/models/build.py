@@ -13,7 +13,7 @@ from keras import layers, ops
 
 from mtl.config import DataConfig, ModelConfig
 from mtl.errors import UserError
-from mtl.models.backbones import BACKBONES
+from mtl.models import backbones
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
 
 
@@ -68,7 +68,7 @@ def build_network(model: ModelConfig, data: DataConfig, heads: dict[str, int], n
     """Backbone named in `model` with one softmax head per entry of `heads` (name -> classes)."""
     images = image_input(data)
     x = Grayscale(name="grayscale")(images) if data.color == "gray" else images
-    features = BACKBONES[model.backbone](x, model)
+    features = backbones.get(model.backbone)(x, model)
     outputs = {head: layers.Dense(classes, activation="softmax", name=head)(features) for head, classes in heads.items()}
     return keras.Model(images, outputs, name=name)
 

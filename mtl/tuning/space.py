@@ -1,36 +1,20 @@
 """Search spaces: which hyperparameters a search may vary, and how a trial's values become a config.
 
-A hyperparameter is declared once, with the config field it sets and the values it may take
-(its spec). The shared ones are below; each approach adds its own (`Approach.hyperparameters`).
+A hyperparameter is declared once (`mtl.searchable.Hyperparameter`), with the config field it sets
+and the values it may take (its spec). The shared ones are below, with each registered backbone's
+own; each approach adds its own (`Approach.hyperparameters`).
 A spec is a list (a choice), `{"min", "max"[, "step", "sampling"]}` (a range; integers if every
 bound is) or anything else (a fixed value). Search files and `--hp` replace specs, never fields.
 """
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import keras_tuner as kt
 
-from mtl.config import AugmentConfig, ExperimentConfig, deep_merge, merge, set_dotted
+from mtl.config import AugmentConfig, ExperimentConfig, deep_merge, merge
 from mtl.errors import UserError
-
-
-@dataclass(frozen=True)
-class Hyperparameter:
-    """One searchable setting: its default spec, the config field it sets, and when it is active."""
-
-    spec: Any
-    field: str | None = None  # dotted config field; None when `apply` builds the overrides
-    categorical: bool = False  # choices only, never a range
-    when: tuple[str, tuple] | None = None  # (parent, parent values) that make it meaningful
-    apply: Callable[[ExperimentConfig, Any], dict] | None = None  # (base config, value) -> overrides
-
-    def overrides(self, base: ExperimentConfig, value) -> dict:
-        if self.apply is not None:
-            return self.apply(base, value)
-        overrides: dict = {}
-        set_dotted(overrides, self.field, value)
-        return overrides
+from mtl.models import backbones
+from mtl.searchable import CONFIDENCE_THRESHOLD, Hyperparameter  # noqa: F401 (approaches once imported them here)
 
 
 def scaled_augmentation(base: AugmentConfig | None, strength: float) -> dict:
@@ -51,30 +35,36 @@ def scaled_augmentation(base: AugmentConfig | None, strength: float) -> dict:
     }
 
 
-SHARED = {
-    "backbone": Hyperparameter(["lenet", "resnet"], "model.backbone", categorical=True),
-    "width": Hyperparameter([16, 32], "model.width", when=("backbone", ("resnet", "dsresnet"))),
-    "depth": Hyperparameter([1, 2], "model.depth", when=("backbone", ("resnet", "dsresnet"))),
-    "dropout": Hyperparameter({"min": 0.0, "max": 0.5, "step": 0.1}, "model.dropout"),
-    "learning_rate": Hyperparameter({"min": 1e-4, "max": 3e-3, "sampling": "log"}, "train.learning_rate"),
-    "schedule": Hyperparameter(["constant", "cosine"], "train.schedule", categorical=True),
-    "batch_size": Hyperparameter([32, 64, 128], "data.batch_size"),
-    # Scales rotation, zoom, shift, contrast and brightness together.
-    "augment_strength": Hyperparameter(
-        {"min": 0.0, "max": 1.5, "step": 0.5},
-        apply=lambda base, value: {"data": {"augment": scaled_augmentation(base.data.augment, value)}},
-    ),
-}
+def shared_hyperparameters() -> dict[str, Hyperparameter]:
+    """What every search may vary: the backbone among the registered ones, each backbone's own fields, the recipe.
 
-# The pseudo-label choices of the approaches that learn from the teachers.
-CONFIDENCE_THRESHOLD = Hyperparameter(
-    {"min": 0.6, "max": 0.95, "step": 0.05}, "options.confidence_threshold", when=("pseudo_labels", ("threshold",))
-)
+    Built when a search starts, so a plug-in backbone is a choice and its fields are searched.
+    """
+    searched = [name for name, backbone in backbones.BACKBONES.items() if backbone.searched]
+    shared = {"backbone": Hyperparameter(searched, "model.backbone", categorical=True)}
+    for _, backbone in backbones.BACKBONES.items():
+        for field, spec in backbone.search_defaults.items():
+            if field not in shared:  # the first backbone to declare a field gives its default spec
+                readers = tuple(other for other, entry in backbones.BACKBONES.items() if field in entry.search_defaults)
+                shared[field] = Hyperparameter(spec, f"model.{field}", when=("backbone", readers))
+    return {
+        **shared,
+        "dropout": Hyperparameter({"min": 0.0, "max": 0.5, "step": 0.1}, "model.dropout"),
+        "learning_rate": Hyperparameter({"min": 1e-4, "max": 3e-3, "sampling": "log"}, "train.learning_rate"),
+        "schedule": Hyperparameter(["constant", "cosine"], "train.schedule", categorical=True),
+        "batch_size": Hyperparameter([32, 64, 128], "data.batch_size"),
+        # Scales rotation, zoom, shift, contrast and brightness together.
+        "augment_strength": Hyperparameter(
+            {"min": 0.0, "max": 1.5, "step": 0.5},
+            apply=lambda base, value: {"data": {"augment": scaled_augmentation(base.data.augment, value)}},
+        ),
+    }
 
 
 def hyperparameters_of(approach) -> dict[str, Hyperparameter]:
-    """The shared hyperparameters followed by the approach's own."""
-    return {**SHARED, **approach.hyperparameters}
+    """The shared hyperparameters followed by the approach's own, every spec given as a function resolved."""
+    declared = {**shared_hyperparameters(), **approach.hyperparameters}
+    return {name: hyperparameter.resolved() for name, hyperparameter in declared.items()}
 
 
 def default_space(approach) -> dict[str, Any]:
