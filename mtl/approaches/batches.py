@@ -10,13 +10,16 @@ from mtl.data.pipeline import Augmenter, training_batches
 SHUFFLE_BUFFER = 30_000
 
 
-def batches_with_targets(examples: tf.data.Dataset, config: ExperimentConfig, to_targets) -> tf.data.Dataset:
+def batches_with_targets(
+    examples: tf.data.Dataset, config: ExperimentConfig, to_targets, to_groups=None
+) -> tf.data.Dataset:
     """Batched, augmented float images with `to_targets(labels, predictions) -> (targets, weights)`.
 
     `examples` yields (image, labels) or (image, labels, predictions), already shuffled and repeated.
     A batch's augmentation depends only on the seed and the batch's position in the stream, so a
     resumed fit can skip to where it was. With `train.label_smoothing`, that share of every
-    target is spread evenly over its classes.
+    target is spread evenly over its classes. With `to_groups(labels, predictions) -> {head: group ids}`
+    (group-robust training, `mtl.groups`) a batch is (images, targets, weights, groups).
     """
     augmenter = Augmenter(config.data.augment, config.train.seed) if config.data.augment else None
     smoothing = config.train.label_smoothing
@@ -26,7 +29,14 @@ def batches_with_targets(examples: tf.data.Dataset, config: ExperimentConfig, to
         targets = {head: target * (1 - smoothing) + smoothing / target.shape[-1] for head, target in targets.items()}
         return targets, weights
 
-    return training_batches(examples, config.data.batch_size, augmenter, smoothed_targets if smoothing else to_targets)
+    head_targets = smoothed_targets if smoothing else to_targets
+    if to_groups is None:
+        return training_batches(examples, config.data.batch_size, augmenter, head_targets)
+
+    def targets_and_groups(labels, predictions):
+        return (*head_targets(labels, predictions), to_groups(labels, predictions))
+
+    return training_batches(examples, config.data.batch_size, augmenter, targets_and_groups)
 
 
 def shuffled_forever(examples: tf.data.Dataset, seed: int) -> tf.data.Dataset:

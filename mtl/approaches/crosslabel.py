@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from mtl import labels
 from mtl.approaches import batches
-from mtl.approaches.base import Approach, Stage, register
+from mtl.approaches.base import Approach, Stage, register, uses_groups
 from mtl.config import ExperimentConfig, merge
 from mtl.data.pipeline import ExperimentData
 from mtl.errors import UserError
@@ -33,6 +33,11 @@ class CrossLabel(Approach):
     def check(self, config: ExperimentConfig) -> None:
         if config.options.pseudo_labels == "none":
             raise UserError("The crosslabel approach needs pseudo-labels: set pseudo_labels to hard, soft or threshold.")
+        if uses_groups(config):
+            # Its one four-class head has no task whose confounder the groups of mtl.groups name.
+            raise UserError(
+                f"The crosslabel approach trains no group-robust method: set options.robust=none, not '{config.options.robust}'."
+            )
 
     def needs_teachers(self, config: ExperimentConfig) -> bool:
         return True
