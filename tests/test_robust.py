@@ -291,3 +291,16 @@ def test_multitask_trains_with_group_dro_on_the_teachers_groups(tmp_path, tiny_c
 
     summary = json.loads((tmp_path / "run" / "multitask_training.json").read_text())
     assert np.isfinite(summary["history"]["loss"]).all() and (tmp_path / "run" / "crosslabeled" / "summary.json").is_file()
+
+
+def test_separate_with_balanced_trains_its_own_teachers_with_none_first(tmp_path, tiny_config):
+    config = tiny_config(approach="separate", options={"robust": "balanced"})
+
+    train_and_evaluate(config, tmp_path / "run", evaluate=False)
+
+    run_dir = tmp_path / "run"
+    # The teachers trained with none: a group-robust teacher would have cross-labelled with teachers of its own.
+    assert (run_dir / "teachers" / "model.keras").is_file() and (run_dir / "crosslabeled" / "summary.json").is_file()
+    assert not (run_dir / "teachers" / "crosslabeled").exists() and not (run_dir / "teachers" / "teachers").exists()
+    for stage in TASKS:
+        assert np.isfinite(json.loads((run_dir / f"{stage}_training.json").read_text())["history"]["loss"]).all()
