@@ -36,7 +36,8 @@ class CrossLabel(Approach):
         if uses_groups(config):
             # Its one four-class head has no task whose confounder the groups of mtl.groups name.
             raise UserError(
-                f"The crosslabel approach trains no group-robust method: set options.robust=none, not '{config.options.robust}'."
+                "The crosslabel approach trains no group-robust method: "
+                f"set options.robust=none, not '{config.options.robust}'."
             )
 
     def needs_teachers(self, config: ExperimentConfig) -> bool:
