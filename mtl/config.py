@@ -141,6 +141,10 @@ class ApproachConfig:
     gender_loss_weight: float = number(1.0, at_least=0)
     emotion_loss_weight: float = number(1.0, at_least=0)
     dwa_temperature: float = number(2.0, above=0)  # "dwa": higher evens out the heads' weights
+    # How a head's per-example losses become its loss (mtl.robust): "none" (the weighted mean),
+    # "balanced" or "group_dro" over groups of class x other task's class x source (mtl.groups).
+    robust: str = choice("none", registry="mtl.robust:names")
+    group_dro_step_size: float = number(0.01, above=0)  # "group_dro": eta of the update of q
 
 
 @dataclass

@@ -89,7 +89,8 @@ def teachers(config: ExperimentConfig, directory: Path, data: ExperimentData) ->
     if not (run_dir / MODEL_FILE).is_file():
         print("Training the teachers first.", flush=True)
         teacher_approach = approaches.teacher()
-        teacher_config = merge(config, {"approach": teacher_approach.name})
+        # Teachers learn with the plain mean: a group-robust teacher would need teachers of its own.
+        teacher_config = merge(config, {"approach": teacher_approach.name, "options": {"robust": "none"}})
         run_dir.mkdir(parents=True, exist_ok=True)
         train_approach(teacher_approach, teacher_config, run_dir, data)
     return run_dir

@@ -1,7 +1,10 @@
 """Training any network on (image, targets, weights) batches, validated on true labels.
 
 Training batches carry, per head, target probabilities and a weight per example (0 where the
-example has no label for that head). Validation batches carry the true labels
+example has no label for that head), and for group-robust training a fourth element, each
+head's group of every example (`mtl.groups`). A head's loss is its group-robust method's
+(`mtl.robust`, by default the weighted mean); a loss weighting combines the heads' losses.
+Validation batches carry the true labels
 `{"gender", "emotion"}` (-1 where missing), and every network is validated on the same two
 questions, whatever its heads: that keeps model selection honest and comparable.
 """
@@ -19,7 +22,9 @@ from keras import ops
 from mtl import distribute
 from mtl.config import ApproachConfig, TrainConfig
 from mtl.errors import UserError
-from mtl.losses import masked_cross_entropy
+from mtl.losses import masked_cross_entropy, per_example_cross_entropy
+from mtl.robust import RobustMethod
+from mtl.robust import create as create_robust_method
 from mtl.runs import atomic_path, write_json
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, TASKS
 from mtl.weighting import Weighting, split_variables
@@ -38,11 +43,14 @@ def task_probabilities(outputs: dict) -> dict:
 class Trainer(keras.Model):
     """Wraps a network for `fit`: masked, weighted losses in training; true-label accuracy in validation."""
 
-    def __init__(self, network: keras.Model, weighting: Weighting | None = None, **kwargs):
+    def __init__(
+        self, network: keras.Model, weighting: Weighting | None = None, robust: RobustMethod | None = None, **kwargs
+    ):
         super().__init__(**kwargs)
         self.network = network
         self.heads = list(network.output.keys())
         self.weighting = weighting or Weighting(ApproachConfig(), self.heads)
+        self.robust = robust or create_robust_method(ApproachConfig(robust="none"), self.heads, {})
         self.answers = [task for task in TASKS if task in self.heads or FOUR in self.heads]
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.head_losses = {head: keras.metrics.Mean(name=f"{head}_loss") for head in self.heads}
@@ -77,16 +85,31 @@ class Trainer(keras.Model):
         return super().fit(*args, callbacks=[*(callbacks or ()), epoch_end], **kwargs)
 
     def train_step(self, data):
-        images, targets, weights = data
+        images, targets, weights, *rest = data
+        groups = rest[0] if rest else None
+        if groups is None and self.robust.needs_groups:
+            raise UserError(
+                f"The group-robust method {type(self.robust).__name__} needs training batches that carry each "
+                "example's group; set options.robust=none or train an approach that builds groups."
+            )
         with tf.GradientTape(persistent=self.weighting.needs_gradients) as tape:
             outputs = self.network(images, training=True)
             # Under a strategy each replica holds part of the batch: a head's loss and whether it has
             # labels are those of the whole global batch, so that any number of replicas trains alike.
+            # That holds exactly for the weighted mean (robust=none); for the group-robust methods,
+            # whose loss is no mean over examples, it is exact on one replica only.
             counts = {head: ops.sum(weights[head]) for head in self.heads}
             global_counts = {head: distribute.global_sum(counts[head]) for head in self.heads}
             losses = {
                 head: distribute.global_mean_estimate(
-                    masked_cross_entropy(targets[head], outputs[head], weights[head]), counts[head], global_counts[head]
+                    self.robust.task_loss(
+                        head,
+                        per_example_cross_entropy(targets[head], outputs[head]),
+                        weights[head],
+                        None if groups is None else groups[head],
+                    ),
+                    counts[head],
+                    global_counts[head],
                 )
                 for head in self.heads
             }

@@ -154,5 +154,5 @@ def test_tensorboard_shows_every_run_with_its_approach_and_accuracy(comparison, 
         if row["run"] in expected:
             got = row["metrics"]["gender_accuracy"]
             assert got == pytest.approx(float(np.float32(expected[row["run"]]["gender_accuracy"])), abs=1e-4)
-    assert set(experiment["hparams"]) == {*SHARED_HPARAMS, "pseudo_labels", "loss_weighting"}
+    assert set(experiment["hparams"]) == {*SHARED_HPARAMS, "robust", "pseudo_labels", "loss_weighting"}
     assert experiment["metrics"] == METRICS

@@ -1,7 +1,7 @@
 """What an approach declares about itself, and the registry of approaches by name.
 
-An approach says which networks it fits, in order (its stages), on which batches and with which
-loss weighting; whether it needs the teachers' pseudo-labels; which hyperparameters it adds to a
+An approach says which networks it fits, in order (its stages), on which batches, with which
+loss weighting and group-robust method; whether it needs the teachers' pseudo-labels; which hyperparameters it adds to a
 search; which option combinations it refuses; and which fields it adds to HParams rows.
 `mtl train`, `mtl compare` and `mtl tune` run every approach through this interface and never
 branch on an approach's name, so a new approach is one module with one registered class.
@@ -14,11 +14,12 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from mtl import training
+from mtl import groups, robust, training
 from mtl.config import ExperimentConfig, merge
 from mtl.data.pipeline import ExperimentData
 from mtl.registry import Registry
 from mtl.searchable import Hyperparameter
+from mtl.tasks import GENDER, TASKS
 
 
 @dataclass
@@ -28,10 +29,11 @@ class Stage:
     name: str  # names its logs (logs/<name>) and training summary (<name>_training.json)
     network: keras.Model
     weighting: keras.layers.Layer | None = None  # None: the plain sum of the head losses
+    robust: keras.layers.Layer | None = None  # None: each head's weighted mean loss (options.robust "none")
     trainer: training.Trainer = field(init=False, repr=False)
 
     def __post_init__(self):
-        self.trainer = training.Trainer(self.network, self.weighting)
+        self.trainer = training.Trainer(self.network, self.weighting, self.robust)
 
 
 class Approach:
@@ -100,6 +102,38 @@ class Approach:
             verbose=1 if sys.stdout.isatty() else 2,
             backup_dir=backup_dir,
         )
+
+
+def sources_per_task(config: ExperimentConfig) -> dict[str, int]:
+    """How many data sources each task trains on (`labels["source"]` indexes them), which sizes the groups.
+
+    Read from the config, because stages are built before the data is loaded.
+    """
+    return {task: len(config.data.gender_train if task == GENDER else config.data.emotion_train) for task in TASKS}
+
+
+def uses_groups(config: ExperimentConfig) -> bool:
+    """Whether the group-robust method `options.robust` names reads groups, so training needs the teachers."""
+    return robust.METHODS.get(config.options.robust).needs_groups
+
+
+def robust_method(config: ExperimentConfig, heads) -> robust.RobustMethod:
+    """The group-robust method `options.robust` names, for heads of the tasks in `heads`."""
+    sources = sources_per_task(config)
+    return robust.create(config.options, heads, {head: groups.num_groups(head, sources) for head in heads})
+
+
+def group_function(config: ExperimentConfig, heads):
+    """`(labels, predictions) -> {head: group ids}` for group-robust training, or None for a method without groups."""
+    if not uses_groups(config):
+        return None
+    sources = sources_per_task(config)
+
+    def head_groups(labels, predictions):
+        ids = groups.group_ids(labels, predictions, sources)
+        return {head: ids[head] for head in heads}
+
+    return head_groups
 
 
 APPROACHES: Registry[Approach] = Registry("approach")

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from mtl import labels
 from mtl.approaches import batches
-from mtl.approaches.base import Approach, Stage, register
+from mtl.approaches.base import Approach, Stage, register, uses_groups
 from mtl.config import ExperimentConfig, merge
 from mtl.data.pipeline import ExperimentData
 from mtl.errors import UserError
@@ -35,6 +35,12 @@ class CrossLabel(Approach):
         if not labels.needs_teachers(config.options):
             choices = ", ".join(labels.teacher_sources())
             raise UserError(f"The crosslabel approach needs pseudo-labels: set pseudo_labels to one of {choices}.")
+        if uses_groups(config):
+            # Its one four-class head has no task whose confounder the groups of mtl.groups name.
+            raise UserError(
+                "The crosslabel approach trains no group-robust method: "
+                f"set options.robust=none, not '{config.options.robust}'."
+            )
 
     def needs_teachers(self, config: ExperimentConfig) -> bool:
         return True

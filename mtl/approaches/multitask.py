@@ -4,7 +4,9 @@ Each batch mixes the two datasets in a set proportion (`data.emotion_proportion`
 smaller emotion set is not drowned. A head's loss covers only the examples that have its
 label (pseudo_labels "none"), or also teacher labels for the rest (any other label source of
 `mtl.labels`, from the same cross-labelling as the crosslabel approach). How the head losses
-combine is a loss weighting (`mtl.weighting`).
+combine is a loss weighting (`mtl.weighting`); how each head's per-example losses become its
+loss, a group-robust method (`options.robust`, `mtl.robust`), which needs the teachers for the
+groups (`mtl.groups`).
 """
 
 from pathlib import Path
@@ -13,12 +15,10 @@ import tensorflow as tf
 
 from mtl import labels, weighting
 from mtl.approaches import batches
-from mtl.approaches.base import Approach, Stage, register
+from mtl.approaches.base import Approach, Stage, group_function, register, robust_method, uses_groups
 from mtl.config import ExperimentConfig
-from mtl.data.pipeline import ExperimentData, mixed_sources
-from mtl.data.sources import SOURCE
+from mtl.data.pipeline import ExperimentData
 from mtl.models.build import build_network
-from mtl.pseudo_labels import read_merged
 from mtl.tasks import CLASSES, EMOTION, GENDER, TASKS
 from mtl.searchable import CONFIDENCE_THRESHOLD, Hyperparameter
 
@@ -30,14 +30,6 @@ def emotion_share(config: ExperimentConfig, sizes: dict[str, int]) -> float:
     if config.data.emotion_proportion is not None:
         return config.data.emotion_proportion
     return sizes[EMOTION] / (sizes[GENDER] + sizes[EMOTION])
-
-
-def cross_labelled_examples(merged_dir: Path, task: str, data: ExperimentData, seed: int) -> tf.data.Dataset:
-    """The endless stream of one task's cross-labelled training images, its sources mixed as the data's are."""
-    train = data.gender_train if task == GENDER else data.emotion_train
-    parts = [read_merged(merged_dir, source=task, source_id=index).cache() for index in range(data.num_sources(task))]
-    sizes = [int((train.labels[SOURCE] == index).sum()) for index in range(len(parts))]
-    return mixed_sources(parts, sizes, data.config.source_mixing, seed)
 
 
 @register
@@ -56,22 +48,26 @@ class MultiTask(Approach):
     }
 
     def needs_teachers(self, config: ExperimentConfig) -> bool:
-        return labels.needs_teachers(config.options)
+        return labels.needs_teachers(config.options) or uses_groups(config)
 
     def hparams(self, config: ExperimentConfig) -> dict:
-        return {"pseudo_labels": config.options.pseudo_labels, "loss_weighting": config.options.loss_weighting}
+        return {
+            "pseudo_labels": config.options.pseudo_labels,
+            "loss_weighting": config.options.loss_weighting,
+            "robust": config.options.robust,
+        }
 
     def stages(self, config: ExperimentConfig) -> list[Stage]:
         heads = {task: len(CLASSES[task]) for task in TASKS}
         network = build_network(config.model, config.data, heads, name="multitask_model")
-        return [Stage(MULTITASK, network, weighting.create(config.options, TASKS))]
+        return [Stage(MULTITASK, network, weighting.create(config.options, TASKS), robust_method(config, TASKS))]
 
     def training_batches(
         self, config: ExperimentConfig, stage: str, data: ExperimentData, merged_dir: Path | None
     ) -> tuple[tf.data.Dataset, int]:
         """Mixed batches of both datasets with two-task targets.
 
-        With pseudo-labels the images come from the cross-labelled shards in `merged_dir`,
+        With pseudo-labels or groups the images come from the cross-labelled shards in `merged_dir`,
         otherwise straight from the datasets.
         """
         sizes = {GENDER: len(data.gender_train), EMOTION: len(data.emotion_train)}
@@ -81,12 +77,13 @@ class MultiTask(Approach):
             emotion = data.training_examples(data.emotion_train, seed + 1)
         else:
             gender, emotion = (
-                cross_labelled_examples(merged_dir, task, data, seed + offset) for offset, task in enumerate(TASKS)
+                batches.cross_labelled_examples(merged_dir, task, data, seed + offset) for offset, task in enumerate(TASKS)
             )
         mixed = batches.mixed_streams(gender, emotion, emotion_share(config, sizes), seed)
         two_task_batches = batches.batches_with_targets(
             mixed,
             config,
             lambda batch_labels, predictions=None: labels.task_targets(batch_labels, predictions, config.options),
+            group_function(config, TASKS),
         )
         return two_task_batches, batches.steps_for(sum(sizes.values()), config)

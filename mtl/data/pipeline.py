@@ -178,6 +178,8 @@ def training_batches(examples: tf.data.Dataset, batch_size: int, augmenter, to_t
     """Batched float images, augmented per batch when `augmenter` is given, with `to_targets(labels, predictions)`.
 
     `examples` yields (image, labels) or (image, labels, predictions), already shuffled and repeated.
+    A batch is the images followed by what `to_targets` returns: (targets, weights), or
+    (targets, weights, groups) for group-robust training.
     Batch k is augmented with the seed (augmenter.seed, k), so a run's augmentation is reproducible
     whatever order the parallel map finishes in.
     """
@@ -187,8 +189,7 @@ def training_batches(examples: tf.data.Dataset, batch_size: int, augmenter, to_t
         images = tf.cast(images, tf.float32)
         if augmenter is not None:
             images = augmenter(images, batch_index=index)
-        targets, weights = to_targets(labels, predictions[0] if predictions else None)
-        return images, targets, weights
+        return (images, *to_targets(labels, predictions[0] if predictions else None))
 
     # Whole batches keep the ops vectorised: augmenting per example costs about twice the CPU
     # (experiments/benchmarks/pipeline.py).
