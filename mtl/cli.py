@@ -1,4 +1,4 @@
-"""The `mtl` command: train, evaluate, predict, compare, tune, prepare.
+"""The `mtl` command: train, evaluate, predict, compare, tune, prepare, export.
 
 User mistakes end in one sentence on stderr and exit status 2, never a traceback.
 """
@@ -11,10 +11,17 @@ import time
 import warnings
 from pathlib import Path
 
+from mtl import __version__
 from mtl.errors import UserError
+from mtl.quiet import start_tensorflow
 from mtl.tuning.options import DEFAULT_MAX_TRIALS, OBJECTIVES, TUNERS
 
 EXIT_USER_ERROR = 2
+DESCRIPTION = (
+    "mtl recognises the gender (female/male) and the emotion (happy/sad) of every face in a photo, "
+    "with a bundled model or one you train: separately, cross-labelled or multi-task. "
+    "Start with: mtl predict PHOTO"
+)
 BUNDLED_METRICS_FILE = "bundled_model_metrics.json"  # in the current folder: `mtl evaluate` without a run
 
 # Approaches are plug-ins registered where TensorFlow is imported, so the parser takes any name
@@ -220,8 +227,9 @@ def _add_tune_options(parser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mtl", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="mtl", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"mtl {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train one approach, then evaluate it")
     train.add_argument("approach", help=APPROACH_HELP)
@@ -298,6 +306,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        start_tensorflow()  # every command needs it; started here, its start-up noise is left out
         args.handler(args)
     except UserError as error:
         print(f"mtl: error: {error}", file=sys.stderr)

@@ -338,11 +338,19 @@ def without_native_tensorflow_logs(err: str) -> str:
     return "\n".join(line for line in err.splitlines() if not native.match(line))
 
 
-def test_help_lists_the_commands():
+def test_help_says_what_mtl_is_and_lists_every_command():
     code, out, _ = run_cli("--help")
     assert code == 0
-    for command in ("train", "evaluate", "predict", "compare"):
-        assert command in out
+    assert "gender (female/male) and the emotion (happy/sad) of every face" in " ".join(out.split())
+    for command in ("train", "evaluate", "predict", "export", "prepare", "compare", "notebook", "tune"):
+        assert re.search(rf"^    {command} ", out, re.MULTILINE), command
+
+
+def test_version_prints_the_package_version():
+    import mtl
+
+    code, out, _ = run_cli("--version")
+    assert code == 0 and out.strip() == f"mtl {mtl.__version__}"
 
 
 def test_the_parser_loads_no_tensorflow():
