@@ -99,7 +99,8 @@ def test_folders_are_read_recursively_and_a_photo_without_a_face_does_not_fail_t
     assert code == 0, err
     assert f"{root / 'nested' / 'noise.jpg'}: no face found" in out.splitlines()
     assert sum(1 for line in out.splitlines() if FACE_LINE.match(line)) == 4
-    assert err == ""  # no progress lines when stderr is not a terminal
+    # Only which model answered: no progress lines when stderr is not a terminal.
+    assert err.splitlines() == [f"Answering with the run {run_dir}: no test accuracy recorded."]
 
 
 def test_folders_show_progress_on_a_terminal(run_dir, album):
@@ -109,6 +110,7 @@ def test_folders_show_progress_on_a_terminal(run_dir, album):
 
     out, err = io.StringIO(), Terminal()
     predict.predict_command([str(run_dir), str(album[0])], out=out, err=err)
+    assert err.getvalue().startswith(f"Answering with the run {run_dir}")
     assert err.getvalue().endswith("predicting: 3/3 images\n")
 
 
@@ -198,7 +200,8 @@ def test_bad_inputs_among_good_ones_are_reported_and_skipped(run_dir, album, tmp
 
     assert code == 0, err
     assert len(out.splitlines()) == 2
-    skipped = err.strip().splitlines()
+    answered_by, *skipped = sorted(err.strip().splitlines())
+    assert answered_by.startswith("Answering with the run")
     assert len(skipped) == 2 and all(line.startswith("mtl: skipped: ") for line in skipped)
     assert str(corrupt) in err and str(tmp_path / "gone.jpg") in err
 
@@ -230,3 +233,63 @@ def test_a_broken_or_foreign_model_file_is_one_sentence(tmp_path, album):
 def test_a_missing_run_directory_before_images_is_named(tmp_path, album):
     code, out, err = run_cli("predict", tmp_path / "no_run", album[0] / "two_faces.png")
     assert_one_sentence(code, out, err, tmp_path / "no_run", "does not exist")
+
+
+# ---------------------------------------------------------------- which model answers
+
+
+def fake_comparison(root: Path, run_dir: Path) -> Path:
+    """A comparison root as `mtl compare` leaves it: VARIANT/seed-K run directories with their figures."""
+    for variant in ("separate", "multitask_masked"):
+        run = root / variant / "seed-0"
+        (run / "evaluation").mkdir(parents=True)
+        (run / "model.keras").write_bytes((run_dir / "model.keras").read_bytes())
+        (run / "config.json").write_text("{}")
+        compose_photo(run / "evaluation" / "confusion_gender_test_gender.png")  # an image: never to be read as a photo
+    (root / "results.md").write_text("| variant |\n")
+    return root
+
+
+def test_a_comparison_root_given_first_is_refused_naming_its_runs(run_dir, album, tmp_path):
+    root = fake_comparison(tmp_path / "quickstart", run_dir)
+    assert_one_sentence(*run_cli("predict", root, album[0] / "two_faces.png"),
+                        root, "holds runs", "multitask_masked/seed-0", "separate/seed-0")
+
+
+def test_a_comparison_root_alone_is_refused_even_with_a_bundled_model(run_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(predict, "bundled_model_path", lambda: run_dir / "model.keras")
+    root = fake_comparison(tmp_path / "quickstart", run_dir)
+    assert_one_sentence(*run_cli("predict", root), root, "holds runs")
+
+
+def test_a_run_directory_among_the_images_is_refused_not_read_as_photos(run_dir, album):
+    assert_one_sentence(*run_cli("predict", run_dir, album[0] / "two_faces.png", run_dir), run_dir,
+                        "is a run directory, not a folder of images")
+
+
+def test_stderr_and_every_json_line_say_which_run_answered_with_its_accuracies(run_dir, album, tmp_path):
+    evaluated = tmp_path / "evaluated"
+    evaluated.mkdir()
+    (evaluated / "model.keras").write_bytes((run_dir / "model.keras").read_bytes())
+    (evaluated / "config.json").write_text(json.dumps({"approach": "multitask", "model": {"backbone": "lenet"}}))
+    (evaluated / "metrics.json").write_text(json.dumps({"headline": {"gender_accuracy": 0.8123, "emotion_accuracy": 0.7}}))
+    code, out, err = run_cli("predict", evaluated, album[0] / "two_faces.png", "--json")
+
+    assert code == 0, err
+    assert err.splitlines() == [
+        f"Answering with the run {evaluated}: multitask, lenet; test accuracy gender 81.2%, emotion 70.0%."]
+    assert [json.loads(line)["model"] for line in out.splitlines()] == [str(evaluated)] * 2
+
+
+def test_the_bundled_model_says_so_and_json_lines_name_it(run_dir, album, monkeypatch):
+    monkeypatch.setattr(predict, "bundled_model_path", lambda: run_dir / "model.keras")
+    code, out, err = run_cli("predict", album[0] / "two_faces.png", "--json")
+    assert code == 0, err
+    assert err.startswith(f"Answering with the bundled model ({run_dir})")
+    assert {json.loads(line)["model"] for line in out.splitlines()} == {"bundled"}
+
+
+def test_the_shipped_bundled_model_is_announced_with_its_test_accuracies():
+    shipped = Path(predict.__file__).parent / "pretrained"
+    assert predict.which_model(shipped, bundled=True) == (
+        f"Answering with the bundled model ({shipped}): multitask, resnet; test accuracy gender 96.2%, emotion 87.7%.")
