@@ -387,6 +387,11 @@ def layout_labels(boxes: list[tuple], sizes: list[tuple], width: int, height: in
     return placed
 
 
+def face_label(face: Face) -> str:
+    """What an annotated copy writes by a face: gender and emotion, each with its probability."""
+    return f"{face.gender.label} {face.gender.probability:.2f}, {face.emotion.label} {face.emotion.probability:.2f}"
+
+
 def annotate(result: ImageResult) -> Image.Image:
     """The photo with each face's box, and its gender and emotion with their probabilities, drawn on it."""
     picture = Image.fromarray(result.photo)
@@ -403,8 +408,7 @@ def annotate(result: ImageResult) -> Image.Image:
         box = face.box
         boxes.append((0, 0, picture.width - 1, picture.height - 1) if box is None else
                      (box.x * scale, box.y * scale, (box.x + box.w) * scale, (box.y + box.h) * scale))
-        labels.append(f"{face.gender.label} {face.gender.probability:.2f}, "
-                      f"{face.emotion.label} {face.emotion.probability:.2f}")
+        labels.append(face_label(face))
         left, top, right, bottom = draw.textbbox((0, 0), labels[-1], font=font)
         sizes.append((right + 2 * line, bottom + 2 * line))
     for box in boxes:

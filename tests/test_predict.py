@@ -1,6 +1,7 @@
 """`mtl predict` on photographs, folders and face crops: every face found, one line (or JSON object) each,
 annotated copies, and one sentence for every input that cannot be used."""
 
+import dataclasses
 import io
 import json
 import os
@@ -122,6 +123,7 @@ def test_annotated_copies_keep_the_folder_layout_and_show_the_boxes(run_dir, alb
     written = sorted(p.relative_to(tmp_path / "drawn") for p in (tmp_path / "drawn").rglob("*") if p.is_file())
     assert [str(p) for p in written] == [f"{root.name}/nested/again.jpg", f"{root.name}/nested/noise.jpg",
                                          f"{root.name}/two_faces.png"]
+    assert err.splitlines()[-1] == f"Annotated 3 images into {tmp_path / 'drawn'}"
     with Image.open(tmp_path / "drawn" / root.name / "two_faces.png") as drawn:
         pixels = np.asarray(drawn.convert("RGB"))
     x, y, w, h = places[0]
@@ -293,3 +295,60 @@ def test_the_shipped_bundled_model_is_announced_with_its_test_accuracies():
     shipped = Path(predict.__file__).parent / "pretrained"
     assert predict.which_model(shipped, bundled=True) == (
         f"Answering with the bundled model ({shipped}): multitask, resnet; test accuracy gender 96.2%, emotion 87.7%.")
+
+
+# ---------------------------------------------------------------- annotated copies: where and what
+
+
+def test_inputs_of_the_same_name_from_different_folders_get_distinct_copies(run_dir, album, tmp_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "photo.png").write_bytes((album[0] / "two_faces.png").read_bytes())
+    code, _, err = run_cli("predict", run_dir, tmp_path / "a" / "photo.png", tmp_path / "b" / "photo.png",
+                           "--annotate", tmp_path / "drawn")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "drawn").iterdir()) == ["photo-2.png", "photo.png"]
+
+
+def test_annotating_over_an_input_is_refused_before_any_work(run_dir, album, tmp_path):
+    photo = tmp_path / "two_faces.png"
+    photo.write_bytes((album[0] / "two_faces.png").read_bytes())
+    before = photo.read_bytes()
+    assert_one_sentence(*run_cli("predict", run_dir, photo, "--annotate", tmp_path), "would write over the input", photo)
+    assert photo.read_bytes() == before
+
+
+def test_a_symbolic_link_where_a_copy_would_go_is_refused_and_not_followed(run_dir, album, tmp_path):
+    elsewhere = tmp_path / "elsewhere.png"
+    elsewhere.write_bytes(b"keep me")
+    (tmp_path / "drawn").mkdir()
+    (tmp_path / "drawn" / "two_faces.png").symlink_to(elsewhere)
+    assert_one_sentence(*run_cli("predict", run_dir, album[0] / "two_faces.png", "--annotate", tmp_path / "drawn"),
+                        "symbolic link", tmp_path / "drawn" / "two_faces.png")
+    assert elsewhere.read_bytes() == b"keep me"
+
+
+def test_labels_of_faces_side_by_side_do_not_overlap_and_stay_in_the_photo():
+    boxes = [(x, 100, x + 60, 180) for x in range(10, 400, 65)]  # a row of faces, narrower than their labels
+    places = predict.layout_labels(boxes, [(150, 20)] * len(boxes), 480, 320)
+    for index, (left, top, right, bottom) in enumerate(places):
+        assert 0 <= left and 0 <= top and right <= 480 and bottom <= 320
+        for other in places[index + 1:]:
+            assert right <= other[0] or other[2] <= left or bottom <= other[1] or other[3] <= top
+
+
+def test_labels_show_gender_and_emotion_and_grow_with_the_photo():
+    def answer(label, probability):
+        return predict.Answer(label, probability, {})
+
+    face = predict.Face(None, answer("female", 0.97), answer("happy", 0.88), answer("happy_female", 0.85))
+    assert predict.face_label(face) == "female 0.97, happy 0.88"
+
+    def label_pixels(side):
+        box = predict.faces.Box(side * 0.3, side * 0.4, side * 0.3, side * 0.3, 0.9)
+        result = predict.ImageResult("photo", [dataclasses.replace(face, box=box)],
+                                     photo=np.zeros((side, side, 3), np.uint8))
+        pixels = np.asarray(predict.annotate(result))
+        return int((pixels == (0, 255, 0)).all(axis=-1).sum())
+
+    assert label_pixels(1200) > 8 * label_pixels(300)  # 16 times the area: the label and box grow with it
