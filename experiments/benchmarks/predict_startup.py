@@ -4,7 +4,9 @@ Each round starts a new Python process that times, in order: importing the comma
 starting TensorFlow (import and device listing, `mtl.quiet.start_tensorflow`), importing the
 predictor (Keras and mtl's modules), loading the bundled model, making the face detector, the
 first prediction of the photo and a second one. The parent also times the whole command
-(`python -m mtl.cli predict PHOTO`) and lists the slowest imports of `python -X importtime`.
+(`python -m mtl.cli predict PHOTO`), lists the slowest imports of `python -X importtime`, and
+compares the model called eagerly (what predict does) with `predict_on_batch`, which traces a graph
+for every new number of faces.
 Medians over the rounds; writes JSON and Markdown under experiments/results/benchmarks/:
 
     python experiments/benchmarks/predict_startup.py --rounds 3
@@ -70,6 +72,29 @@ def slowest_imports(count: int = 8) -> list:
     return [(name, round(seconds, 2)) for name, seconds in sorted(rows, key=lambda row: -row[1])[:count]]
 
 
+MODEL_CALLS = """
+import json, time, numpy as np
+from mtl.quiet import start_tensorflow; start_tensorflow()
+from mtl.models.build import load_inference_model
+from mtl.predict import bundled_model_path
+seconds = {}
+for way in ("eager", "predict_on_batch"):
+    model = load_inference_model(bundled_model_path())
+    call = (lambda x: model(x, training=False)) if way == "eager" else model.predict_on_batch
+    for faces in (2, 3):
+        start = time.perf_counter()
+        call(np.zeros((faces, 64, 64, 3), np.float32))
+        seconds[f"{way}, first call with {faces} faces"] = round(time.perf_counter() - start, 3)
+print(json.dumps(seconds))
+"""
+
+
+def model_calls() -> dict:
+    result = subprocess.run([sys.executable, "-c", MODEL_CALLS], cwd=REPOSITORY, env=environment(),
+                            capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def markdown(result: dict) -> str:
     lines = ["# Where `mtl predict PHOTO` spends its time", "", *machine_lines(result), "",
              f"Whole command, median of {result['rounds']}: {result['whole_command_seconds']['median']:.2f} s "
@@ -79,6 +104,8 @@ def markdown(result: dict) -> str:
     lines += ["", "Slowest top-level imports (`-X importtime`, cumulative):", "",
               "| package | seconds |", "| --- | --- |"]
     lines += [f"| {name} | {seconds:.2f} |" for name, seconds in result["slowest_imports"]]
+    lines += ["", "The model's first calls (bundled model, fresh process):", "", "| call | seconds |", "| --- | --- |"]
+    lines += [f"| {name} | {seconds:.3f} |" for name, seconds in result["model_calls"].items()]
     return "\n".join(lines) + "\n"
 
 
@@ -93,6 +120,7 @@ def main() -> None:
     times = [whole_command() for _ in range(args.rounds)]
     result["whole_command_seconds"] = {"median": round(statistics.median(times), 2), "min": round(min(times), 2)}
     result["slowest_imports"] = slowest_imports()
+    result["model_calls"] = model_calls()
     finished(result, Path(args.out), markdown)
 
 
