@@ -7,5 +7,5 @@ cd "$(dirname "$0")/.."
 name="pretrained-$(date +%Y%m%d-%H%M%S)"
 mtl train multitask --config experiments/configs/pretrained.json --data-dir ../shared/data --name "$name"
 mkdir -p mtl/pretrained experiments/results/pretrained
-cp "runs/$name/model.keras" "runs/$name/config.json" mtl/pretrained/
+cp "runs/$name/model.keras" "runs/$name/config.json" "runs/$name/metrics.json" mtl/pretrained/
 cp "runs/$name/config.json" "runs/$name/metrics.json" "runs/$name/multitask_training.json" experiments/results/pretrained/

@@ -1,10 +1,11 @@
-"""The `mtl` command: train, evaluate, predict, compare, tune, prepare.
+"""The `mtl` command: train, evaluate, predict, compare, tune, prepare, export.
 
 User mistakes end in one sentence on stderr and exit status 2, never a traceback. Every subcommand
 takes `--plugin MODULE` (and reads `MTL_PLUGINS`), imported before any config is checked.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -13,11 +14,19 @@ import warnings
 from pathlib import Path
 
 from mtl import plugins
+from mtl import __version__
 from mtl.errors import UserError
+from mtl.quiet import start_tensorflow
 from mtl.tuning.options import DEFAULT_MAX_TRIALS, OBJECTIVES, TUNERS
 
 EXIT_USER_ERROR = 2
+DESCRIPTION = (
+    "mtl recognises the gender (female/male) and the emotion (happy/sad) of every face in a photo, "
+    "with a bundled model or one you train: separately, cross-labelled or multi-task. "
+    "Start with: mtl predict PHOTO"
+)
 BUNDLED_METRICS_FILE = "bundled_model_metrics.json"  # in the current folder: `mtl evaluate` without a run
+TRAINING_RESULTS = ("training_seconds",)  # in metrics.json, made by training, not by evaluation
 
 # Approaches are plug-ins registered where TensorFlow is imported, so the parser takes any name
 # and the config refuses an unknown one: `mtl --help` never loads TensorFlow.
@@ -82,10 +91,22 @@ def cmd_train(args) -> None:
             _print_headline(metrics)
 
 
+def _training_results(metrics_file: Path) -> dict:
+    """What `mtl train` wrote into a metrics file that evaluation does not make, for `evaluate --overwrite` to keep."""
+    from mtl.config import read_json
+
+    written = read_json(metrics_file, "Metrics file") if metrics_file.is_file() else {}
+    headline = written.get("headline") or {}
+    return {
+        "metrics": {key: written[key] for key in TRAINING_RESULTS if key in written},
+        "headline": {key: value for key, value in headline.items() if key.startswith("validation_")},
+    }
+
+
 def cmd_evaluate(args) -> None:
     from mtl.config import load_config, merge
     from mtl.evaluate import evaluate_run, write_metrics
-    from mtl.runs import CONFIG_FILE, METRICS_FILE, evaluation_dir, replaced_folder, require_run
+    from mtl.runs import CONFIG_FILE, METRICS_FILE, evaluation_dir, replaced_folder, require_run, run_lock
 
     if args.run_dir:
         run_dir = require_run(Path(args.run_dir))
@@ -98,12 +119,20 @@ def cmd_evaluate(args) -> None:
         run_dir = require_run(bundled_model_path().parent)
         output = Path(args.output or BUNDLED_METRICS_FILE)
         config = merge(load_config(run_dir / CONFIG_FILE), {"data": {"data_dir": None}})
+    if output.is_dir():
+        raise UserError(f"--output '{output}' is a folder; expected the metrics file (JSON) to write.")
     if output.exists() and not args.overwrite:
         raise UserError(f"'{output}' already exists; pass --output for another file or --overwrite to replace it.")
     config = merge(config, _overrides(args))
-    with replaced_folder(evaluation_dir(output)) as artifacts_dir:  # no figure of an earlier evaluation survives
-        metrics = evaluate_run(run_dir, config.data, artifacts_dir=artifacts_dir, detect=args.detect)
-        write_metrics(metrics, output)
+    # Writing into a run (its metrics.json) waits for no one: a run that another process holds is refused.
+    writes_run = args.run_dir and output.resolve().parent == run_dir.resolve()
+    with run_lock(run_dir) if writes_run else contextlib.nullcontext():
+        training = _training_results(output)  # read before anything is replaced
+        with replaced_folder(evaluation_dir(output)) as artifacts_dir:  # no figure of an earlier evaluation survives
+            metrics = evaluate_run(run_dir, config.data, artifacts_dir=artifacts_dir, detect=args.detect)
+            metrics.update(training["metrics"])
+            metrics["headline"].update(training["headline"])
+            write_metrics(metrics, output)
     print(f"Metrics written to {output}")
     _print_headline(metrics)
 
@@ -225,8 +254,9 @@ def _add_tune_options(parser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mtl", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="mtl", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"mtl {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train one approach, then evaluate it")
     train.add_argument("approach", help=APPROACH_HELP)
@@ -309,6 +339,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        start_tensorflow()  # every command needs it; started here, its start-up noise is left out
         plugins.load(plugins.requested(args.plugin))
         args.handler(args)
     except UserError as error:

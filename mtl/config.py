@@ -296,8 +296,16 @@ def read_json(path: str | Path, what: str = "Config file") -> Any:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{what} '{path}' does not exist.")
+    def refuse_duplicates(pairs):
+        # json would keep the last of two equal keys: the first setting would be silently ignored.
+        keys = [key for key, _ in pairs]
+        duplicate = next((key for key in keys if keys.count(key) > 1), None)
+        if duplicate is not None:
+            raise UserError(f"{what} '{path}' sets '{duplicate}' twice in one object; keep one of them.")
+        return dict(pairs)
+
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(), object_pairs_hook=refuse_duplicates)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise UserError(f"{what} '{path}' is not valid JSON ({error}).") from None
 

@@ -19,7 +19,8 @@ from mtl.models import backbones
 from mtl.models.build import inference_model
 from mtl.provenance import provenance
 from mtl.runs import (
-    CONFIG_FILE, METRICS_FILE, MODEL_FILE, atomic_path, create_run, evaluation_dir, replaced_folder, write_json,
+    CONFIG_FILE, METRICS_FILE, MODEL_FILE, atomic_path, create_run, evaluation_dir, replaced_folder, run_lock,
+    write_json,
 )
 
 TEACHERS_DIR = "teachers"  # inside a run or search directory, when no options.teachers is given
@@ -147,19 +148,20 @@ def train_and_evaluate(config: ExperimentConfig, run_dir: Path, evaluate: bool =
     data = ExperimentData.load(config.data, config.train.seed)  # validates the data before a run is made
     if evaluate:
         test_sets(config.data)  # and the test sets, so a missing one is not found only after training
-    run_dir = open_run(run_dir, config)
-    plugins.record(run_dir)
-    seed_everything(config.train)
-    start = time.perf_counter()
-    train_approach(approach, config, run_dir, data)
-    training_seconds = time.perf_counter() - start
-    if not evaluate:
-        return {"run": run_dir.name, "training_seconds": training_seconds}
-    # A resumed run may find figures of an evaluation that was interrupted: they are replaced whole.
-    with replaced_folder(evaluation_dir(run_dir / METRICS_FILE)) as artifacts_dir:
-        metrics = evaluate_run(run_dir, artifacts_dir=artifacts_dir)
-    metrics["training_seconds"] = round(training_seconds, 1)
-    metrics["headline"].update(validation_accuracy(run_dir))
-    metrics["provenance"] = made_by
-    write_metrics(metrics, run_dir / METRICS_FILE)
-    return metrics
+    with run_lock(run_dir):  # the first write: from here on no other process writes this run
+        run_dir = open_run(run_dir, config)
+        plugins.record(run_dir)
+        seed_everything(config.train)
+        start = time.perf_counter()
+        train_approach(approach, config, run_dir, data)
+        training_seconds = time.perf_counter() - start
+        if not evaluate:
+            return {"run": run_dir.name, "training_seconds": training_seconds}
+        # A resumed run may find figures of an evaluation that was interrupted: they are replaced whole.
+        with replaced_folder(evaluation_dir(run_dir / METRICS_FILE)) as artifacts_dir:
+            metrics = evaluate_run(run_dir, artifacts_dir=artifacts_dir)
+        metrics["training_seconds"] = round(training_seconds, 1)
+        metrics["headline"].update(validation_accuracy(run_dir))
+        metrics["provenance"] = made_by
+        write_metrics(metrics, run_dir / METRICS_FILE)
+        return metrics

@@ -5,6 +5,7 @@ resizes them inside exactly as mtl's pipeline does (`mtl.data.images.resize`: an
 rounded, clipped) and returns the probabilities of `gender`, `emotion` and `four`.
 """
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -76,6 +77,11 @@ def export_command(run_dir: str | None, format: str, output: Path) -> None:
         raise UserError(f"Unknown export format '{format}'; expected one of: {', '.join(FORMATS)}.")
     if output.exists():
         raise UserError(f"'{output}' already exists; choose another --output.")
+    if output.is_symlink():  # a dangling link: writing would create whatever it points at
+        raise UserError(f"--output '{output}' is a symbolic link to '{os.readlink(output)}'; choose a new path.")
+    existing = next(folder for folder in output.absolute().parents if folder.exists())
+    if not existing.is_dir():
+        raise UserError(f"--output '{output}' cannot be written: '{existing}' is a file, not a folder.")
     if run_dir is not None:
         model_file = require_run(Path(run_dir)) / MODEL_FILE
     elif bundled_model_path().is_file():

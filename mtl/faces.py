@@ -62,7 +62,7 @@ def yuface_detector(min_score: float = 0.5):
     def detect(image):
         # The compiled function takes BGR; its rows are score (0-100), x, y, w, h, landmarks as int16.
         rows = compiled.detect(np.ascontiguousarray(image[..., ::-1]))
-        return [Box(float(x), float(y), float(w), float(h), score / 100) for score, x, y, w, h in rows[:, :5]
+        return [Box(float(x), float(y), float(w), float(h), float(score) / 100) for score, x, y, w, h in rows[:, :5]
                 if score / 100 >= min_score]
 
     return detect

@@ -1,31 +1,39 @@
-"""`mtl predict`: every face in photographs (or face crops), classified for gender, emotion and four classes.
+"""Prediction: every face in photographs (or face crops), classified for gender, emotion and four classes.
 
-Inputs are image files and folders (read recursively). In each photograph the default face
-detector finds the faces, each is framed by the crop rule of `mtl.faces`, and the crops of a
-few images at a time are classified in one batch. An input that cannot be read is reported and
-skipped; only when nothing at all could be read is it a UserError.
+`mtl.load(run_dir=None)` returns a `Predictor` holding the bundled model or a run's; its
+`predict(images)` takes image paths, folders, PIL images or uint8 numpy arrays and returns plain
+`ImageResult`s (faces with a box and three `Answer`s). `mtl predict` (`predict_command`) is that
+same predictor with printing, annotated copies and one sentence for every input that cannot be used.
+
+In each photograph the face detector finds the faces, each is framed by the crop rule of
+`mtl.faces`, and the crops of a few images at a time are classified in one batch. An image that
+cannot be read is reported and skipped; only when nothing at all could be read is it a UserError.
 """
 
 import json
+import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+import tensorflow as tf
+from PIL import Image, ImageDraw, ImageFont
 
-from mtl.models.build import load_inference_model
 from mtl import faces, plugins
-from mtl.data.images import looks_like_image, read_image
+from mtl.data.images import looks_like_image, read_image, resize
 from mtl.data.sources import IMAGE_SUFFIXES
 from mtl.errors import UserError
-from mtl.runs import CONFIG_FILE, MODEL_FILE, require_run
+from mtl.models.build import load_inference_model
+from mtl.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE, atomic_path, require_run
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
 
 ANSWERS = (GENDER, EMOTION, FOUR)
 IMAGES_PER_BATCH = 32
 ANNOTATION_MIN_SIDE = 256  # small photos are drawn larger, so the labels stay legible
+BUNDLED = "bundled"  # the "model" of every JSON line answered by the bundled model
+RUNS_LISTED = 5  # a refused comparison root names this many of its runs
 
 
 def bundled_model_path() -> Path:
@@ -33,59 +41,49 @@ def bundled_model_path() -> Path:
     return Path(str(resources.files("mtl") / "pretrained" / MODEL_FILE))
 
 
-def split_model_and_inputs(paths: list[str]) -> tuple[Path, list[Path]]:
-    """(model file, inputs): the first path is a run directory when it looks like one, else the bundled model is used."""
-    first, rest = Path(paths[0]), [Path(p) for p in paths[1:]]
-    looks_like_run = (first / MODEL_FILE).is_file() or (first / CONFIG_FILE).is_file()
-    # A missing or image-less folder followed by more paths was meant as a run directory: say what is wrong with it.
-    meant_as_run = rest and first.suffix.lower() not in IMAGE_SUFFIXES and (
-        not first.exists() or (first.is_dir() and not _images_in(first)))
-    if looks_like_run or meant_as_run:
-        return require_run(first) / MODEL_FILE, rest
-    if bundled_model_path().is_file():
-        return bundled_model_path(), [first, *rest]
-    raise UserError(f"'{first}' is not a run directory and this installation has no bundled model, "
-                    "so give a run directory (made by 'mtl train') before the images.")
+# ---------------------------------------------------------------- what a prediction is
 
 
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
-                  and p.suffix.lower() in IMAGE_SUFFIXES and looks_like_image(p))
+@dataclass(frozen=True)
+class Answer:
+    """One task's answer for one face: the likeliest class, its probability and every class's."""
+
+    label: str
+    probability: float
+    probabilities: dict
 
 
-@dataclass
-class Item:
-    """One input image, with where it came from (for names of annotated copies)."""
+@dataclass(frozen=True)
+class Face:
+    """One face: where it is (None: the whole image was taken as the face) and the three answers."""
 
-    path: Path
-    relative: Path
+    box: faces.Box | None
+    gender: Answer
+    emotion: Answer
+    four: Answer
 
-
-def expand_inputs(paths: list[Path]) -> tuple[list[Item], list[str], bool]:
-    """(images to read, one sentence per input that is unusable, whether any input was a folder)."""
-    items, problems, any_folder = [], [], False
-    for path in paths:
-        if path.is_dir():
-            any_folder = True
-            found = _images_in(path)
-            if not found:
-                problems.append(f"Folder '{path}' holds no images (JPEG, PNG, GIF, BMP or WebP).")
-            items += [Item(image, Path(path.resolve().name) / image.relative_to(path)) for image in found]
-        elif path.exists():
-            items.append(Item(path, Path(path.name)))
-        else:
-            problems.append(f"Image '{path}' does not exist.")
-    return items, problems, any_folder
+    def answer(self, task: str) -> Answer:
+        return getattr(self, task)
 
 
 @dataclass
 class ImageResult:
-    """The faces of one image: a box (None: the whole image is the face) and the answers for each."""
+    """The faces of one image; `error` is the sentence saying why an image could not be read (then no faces)."""
 
-    item: Item
-    boxes: list = field(default_factory=list)
-    answers: list = field(default_factory=list)
-    photo: np.ndarray | None = None
+    source: str  # the path as given, or "image N" for an image passed in memory
+    faces: list = field(default_factory=list)
+    error: str | None = None
+    photo: np.ndarray | None = field(default=None, repr=False, compare=False)  # kept only for annotating
+
+
+@dataclass(frozen=True)
+class Item:
+    """One input image: a file, or pixels in memory; `relative` names its annotated copy."""
+
+    source: str
+    path: Path | None = None
+    pixels: object = None  # a PIL image or a numpy array
+    relative: Path | None = None
 
 
 def _answers(outputs: dict, index: int) -> dict:
@@ -93,130 +91,382 @@ def _answers(outputs: dict, index: int) -> dict:
     for task in ANSWERS:
         probabilities = np.asarray(outputs[task][index])
         best = int(probabilities.argmax())
-        answers[task] = {
-            "label": CLASSES[task][best],
-            "probability": float(probabilities[best]),
-            "probabilities": {name: float(p) for name, p in zip(CLASSES[task], probabilities)},
-        }
+        answers[task] = Answer(CLASSES[task][best], float(probabilities[best]),
+                               {name: float(p) for name, p in zip(CLASSES[task], probabilities)})
     return answers
 
 
-def predict_images(model, items: list[Item], detector: str | None, keep_photos: bool = False,
-                   on_problem=lambda message: None, on_progress=lambda done: None):
-    """Yield an ImageResult per readable image; `detector=None` takes every image as one face crop."""
-    size = model.input_shape[1]
-    detect = faces.detector(detector) if detector else None
-    for start in range(0, len(items), IMAGES_PER_BATCH):
-        results, crops = [], []
-        for done, item in enumerate(items[start:start + IMAGES_PER_BATCH], start=start + 1):
-            on_progress(done)
-            try:
-                photo = faces.read_photo(item.path) if detect or keep_photos else None
-                if detect:
-                    boxes = detect(photo)
-                    crops += [faces.crop_face(photo, box, size) for box in boxes]
-                else:
-                    boxes = [None]
-                    crops.append(read_image(item.path, size))  # exactly as the training crops were read
-            except UserError as error:
-                on_problem(str(error))
-                continue
-            results.append(ImageResult(item, boxes, photo=photo if keep_photos else None))
-        if crops:
-            outputs = model.predict_on_batch(np.stack(crops).astype(np.float32))
+# ---------------------------------------------------------------- runs, comparison roots and image folders
+
+
+def is_run(folder: Path) -> bool:
+    return (folder / MODEL_FILE).is_file() or (folder / CONFIG_FILE).is_file()
+
+
+def runs_below(folder: Path) -> list[Path]:
+    """The outermost run directories inside `folder` (a comparison or search root holds them as VARIANT/seed-K)."""
+    found = sorted({marker.parent for name in (MODEL_FILE, CONFIG_FILE) for marker in folder.rglob(name)})
+    return [run for run in found if not any(other in run.parents for other in found)]
+
+
+def refuse_run_folders(folder: Path, as_images: bool) -> None:
+    """A UserError when `folder` is a run or holds runs, so that no run's figures are ever read as photos."""
+    if as_images and is_run(folder):
+        raise UserError(f"'{folder}' is a run directory, not a folder of images; "
+                        "give a run only as the first path, before the images.")
+    runs = runs_below(folder)
+    if runs:
+        names = ", ".join(str(run.relative_to(folder)) for run in runs[:RUNS_LISTED])
+        more = f" and {len(runs) - RUNS_LISTED} more" if len(runs) > RUNS_LISTED else ""
+        raise UserError(f"'{folder}' holds runs ({names}{more}), not one model; "
+                        f"give one of them, e.g. '{runs[0]}', as the model before the images.")
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
+                  and p.suffix.lower() in IMAGE_SUFFIXES and looks_like_image(p))
+
+
+def split_model_and_inputs(paths: list[str]) -> tuple[Path | None, list[Path]]:
+    """(run directory, or None for the bundled model; inputs): the first path is the model when it is a run."""
+    first, rest = Path(paths[0]), [Path(p) for p in paths[1:]]
+    if first.is_dir():
+        if is_run(first):
+            return require_run(first), rest
+        refuse_run_folders(first, as_images=False)
+    # A missing or image-less folder followed by more paths was meant as a run directory: say what is wrong with it.
+    meant_as_run = rest and first.suffix.lower() not in IMAGE_SUFFIXES and (
+        not first.exists() or (first.is_dir() and not _images_in(first)))
+    if meant_as_run:
+        return require_run(first), rest
+    if bundled_model_path().is_file():
+        return None, [first, *rest]
+    raise UserError(f"'{first}' is not a run directory and this installation has no bundled model, "
+                    "so give a run directory (made by 'mtl train') before the images.")
+
+
+def expand_inputs(paths: list[Path]) -> tuple[list[Item], list[str], bool]:
+    """(images to read, one sentence per input that is unusable, whether any input was a folder)."""
+    items, problems, any_folder = [], [], False
+    for path in paths:
+        if path.is_dir():
+            refuse_run_folders(path, as_images=True)
+            any_folder = True
+            found = _images_in(path)
+            if not found:
+                problems.append(f"Folder '{path}' holds no images (JPEG, PNG, GIF, BMP or WebP).")
+            items += [Item(str(image), path=image, relative=Path(path.resolve().name) / image.relative_to(path))
+                      for image in found]
+        elif path.exists():
+            items.append(Item(str(path), path=path, relative=Path(path.name)))
+        else:
+            problems.append(f"Image '{path}' does not exist.")
+    return items, problems, any_folder
+
+
+def _items_of(images) -> tuple[list[Item], bool]:
+    """(the images as Items, whether more than one was meant) for anything `Predictor.predict` takes."""
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        images = list(images)
+    elif isinstance(images, (str, os.PathLike, Image.Image, np.ndarray)):
+        if not (isinstance(images, (str, os.PathLike)) and Path(images).is_dir()):
+            return _items_of([images])[0], False
+        images = [images]
+    items = []
+    for number, image in enumerate(images, start=1):
+        if isinstance(image, (str, os.PathLike)):
+            found, problems, _ = expand_inputs([Path(image)])
+            if problems and Path(image).is_dir():
+                raise UserError(problems[0])
+            items += found or [Item(str(image), path=Path(image))]  # read, so its result says why it cannot be
+        elif isinstance(image, (Image.Image, np.ndarray)):
+            items.append(Item(f"image {number}", pixels=image))
+        else:
+            raise UserError(f"Image {number} is a {type(image).__name__}; expected a path, a PIL image "
+                            "or a uint8 numpy array.")
+    return items, True
+
+
+def _rgb_pixels(item: Item) -> np.ndarray:
+    """uint8 [H, W, 3] of an in-memory image, or a UserError naming it."""
+    if isinstance(item.pixels, Image.Image):
+        return np.asarray(item.pixels.convert("RGB"))
+    pixels = item.pixels
+    if pixels.dtype != np.uint8:
+        raise UserError(f"{item.source.capitalize()} has {pixels.dtype} pixels; expected uint8 values 0-255.")
+    if pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[-1] == 1):
+        return np.repeat(pixels.reshape(pixels.shape[:2])[..., None], 3, axis=-1)
+    if pixels.ndim == 3 and pixels.shape[-1] in (3, 4):
+        return np.ascontiguousarray(pixels[..., :3])
+    raise UserError(f"{item.source.capitalize()} has shape {pixels.shape}; expected [height, width] or "
+                    "[height, width, 3].")
+
+
+# ---------------------------------------------------------------- the predictor
+
+
+def which_model(model_dir: Path, bundled: bool) -> str:
+    """One sentence saying which model answers, with its test accuracies when its metrics file has them."""
+    which = f"the bundled model ({model_dir})" if bundled else f"the run {model_dir}"
+    details = []
+    if (model_dir / CONFIG_FILE).is_file():
+        config = json.loads((model_dir / CONFIG_FILE).read_text())
+        details.append(f"{config.get('approach')}, {config.get('model', {}).get('backbone')}")
+    headline = {}
+    if (model_dir / METRICS_FILE).is_file():
+        headline = json.loads((model_dir / METRICS_FILE).read_text()).get("headline", {})
+    accuracies = [f"{task} {headline[f'{task}_accuracy']:.1%}" for task in (GENDER, EMOTION)
+                  if headline.get(f"{task}_accuracy") is not None]
+    details.append(f"test accuracy {', '.join(accuracies)}" if accuracies else "no test accuracy recorded")
+    return f"Answering with {which}: {'; '.join(details)}."
+
+
+class Predictor:
+    """A loaded mtl model that finds and classifies faces; made by `load`."""
+
+    def __init__(self, model, model_dir: Path, bundled: bool):
+        self.model = model
+        self.model_dir = model_dir
+        self.bundled = bundled
+        self.image_size = model.input_shape[1]
+
+    @property
+    def name(self) -> str:
+        """What answered, as every JSON line says it: "bundled", or the run directory."""
+        return BUNDLED if self.bundled else str(self.model_dir)
+
+    def summary(self) -> str:
+        return which_model(self.model_dir, self.bundled)
+
+    def predict(self, images, detect: bool = True, detector: str = faces.DEFAULT_DETECTOR):
+        """The faces of one image (an ImageResult), or of many (a list): a list, a folder or a 4-D array.
+
+        `detect=False` takes each image as one face crop. One image that cannot be read is a UserError;
+        among many, its result carries the sentence in `error` and the others are answered.
+        """
+        items, many = _items_of(images)
+        results = list(self.predict_each(items, detect, detector))
+        if not many:
+            if results[0].error:
+                raise UserError(results[0].error)
+            return results[0]
+        return results
+
+    def predict_each(self, items: list[Item], detect: bool = True, detector: str = faces.DEFAULT_DETECTOR,
+                     keep_photos: bool = False, on_progress=lambda done: None):
+        """Yield an ImageResult per item, in order, classifying the faces of a few images in one batch."""
+        find_faces = faces.detector(detector) if detect else None
+        for start in range(0, len(items), IMAGES_PER_BATCH):
+            results, crops, counts = [], [], []
+            for done, item in enumerate(items[start:start + IMAGES_PER_BATCH], start=start + 1):
+                on_progress(done)
+                try:
+                    photo = self._photo(item) if detect or keep_photos else None
+                    if detect:
+                        boxes = find_faces(photo)
+                        crops += [faces.crop_face(photo, box, self.image_size) for box in boxes]
+                    else:
+                        boxes = [None]
+                        crops.append(self._crop(item))
+                except UserError as error:
+                    results.append((ImageResult(item.source, error=str(error)), []))
+                    continue
+                results.append((ImageResult(item.source, photo=photo if keep_photos else None), boxes))
+            # Called eagerly: predict_on_batch would trace a graph for every new number of faces (slow, and warned about).
+            outputs = self.model(np.stack(crops).astype(np.float32), training=False) if crops else None
             index = 0
-            for result in results:
-                result.answers = [_answers(outputs, index + k) for k in range(len(result.boxes))]
-                index += len(result.boxes)
-        yield from results
+            for result, boxes in results:
+                result.faces = [Face(box, **_answers(outputs, index + k)) for k, box in enumerate(boxes)]
+                index += len(boxes)
+                yield result
+
+    def _photo(self, item: Item) -> np.ndarray:
+        return faces.read_photo(item.path) if item.path is not None else _rgb_pixels(item)
+
+    def _crop(self, item: Item) -> np.ndarray:
+        if item.path is not None:
+            return read_image(item.path, self.image_size)  # exactly as the training crops were read
+        return resize(tf.constant(_rgb_pixels(item)), self.image_size).numpy()
+
+
+def load(run_dir=None) -> Predictor:
+    """The predictor of a run directory (made by `mtl train`), or of the bundled model when none is given."""
+    if run_dir is None:
+        if not bundled_model_path().is_file():
+            raise UserError("This installation has no bundled model; give a run directory made by 'mtl train'.")
+        model_dir, bundled = bundled_model_path().parent, True
+    else:
+        model_dir, bundled = Path(run_dir), False
+        if model_dir.is_dir() and not is_run(model_dir):
+            refuse_run_folders(model_dir, as_images=False)
+        require_run(model_dir)
+    plugins.load_for_run(model_dir)  # its model may hold a plug-in's layers
+    return Predictor(load_inference_model(model_dir / MODEL_FILE), model_dir, bundled)
+
+
+# ---------------------------------------------------------------- what the command prints
 
 
 def describe(result: ImageResult) -> list[str]:
     """One line per face; one line saying so when the image has none."""
-    if not result.boxes:
-        return [f"{result.item.path}: no face found"]
+    if not result.faces:
+        return [f"{result.source}: no face found"]
     lines = []
-    for number, (box, answers) in enumerate(zip(result.boxes, result.answers), start=1):
+    for number, face in enumerate(result.faces, start=1):
+        box = face.box
         where = "" if box is None else (
-            f" face {number}/{len(result.boxes)} at x={box.x:.0f} y={box.y:.0f} w={box.w:.0f} h={box.h:.0f}")
-        labels = ", ".join(f"{task} {answers[task]['label']} ({answers[task]['probability']:.2f})" for task in ANSWERS)
-        lines.append(f"{result.item.path}{where}: {labels}")
+            f" face {number}/{len(result.faces)} at x={box.x:.0f} y={box.y:.0f} w={box.w:.0f} h={box.h:.0f}")
+        labels = ", ".join(f"{task} {face.answer(task).label} ({face.answer(task).probability:.2f})" for task in ANSWERS)
+        lines.append(f"{result.source}{where}: {labels}")
     return lines
 
 
-def json_lines(result: ImageResult) -> list[str]:
+def json_lines(result: ImageResult, model: str) -> list[str]:
     """One JSON object per face (`face` numbered from 1); `"face": null` when the image has none."""
-    if not result.boxes:
-        return [json.dumps({"image": str(result.item.path), "faces": 0, "face": None})]
+    if not result.faces:
+        return [json.dumps({"image": result.source, "faces": 0, "face": None, "model": model})]
     return [
-        json.dumps({"image": str(result.item.path), "faces": len(result.boxes), "face": number,
-                    "box": None if box is None else box.as_dict(), **answers})
-        for number, (box, answers) in enumerate(zip(result.boxes, result.answers), start=1)
+        json.dumps({"image": result.source, "faces": len(result.faces), "face": number,
+                    "box": None if face.box is None else face.box.as_dict(),
+                    **{task: asdict(face.answer(task)) for task in ANSWERS}, "model": model})
+        for number, face in enumerate(result.faces, start=1)
     ]
 
 
+# ---------------------------------------------------------------- annotated copies
+
+
+def annotation_targets(items: list[Item], annotate_dir: Path) -> dict[str, Path]:
+    """Where each image's annotated copy goes (by source), distinct for every image, checked before any work.
+
+    Refused: a target that is one of the inputs, and a target reached through a symbolic link.
+    """
+    if annotate_dir.exists() and not annotate_dir.is_dir():
+        raise UserError(f"--annotate '{annotate_dir}' is a file; expected a folder to write annotated images to.")
+    inputs = {item.path.resolve(): item.path for item in items}
+    targets, taken = {}, set()
+    for item in items:
+        target = annotate_dir / item.relative
+        if target.suffix.lower() not in IMAGE_SUFFIXES:
+            target = target.with_name(target.name + ".png")
+        stem, number = target.stem, 2
+        while str(target).lower() in taken:  # e.g. a/photo.jpg and b/photo.jpg given as files
+            target = target.with_name(f"{stem}-{number}{target.suffix}")
+            number += 1
+        taken.add(str(target).lower())
+        for part in (target, *target.relative_to(annotate_dir).parents):
+            if (annotate_dir / part).is_symlink():
+                raise UserError(f"--annotate would write through the symbolic link '{annotate_dir / part}'; "
+                                "choose a folder without links in it.")
+        if target.resolve() in inputs:
+            raise UserError(f"--annotate '{annotate_dir}' would write over the input '{inputs[target.resolve()]}'; "
+                            "choose a folder outside the inputs' folders.")
+        targets[item.source] = target
+    return targets
+
+
+def layout_labels(boxes: list[tuple], sizes: list[tuple], width: int, height: int) -> list[tuple]:
+    """A (left, top, right, bottom) place per label: above its box, else below, else inside, never on another label.
+
+    `boxes` are (left, top, right, bottom) in pixels, `sizes` each label's (width, height).
+    """
+    placed = []
+
+    def free(rect):
+        inside = rect[0] >= 0 and rect[1] >= 0 and rect[2] <= width and rect[3] <= height
+        return inside and not any(rect[0] < o[2] and o[0] < rect[2] and rect[1] < o[3] and o[1] < rect[3]
+                                  for o in placed)
+
+    for (left, top, right, bottom), (label_width, label_height) in zip(boxes, sizes):
+        x = min(max(0, left), max(0, width - label_width))
+        candidates = [top - label_height, bottom, top]  # above, below, inside the box's top edge
+        # Then further up and down, a label's height at a time, for faces crowded side by side.
+        for step in range(1, 1 + height // max(label_height, 1)):
+            candidates += [top - (step + 1) * label_height, bottom + step * label_height]
+        spots = [(x, y, x + label_width, y + label_height) for y in candidates]
+        placed.append(next((spot for spot in spots if free(spot)), spots[0]))
+    return placed
+
+
+def face_label(face: Face) -> str:
+    """What an annotated copy writes by a face: gender and emotion, each with its probability."""
+    return f"{face.gender.label} {face.gender.probability:.2f}, {face.emotion.label} {face.emotion.probability:.2f}"
+
+
 def annotate(result: ImageResult) -> Image.Image:
-    """The photo with each face's box and four-class label drawn on it."""
+    """The photo with each face's box, and its gender and emotion with their probabilities, drawn on it."""
     picture = Image.fromarray(result.photo)
     scale = max(1.0, ANNOTATION_MIN_SIDE / min(picture.size))
     picture = picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.Resampling.BICUBIC)
     draw = ImageDraw.Draw(picture)
     line = max(2, round(min(picture.size) / 150))
-    if not result.boxes:
-        draw.text((line, line), "no face found", fill="red")
-    for box, answers in zip(result.boxes, result.answers):
-        left, top, right, bottom = ((0, 0, picture.width - 1, picture.height - 1) if box is None else
-                                    (box.x * scale, box.y * scale, (box.x + box.w) * scale, (box.y + box.h) * scale))
-        draw.rectangle((left, top, right, bottom), outline="lime", width=line)
-        label = f"{answers[FOUR]['label']} {answers[FOUR]['probability']:.2f}"
-        text_box = draw.textbbox((left, top), label)
-        height = text_box[3] - text_box[1] + 2 * line
-        y = top - height if top >= height else top  # above the face, inside when there is no room
-        draw.rectangle((left, y, left + text_box[2] - text_box[0] + 2 * line, y + height), fill="lime")
-        draw.text((left + line, y + line), label, fill="black")
+    font = ImageFont.load_default(size=max(10, round(min(picture.size) / 28)))  # grows with the photo
+    if not result.faces:
+        draw.text((line, line), "no face found", fill="red", font=font)
+        return picture
+    boxes, labels, sizes = [], [], []
+    for face in result.faces:
+        box = face.box
+        boxes.append((0, 0, picture.width - 1, picture.height - 1) if box is None else
+                     (box.x * scale, box.y * scale, (box.x + box.w) * scale, (box.y + box.h) * scale))
+        labels.append(face_label(face))
+        left, top, right, bottom = draw.textbbox((0, 0), labels[-1], font=font)
+        sizes.append((right + 2 * line, bottom + 2 * line))
+    for box in boxes:
+        draw.rectangle(box, outline="lime", width=line)
+    for label, (left, top, right, bottom) in zip(labels, layout_labels(boxes, sizes, picture.width, picture.height)):
+        draw.rectangle((left, top, right, bottom), fill="lime")
+        draw.text((left + line, top + line), label, fill="black", font=font)
     return picture
+
+
+# ---------------------------------------------------------------- the command
 
 
 def predict_command(paths: list[str], as_json: bool = False, annotate_dir: str | None = None,
                     detector: str | None = faces.DEFAULT_DETECTOR, out=None, err=None) -> None:
     """`mtl predict`: print every face's answers, optionally write annotated copies; UserError if nothing was read."""
     out, err = out or sys.stdout, err or sys.stderr
-    model_file, inputs = split_model_and_inputs(paths)
-    plugins.load_for_run(model_file.parent)  # its model may hold a plug-in's layers
+    run_dir, inputs = split_model_and_inputs(paths)
     if not inputs:
         raise UserError(f"No images given after the run directory '{paths[0]}'; expected image files or folders.")
     items, problems, any_folder = expand_inputs(inputs)
     if not items:
         raise UserError(problems[0] if len(problems) == 1 else
                         f"None of the {len(problems)} inputs holds an image ({problems[0].rstrip('.')}).")
+    targets = annotation_targets(items, Path(annotate_dir)) if annotate_dir is not None else {}
     for problem in problems:
         print(f"mtl: skipped: {problem}", file=err)
-    if annotate_dir is not None and Path(annotate_dir).exists() and not Path(annotate_dir).is_dir():
-        raise UserError(f"--annotate '{annotate_dir}' is a file; expected a folder to write annotated images to.")
-    model = load_inference_model(model_file)
-    unreadable = []
-
-    def report_problem(message):
-        unreadable.append(message)
-        if len(items) > 1:
-            print(f"mtl: skipped: {message}", file=err)
+    predictor = load(run_dir)
+    progress = any_folder and err.isatty()
+    if progress:
+        print(predictor.summary(), file=err, flush=True)  # before the progress line, which it would break
 
     def show_progress(done):
-        if any_folder and err.isatty():
+        if progress:
             print(f"\rpredicting: {done}/{len(items)} images", end="\n" if done == len(items) else "", file=err)
 
-    read = 0
-    for result in predict_images(model, items, detector, keep_photos=annotate_dir is not None,
-                                 on_problem=report_problem, on_progress=show_progress):
-        read += 1
-        for line in (json_lines if as_json else describe)(result):
+    unreadable, answered, written = [], 0, 0
+    for result in predictor.predict_each(items, detect=detector is not None, detector=detector or "",
+                                         keep_photos=bool(targets), on_progress=show_progress):
+        if result.error:
+            unreadable.append(result.error)
+            if len(items) > 1:
+                print(f"mtl: skipped: {result.error}", file=err)
+            continue
+        if not answered and not progress:
+            print(predictor.summary(), file=err, flush=True)  # with the first answer: an error alone stays one sentence
+        answered += 1
+        for line in json_lines(result, predictor.name) if as_json else describe(result):
             print(line, file=out, flush=True)
-        if annotate_dir is not None:
-            target = Path(annotate_dir) / result.item.relative
-            if target.suffix.lower() not in IMAGE_SUFFIXES:
-                target = target.with_name(target.name + ".png")
+        if targets:
+            target = targets[result.source]
             target.parent.mkdir(parents=True, exist_ok=True)
-            annotate(result).save(target)
-    if not read:
+            with atomic_path(target) as temporary:  # a link at the target's name is replaced, never followed
+                annotate(result).save(temporary, format=Image.registered_extensions()[target.suffix.lower()])
+            written += 1
+    if written:
+        print(f"Annotated {written} image{'s' * (written != 1)} into {annotate_dir}", file=err)
+    if len(unreadable) == len(items):
         raise UserError(unreadable[0] if len(unreadable) == 1 else
                         f"None of the {len(unreadable)} images could be read ({unreadable[0].rstrip('.')}).")

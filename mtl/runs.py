@@ -3,10 +3,12 @@
 A run directory is one per trained approach, never overwritten, with the config saved first; its
 name is one plain folder name inside --runs-dir, so nothing is ever written outside it. Every
 artifact (config, metrics, training summaries, models, figures) is written under a temporary
-name and renamed into place, so a kill at any moment leaves the old file or the new one.
+name and renamed into place, so a kill at any moment leaves the old file or the new one. One
+process at a time writes a run: `run_lock` holds it, and a second process is refused.
 """
 
 import contextlib
+import fcntl
 import json
 import math
 import os
@@ -22,6 +24,7 @@ CONFIG_FILE = "config.json"
 MODEL_FILE = "model.keras"
 METRICS_FILE = "metrics.json"
 EVALUATION_DIR = "evaluation"  # the figures of METRICS_FILE, beside it
+LOCK_FILE = ".lock"  # held by the process writing the run; hidden, so readers of the run skip it
 
 MAX_NAME_LENGTH = 100
 # ASCII letters, digits and a few safe marks; no separator, so a name cannot leave --runs-dir,
@@ -54,11 +57,36 @@ def run_directory(runs_dir, name: str) -> Path:
 def create_run(directory: Path, config: ExperimentConfig) -> Path:
     """Make a new run directory holding the resolved config; an existing non-empty one is an error."""
     directory = Path(directory)
-    if directory.exists() and any(directory.iterdir()):
+    if directory.exists() and any(path.name != LOCK_FILE for path in directory.iterdir()):
         raise UserError(f"Run directory '{directory}' already exists and is not empty; choose another --name.")
     directory.mkdir(parents=True, exist_ok=True)
     write_json(directory / CONFIG_FILE, config.to_dict())
     return directory
+
+
+@contextlib.contextmanager
+def run_lock(directory: Path):
+    """Holds `directory` (made if missing) for this process while the block runs; a second holder is a UserError.
+
+    An advisory `flock` on its lock file, which the operating system releases when the holder ends in any
+    way, killed included: a lock left by a dead process is taken over, never waited on. The file keeps
+    the holder's PID so the refusal can name it.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise UserError(f"Run directory '{directory}' is in use by process {holder}; "
+                            "wait for it to finish, or stop it, and run the command again.") from None
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        yield directory
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 def require_run(directory: Path) -> Path:

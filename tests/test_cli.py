@@ -109,8 +109,9 @@ def test_predict_json_gives_probabilities_that_sum_to_one(trained_run, faces):
 
 
 @pytest.mark.slow
-def test_evaluate_refuses_to_overwrite_metrics_without_overwrite(run_copy):
+def test_evaluate_overwrites_metrics_only_when_told_and_keeps_what_training_wrote(run_copy):
     before = (run_copy / "metrics.json").read_bytes()
+    trained = json.loads(before)
 
     code, out, err = run_cli("evaluate", run_copy)
 
@@ -122,6 +123,14 @@ def test_evaluate_refuses_to_overwrite_metrics_without_overwrite(run_copy):
     metrics = json.loads((run_copy / "metrics.json").read_text())
     assert 0 <= metrics["headline"]["gender_accuracy"] <= 1
     assert "_samples" not in metrics
+    assert metrics["training_seconds"] == trained["training_seconds"]
+    validation = {key: value for key, value in trained["headline"].items() if key.startswith("validation_")}
+    assert validation and metrics["headline"].items() >= validation.items()
+
+
+def test_evaluate_to_an_existing_folder_is_refused_in_one_sentence(trained_run, tmp_path):
+    code, _, err = run_cli("evaluate", trained_run[0], "--output", tmp_path, "--overwrite")
+    assert_one_error_line(code, err, tmp_path, "is a folder")
 
 
 @pytest.mark.slow
@@ -338,11 +347,19 @@ def without_native_tensorflow_logs(err: str) -> str:
     return "\n".join(line for line in err.splitlines() if not native.match(line))
 
 
-def test_help_lists_the_commands():
+def test_help_says_what_mtl_is_and_lists_every_command():
     code, out, _ = run_cli("--help")
     assert code == 0
-    for command in ("train", "evaluate", "predict", "compare"):
-        assert command in out
+    assert "gender (female/male) and the emotion (happy/sad) of every face" in " ".join(out.split())
+    for command in ("train", "evaluate", "predict", "export", "prepare", "compare", "notebook", "tune"):
+        assert re.search(rf"^    {command} ", out, re.MULTILINE), command
+
+
+def test_version_prints_the_package_version():
+    import mtl
+
+    code, out, _ = run_cli("--version")
+    assert code == 0 and out.strip() == f"mtl {mtl.__version__}"
 
 
 def test_the_parser_loads_no_tensorflow():

@@ -8,7 +8,7 @@ from pathlib import Path
 import keras
 import pytest
 
-from mtl.config import ExperimentConfig, config_from_dict, deep_merge, merge
+from mtl.config import ExperimentConfig, config_from_dict, deep_merge, load_config, merge
 from mtl.errors import UserError
 from mtl.models import backbones
 from mtl.training import make_optimizer
@@ -142,3 +142,10 @@ def test_cosine_schedule_decays_the_learning_rate_over_the_whole_run(tiny_config
     schedule = make_optimizer(config.train, steps_per_epoch=3, epochs=2).get_config()["learning_rate"]
     assert schedule["class_name"] == "CosineDecay"
     assert schedule["config"]["initial_learning_rate"] == 0.1 and schedule["config"]["decay_steps"] == 6
+
+
+def test_a_key_set_twice_in_a_config_file_is_refused_naming_it(tmp_path):
+    config_file = tmp_path / "config.json"
+    config_file.write_text('{"train": {"epochs": 3, "learning_rate": 0.01, "epochs": 5}}')
+    with pytest.raises(UserError, match=r"^Config file '.*config\.json' sets 'epochs' twice in one object; keep one of them\.$"):
+        load_config(config_file)

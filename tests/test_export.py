@@ -57,10 +57,18 @@ def test_the_tflite_file_answers_as_the_keras_model_does(run_dir, crops, tmp_pat
             np.testing.assert_allclose(answers[task], expected, atol=1e-3)
 
 
-def test_export_refuses_an_existing_output_and_a_missing_model(run_dir, tmp_path, monkeypatch):
+def test_export_refuses_an_existing_output_one_under_a_file_a_dangling_link_and_a_missing_model(run_dir, tmp_path, monkeypatch):
     (tmp_path / "taken").mkdir()
     code, _, err = run_cli("export", run_dir, "--output", tmp_path / "taken")
     assert code == 2 and str(tmp_path / "taken") in err and "already exists" in err
+
+    (tmp_path / "a_file").write_text("")
+    code, _, err = run_cli("export", run_dir, "--output", tmp_path / "a_file" / "model")
+    assert code == 2 and f"'{tmp_path / 'a_file'}' is a file" in err and len(err.strip().splitlines()) == 1
+
+    (tmp_path / "dangling").symlink_to(tmp_path / "elsewhere" / "model.tflite")
+    code, _, err = run_cli("export", run_dir, "--format", "tflite", "--output", tmp_path / "dangling")
+    assert code == 2 and "symbolic link" in err and not (tmp_path / "elsewhere").exists()
 
     monkeypatch.setattr(export, "bundled_model_path", lambda: tmp_path / "nothing" / "model.keras")
     code, _, err = run_cli("export", "--output", tmp_path / "new")

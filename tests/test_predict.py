@@ -1,6 +1,7 @@
 """`mtl predict` on photographs, folders and face crops: every face found, one line (or JSON object) each,
 annotated copies, and one sentence for every input that cannot be used."""
 
+import dataclasses
 import io
 import json
 import os
@@ -99,7 +100,8 @@ def test_folders_are_read_recursively_and_a_photo_without_a_face_does_not_fail_t
     assert code == 0, err
     assert f"{root / 'nested' / 'noise.jpg'}: no face found" in out.splitlines()
     assert sum(1 for line in out.splitlines() if FACE_LINE.match(line)) == 4
-    assert err == ""  # no progress lines when stderr is not a terminal
+    # Only which model answered: no progress lines when stderr is not a terminal.
+    assert err.splitlines() == [f"Answering with the run {run_dir}: no test accuracy recorded."]
 
 
 def test_folders_show_progress_on_a_terminal(run_dir, album):
@@ -109,6 +111,7 @@ def test_folders_show_progress_on_a_terminal(run_dir, album):
 
     out, err = io.StringIO(), Terminal()
     predict.predict_command([str(run_dir), str(album[0])], out=out, err=err)
+    assert err.getvalue().startswith(f"Answering with the run {run_dir}")
     assert err.getvalue().endswith("predicting: 3/3 images\n")
 
 
@@ -120,6 +123,7 @@ def test_annotated_copies_keep_the_folder_layout_and_show_the_boxes(run_dir, alb
     written = sorted(p.relative_to(tmp_path / "drawn") for p in (tmp_path / "drawn").rglob("*") if p.is_file())
     assert [str(p) for p in written] == [f"{root.name}/nested/again.jpg", f"{root.name}/nested/noise.jpg",
                                          f"{root.name}/two_faces.png"]
+    assert err.splitlines()[-1] == f"Annotated 3 images into {tmp_path / 'drawn'}"
     with Image.open(tmp_path / "drawn" / root.name / "two_faces.png") as drawn:
         pixels = np.asarray(drawn.convert("RGB"))
     x, y, w, h = places[0]
@@ -198,7 +202,8 @@ def test_bad_inputs_among_good_ones_are_reported_and_skipped(run_dir, album, tmp
 
     assert code == 0, err
     assert len(out.splitlines()) == 2
-    skipped = err.strip().splitlines()
+    answered_by, *skipped = sorted(err.strip().splitlines())
+    assert answered_by.startswith("Answering with the run")
     assert len(skipped) == 2 and all(line.startswith("mtl: skipped: ") for line in skipped)
     assert str(corrupt) in err and str(tmp_path / "gone.jpg") in err
 
@@ -230,3 +235,120 @@ def test_a_broken_or_foreign_model_file_is_one_sentence(tmp_path, album):
 def test_a_missing_run_directory_before_images_is_named(tmp_path, album):
     code, out, err = run_cli("predict", tmp_path / "no_run", album[0] / "two_faces.png")
     assert_one_sentence(code, out, err, tmp_path / "no_run", "does not exist")
+
+
+# ---------------------------------------------------------------- which model answers
+
+
+def fake_comparison(root: Path, run_dir: Path) -> Path:
+    """A comparison root as `mtl compare` leaves it: VARIANT/seed-K run directories with their figures."""
+    for variant in ("separate", "multitask_masked"):
+        run = root / variant / "seed-0"
+        (run / "evaluation").mkdir(parents=True)
+        (run / "model.keras").write_bytes((run_dir / "model.keras").read_bytes())
+        (run / "config.json").write_text("{}")
+        compose_photo(run / "evaluation" / "confusion_gender_test_gender.png")  # an image: never to be read as a photo
+    (root / "results.md").write_text("| variant |\n")
+    return root
+
+
+def test_a_comparison_root_given_first_is_refused_naming_its_runs(run_dir, album, tmp_path):
+    root = fake_comparison(tmp_path / "quickstart", run_dir)
+    assert_one_sentence(*run_cli("predict", root, album[0] / "two_faces.png"),
+                        root, "holds runs", "multitask_masked/seed-0", "separate/seed-0")
+
+
+def test_a_comparison_root_alone_is_refused_even_with_a_bundled_model(run_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(predict, "bundled_model_path", lambda: run_dir / "model.keras")
+    root = fake_comparison(tmp_path / "quickstart", run_dir)
+    assert_one_sentence(*run_cli("predict", root), root, "holds runs")
+
+
+def test_a_run_directory_among_the_images_is_refused_not_read_as_photos(run_dir, album):
+    assert_one_sentence(*run_cli("predict", run_dir, album[0] / "two_faces.png", run_dir), run_dir,
+                        "is a run directory, not a folder of images")
+
+
+def test_stderr_and_every_json_line_say_which_run_answered_with_its_accuracies(run_dir, album, tmp_path):
+    evaluated = tmp_path / "evaluated"
+    evaluated.mkdir()
+    (evaluated / "model.keras").write_bytes((run_dir / "model.keras").read_bytes())
+    (evaluated / "config.json").write_text(json.dumps({"approach": "multitask", "model": {"backbone": "lenet"}}))
+    (evaluated / "metrics.json").write_text(json.dumps({"headline": {"gender_accuracy": 0.8123, "emotion_accuracy": 0.7}}))
+    code, out, err = run_cli("predict", evaluated, album[0] / "two_faces.png", "--json")
+
+    assert code == 0, err
+    assert err.splitlines() == [
+        f"Answering with the run {evaluated}: multitask, lenet; test accuracy gender 81.2%, emotion 70.0%."]
+    assert [json.loads(line)["model"] for line in out.splitlines()] == [str(evaluated)] * 2
+
+
+def test_the_bundled_model_says_so_and_json_lines_name_it(run_dir, album, monkeypatch):
+    monkeypatch.setattr(predict, "bundled_model_path", lambda: run_dir / "model.keras")
+    code, out, err = run_cli("predict", album[0] / "two_faces.png", "--json")
+    assert code == 0, err
+    assert err.startswith(f"Answering with the bundled model ({run_dir})")
+    assert {json.loads(line)["model"] for line in out.splitlines()} == {"bundled"}
+
+
+def test_the_shipped_bundled_model_is_announced_with_its_test_accuracies():
+    shipped = Path(predict.__file__).parent / "pretrained"
+    assert predict.which_model(shipped, bundled=True) == (
+        f"Answering with the bundled model ({shipped}): multitask, resnet; test accuracy gender 96.2%, emotion 87.7%.")
+
+
+# ---------------------------------------------------------------- annotated copies: where and what
+
+
+def test_inputs_of_the_same_name_from_different_folders_get_distinct_copies(run_dir, album, tmp_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "photo.png").write_bytes((album[0] / "two_faces.png").read_bytes())
+    code, _, err = run_cli("predict", run_dir, tmp_path / "a" / "photo.png", tmp_path / "b" / "photo.png",
+                           "--annotate", tmp_path / "drawn")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "drawn").iterdir()) == ["photo-2.png", "photo.png"]
+
+
+def test_annotating_over_an_input_is_refused_before_any_work(run_dir, album, tmp_path):
+    photo = tmp_path / "two_faces.png"
+    photo.write_bytes((album[0] / "two_faces.png").read_bytes())
+    before = photo.read_bytes()
+    assert_one_sentence(*run_cli("predict", run_dir, photo, "--annotate", tmp_path), "would write over the input", photo)
+    assert photo.read_bytes() == before
+
+
+def test_a_symbolic_link_where_a_copy_would_go_is_refused_and_not_followed(run_dir, album, tmp_path):
+    elsewhere = tmp_path / "elsewhere.png"
+    elsewhere.write_bytes(b"keep me")
+    (tmp_path / "drawn").mkdir()
+    (tmp_path / "drawn" / "two_faces.png").symlink_to(elsewhere)
+    assert_one_sentence(*run_cli("predict", run_dir, album[0] / "two_faces.png", "--annotate", tmp_path / "drawn"),
+                        "symbolic link", tmp_path / "drawn" / "two_faces.png")
+    assert elsewhere.read_bytes() == b"keep me"
+
+
+def test_labels_of_faces_side_by_side_do_not_overlap_and_stay_in_the_photo():
+    boxes = [(x, 100, x + 60, 180) for x in range(10, 400, 65)]  # a row of faces, narrower than their labels
+    places = predict.layout_labels(boxes, [(150, 20)] * len(boxes), 480, 320)
+    for index, (left, top, right, bottom) in enumerate(places):
+        assert 0 <= left and 0 <= top and right <= 480 and bottom <= 320
+        for other in places[index + 1:]:
+            assert right <= other[0] or other[2] <= left or bottom <= other[1] or other[3] <= top
+
+
+def test_labels_show_gender_and_emotion_and_grow_with_the_photo():
+    def answer(label, probability):
+        return predict.Answer(label, probability, {})
+
+    face = predict.Face(None, answer("female", 0.97), answer("happy", 0.88), answer("happy_female", 0.85))
+    assert predict.face_label(face) == "female 0.97, happy 0.88"
+
+    def label_pixels(side):
+        box = predict.faces.Box(side * 0.3, side * 0.4, side * 0.3, side * 0.3, 0.9)
+        result = predict.ImageResult("photo", [dataclasses.replace(face, box=box)],
+                                     photo=np.zeros((side, side, 3), np.uint8))
+        pixels = np.asarray(predict.annotate(result))
+        return int((pixels == (0, 255, 0)).all(axis=-1).sum())
+
+    assert label_pixels(1200) > 8 * label_pixels(300)  # 16 times the area: the label and box grow with it

@@ -158,6 +158,7 @@ def test_other_settings_in_a_search_directory_are_refused_unless_overwrite(multi
         (("--tuner", "hyperband", "--max-trials", "3"), "--max-trials is for the random and bayesian"),
         (("--worker", "w0", "--overwrite"), "never for a worker"),
         (("--worker", "chief2"), "reserves for the chief"),
+        (("--tuner", "random", "--max-trials", "0"), "--max-trials must be positive"),
     ],
 )
 def test_mistaken_search_options_are_one_sentence_and_exit_2(tmp_path, options, message):

@@ -135,7 +135,7 @@ def resolve_settings(args, config: ExperimentConfig, search: dict) -> SearchSett
             )
         factor = int(search.get("factor", DEFAULT_FACTOR))
     else:
-        max_trials, factor = int(max_trials or DEFAULT_MAX_TRIALS), None
+        max_trials, factor = int(DEFAULT_MAX_TRIALS if max_trials is None else max_trials), None  # 0 is refused below
     if not isinstance(max_epochs, int) or max_epochs < 1 or (max_trials is not None and max_trials < 1):
         raise UserError("--max-epochs and --max-trials must be positive whole numbers.")
 
