@@ -55,6 +55,7 @@ METRICS = {
     "joint_four_class_accuracy": "four-class accuracy (joint set)",
     "validation_gender_accuracy": "gender accuracy (validation split)",
     "validation_emotion_accuracy": "emotion accuracy (validation split)",
+    "validation_worst_group_accuracy": "worst group's accuracy (validation splits: class x source)",
     "parameters": "parameters",
     "inference_ms_per_image": "inference ms/image",
     "training_seconds": "training seconds",

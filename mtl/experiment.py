@@ -22,6 +22,7 @@ from mtl.runs import (
     CONFIG_FILE, METRICS_FILE, MODEL_FILE, atomic_path, create_run, evaluation_dir, replaced_folder, run_lock,
     write_json,
 )
+from mtl.tasks import TASKS
 
 TEACHERS_DIR = "teachers"  # inside a run or search directory, when no options.teachers is given
 BACKUP_DIR = "backup"  # inside a run directory: the checkpoint of the stage in training
@@ -134,6 +135,9 @@ def validation_accuracy(run_dir: Path) -> dict:
         for key, value in json.loads(summary_file.read_text()).get("best_validation", {}).items():
             if key.endswith("_accuracy") and key != "val_mean_accuracy":
                 found[f"validation_{key.removeprefix('val_')}"] = value
+    per_task = [found[f"validation_{task}_worst_group_accuracy"] for task in TASKS if f"validation_{task}_worst_group_accuracy" in found]
+    if per_task and "validation_worst_group_accuracy" not in found:  # networks fitted one task at a time
+        found["validation_worst_group_accuracy"] = min(per_task)
     return found
 
 

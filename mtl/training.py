@@ -21,6 +21,7 @@ from keras import ops
 
 from mtl import distribute
 from mtl.config import ApproachConfig, TrainConfig
+from mtl.data.sources import SOURCE
 from mtl.errors import UserError
 from mtl.losses import masked_cross_entropy, per_example_cross_entropy
 from mtl.robust import RobustMethod
@@ -58,6 +59,7 @@ class Trainer(keras.Model):
         # labels in validation: two metrics under one name made Keras log the idle one, 0.
         names = dict.fromkeys(self.heads + self.answers)  # a four-class head adds gender and emotion
         self.accuracy = {name: keras.metrics.CategoricalAccuracy(name=f"{name}_accuracy") for name in names}
+        self.worst_group = {task: WorstGroupAccuracy(len(CLASSES[task]), name=f"{task}_worst_group_accuracy") for task in self.answers}
         self.build(network.input.shape)
 
     def build(self, input_shape):
@@ -77,7 +79,7 @@ class Trainer(keras.Model):
 
     @property
     def metrics(self):
-        return [self.loss_tracker, *self.head_losses.values(), *self.accuracy.values()]
+        return [self.loss_tracker, *self.head_losses.values(), *self.accuracy.values(), *self.worst_group.values()]
 
     def fit(self, *args, callbacks=None, **kwargs):
         # Weightings that follow the losses over epochs (DWA) hear of each epoch's end from here.
@@ -161,12 +163,52 @@ class Trainer(keras.Model):
                 masked_cross_entropy(truth, answers[task], has_label), count, distribute.global_sum(count)
             )
             self.accuracy[task].update_state(truth, answers[task], sample_weight=has_label)
+            true_class = ops.cast(ops.maximum(labels[task], 0), "int32")
+            right = ops.cast(ops.cast(ops.argmax(answers[task], axis=-1), "int32") == true_class, "float32")
+            source = labels.get(SOURCE)
+            source = None if source is None else ops.cast(source, "int32")
+            self.worst_group[task].update_state(true_class, right, source, has_label)
         self.loss_tracker.update_state(total)
         logs = distribute.global_results([self.loss_tracker, *(self.accuracy[t] for t in self.answers)])
+        # Per replica under a strategy (Keras averages the replicas' values): exact on one device.
+        logs.update({metric.name: metric.result() for metric in self.worst_group.values()})
         if len(self.answers) > 1:
             # A real logged metric, so Keras Tuner and early stopping can select on both tasks at once.
             logs["mean_accuracy"] = ops.mean(ops.stack([logs[f"{t}_accuracy"] for t in self.answers]), axis=0)
+            logs["worst_group_accuracy"] = ops.min(ops.stack([logs[f"{t}_worst_group_accuracy"] for t in self.answers]))
         return logs
+
+
+MAX_SOURCES = 8  # training sources per task that validation tells apart; more share the last group
+
+
+class WorstGroupAccuracy(keras.metrics.Metric):
+    """The lowest validation accuracy over a task's groups: true class x source (`labels["source"]`).
+
+    Validation faces carry only their own task's label, so these groups cannot hold the other
+    task's class (the test sets' groups do, see `mtl.evaluate`); groups without faces are ignored.
+    """
+
+    def __init__(self, classes: int, name: str, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.cells = classes * MAX_SOURCES
+        self.right = self.add_variable(shape=(self.cells,), initializer="zeros", name="right")
+        self.seen = self.add_variable(shape=(self.cells,), initializer="zeros", name="seen")
+
+    def update_state(self, true_class, right, source, has_label):
+        source = ops.zeros_like(true_class) if source is None else ops.clip(source, 0, MAX_SOURCES - 1)
+        cell = true_class * MAX_SOURCES + source
+        self.right.assign_add(tf.math.unsorted_segment_sum(right * has_label, cell, self.cells))
+        self.seen.assign_add(tf.math.unsorted_segment_sum(has_label, cell, self.cells))
+
+    def result(self):
+        accuracies = ops.where(self.seen > 0, ops.divide_no_nan(self.right, self.seen), 2.0)
+        worst = ops.min(accuracies)
+        return ops.where(worst > 1.0, 0.0, worst)  # no face seen yet: 0, like an empty accuracy
+
+    def reset_state(self):
+        self.right.assign(ops.zeros_like(self.right))
+        self.seen.assign(ops.zeros_like(self.seen))
 
 
 def selection_metric(trainer: Trainer) -> str:

@@ -118,3 +118,17 @@ def test_a_jointly_labelled_folder_is_scored_per_true_group(tmp_path):
     scores = score_test_set(probabilities, labels, groups)
     assert scores[GENDER]["worst_group_accuracy"] == 0.0 and scores[GENDER]["accuracy"] == 0.5
     assert scores[GENDER]["groups"][EMOTION]["female|sad"]["accuracy"] == 1.0
+
+
+def test_validation_worst_group_is_the_lowest_accuracy_over_class_and_source():
+    from mtl.training import WorstGroupAccuracy
+
+    metric = WorstGroupAccuracy(2, name="gender_worst_group_accuracy")
+    true_class = np.array([0, 0, 1, 1, 0, 0], np.int32)
+    right = np.array([1, 1, 1, 0, 1, 0], np.float32)  # source 1's women: one of two right
+    source = np.array([0, 0, 0, 0, 1, 1], np.int32)
+    has_label = np.array([1, 1, 1, 1, 1, 1], np.float32)
+    metric.update_state(true_class, right, source, has_label)
+    assert float(metric.result()) == 0.5
+    metric.update_state(true_class, right, None, np.zeros(6, np.float32))  # unlabelled faces change nothing
+    assert float(metric.result()) == 0.5

@@ -75,9 +75,7 @@ class TrialView(keras.callbacks.Callback):
         self.callbacks.on_epoch_begin(epoch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = {**self.earlier, **(logs or {})}
-        tasks = [logs[f"val_{task}_accuracy"] for task in TASKS if f"val_{task}_accuracy" in logs]
-        logs["val_mean_accuracy"] = sum(tasks) / len(tasks)
+        logs = with_both_tasks({**self.earlier, **(logs or {})})
         self.callbacks.on_epoch_end(epoch, logs)
 
     def on_train_batch_begin(self, batch, logs=None):
@@ -125,8 +123,20 @@ class ApproachHyperModel(kt.HyperModel):
         finally:
             forget_custom_gradients()
         # A stage that never produced a finite result (a diverged run) counts as 0.
-        earlier["val_mean_accuracy"] = sum(earlier.get(f"val_{task}_accuracy", 0.0) for task in TASKS) / len(TASKS)
-        return earlier
+        return with_both_tasks({f"val_{task}_{kind}": 0.0 for task in TASKS for kind in TASK_METRICS} | earlier)
+
+
+TASK_METRICS = ("accuracy", "worst_group_accuracy")
+
+
+def with_both_tasks(logs: dict) -> dict:
+    """`logs` with the two-task objectives of networks fitted one task at a time (separate's):
+    the mean accuracy, and the worst group of either task."""
+    for kind, combine in (("accuracy", lambda values: sum(values) / len(values)), ("worst_group_accuracy", min)):
+        values = [logs[f"val_{task}_{kind}"] for task in TASKS if f"val_{task}_{kind}" in logs]
+        if values:
+            logs["val_mean_accuracy" if kind == "accuracy" else "val_worst_group_accuracy"] = combine(values)
+    return logs
 
 
 def forget_custom_gradients() -> None:
