@@ -24,6 +24,7 @@ from mtl import approaches
 from mtl.config import ExperimentConfig, config_from_dict, merge
 from mtl.dashboard.figures import confusion_matrix_image, face_grid_image, write_images
 from mtl.dashboard.hparams import write_hparams, write_hparams_config
+from mtl.data.sources import source_name
 from mtl.errors import UserError
 from mtl.evaluate import CORRECT_FILE
 from mtl.experiment import TEACHERS_DIR, train_and_evaluate, validate
@@ -69,7 +70,7 @@ ACCURACIES = {
     "happy_house_detected_accuracy": ("happy_house_detected", EMOTION),
     "joint_four_class_accuracy": ("joint_test", FOUR),
 }
-SHARED_HPARAMS = ("approach", "backbone", "color", "epochs", "seed")
+SHARED_HPARAMS = ("approach", "backbone", "color", "epochs", "seed", "gender_sources")
 COMPARISON_FILE = "comparison.json"
 MEAN_RUN = "mean"
 
@@ -99,6 +100,7 @@ def hparams_of(config: ExperimentConfig, columns: list[str]) -> dict:
         "color": config.data.color,
         "epochs": config.train.epochs,
         "seed": str(config.train.seed),  # a string, so the mean's row can say "mean"
+        "gender_sources": "+".join(source_name(spec) for spec in config.data.gender_train),
         **approaches.get(config.approach).hparams(config),
     }
     return {column: values.get(column, "n/a") for column in columns}
