@@ -1,0 +1,141 @@
+"""Per-group report of a comparison's finished runs: who each variant serves worst, train source x test source.
+
+`mtl compare` writes its tables once every seed of every variant is done; this reads whatever runs
+have finished (`<root>/<variant>/seed-<k>/metrics.json`), so a comparison that spans sessions can be
+read as it goes. Per variant, mean ± std over its finished seeds (accuracies in %):
+- gender on each gender test source (`gender/Validation`, `utkface/test`), and for its women;
+- the groups the issue's targets name: women and men by the reference labeller's happy/sad, every
+  adult UTKFace group (age band 20 and up x gender, ethnicity x gender) at its worst;
+- the worst group and the confound gap of each task, and FER2013 and Happy House emotion.
+
+    python experiments/group_report.py runs/generalisation --out experiments/results/generalisation
+"""
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+from pathlib import Path
+
+ADULT_BANDS = ("20-29", "30-39", "40-49", "50-59", "60+")
+SEED_DIR = "seed-"
+
+
+def group(metrics: dict, test_set: str, task: str, family: str, name: str) -> float | None:
+    cell = metrics["test_sets"].get(test_set, {}).get(task, {}).get("groups", {}).get(family, {}).get(name)
+    return cell["accuracy"] if cell else None
+
+
+def women(metrics: dict, test_set: str) -> float | None:
+    scores = metrics["test_sets"].get(test_set, {}).get("gender")
+    return scores["per_class"]["female"]["recall"] if scores else None
+
+
+def worst_adult(metrics: dict) -> float | None:
+    groups = metrics["test_sets"].get("utkface_test", {}).get("gender", {}).get("groups", {})
+    cells = [cell["accuracy"] for name, cell in groups.get("age_band", {}).items() if name.split("|")[1] in ADULT_BANDS]
+    cells += [cell["accuracy"] for cell in groups.get("ethnicity", {}).values()]
+    return min(cells) if cells else None
+
+
+def happy_sad_gap(metrics: dict, test_set: str) -> float | None:
+    """Within each gender, |accuracy of happy-looking - of sad-looking faces|, the larger of the two."""
+    gaps = []
+    for gender in ("female", "male"):
+        happy, sad = (group(metrics, test_set, "gender", "emotion", f"{gender}|{emotion}") for emotion in ("happy", "sad"))
+        if happy is not None and sad is not None:
+            gaps.append(abs(happy - sad))
+    return max(gaps) if gaps else None
+
+
+# column -> (what it is, how to read it from one run's metrics.json)
+COLUMNS = {
+    "gender_validation": ("gender, gender/Validation", lambda m: m["headline"].get("gender_accuracy")),
+    "utkface": ("gender, utkface/test", lambda m: m["headline"].get("utkface_test_gender_accuracy")),
+    "utkface_women": ("women called women, utkface/test", lambda m: women(m, "utkface_test")),
+    "utkface_sad_women": ("sad-looking women, utkface/test", lambda m: group(m, "utkface_test", "gender", "emotion", "female|sad")),
+    "utkface_women_60": ("women 60+, utkface/test", lambda m: group(m, "utkface_test", "gender", "age_band", "female|60+")),
+    "utkface_worst_adult": ("worst adult group (age band >= 20 or ethnicity, x gender), utkface/test", worst_adult),
+    "validation_women": ("women called women, gender/Validation", lambda m: women(m, "gender_test")),
+    "validation_sad_women": ("sad-looking women, gender/Validation", lambda m: group(m, "gender_test", "gender", "emotion", "female|sad")),
+    "happy_sad_gap": ("largest happy/sad gap within a gender, over both gender tests", lambda m: max(
+        (gap for gap in (happy_sad_gap(m, "gender_test"), happy_sad_gap(m, "utkface_test")) if gap is not None), default=None)),
+    "gender_worst_group": ("gender worst group (>= 20 faces)", lambda m: m["headline"].get("gender_worst_group_accuracy")),
+    "emotion_fer": ("emotion, FER2013 test", lambda m: m["headline"].get("emotion_accuracy")),
+    "emotion_sad_women": ("sad women called sad, FER2013 test", lambda m: group(m, "emotion_test", "emotion", "gender", "sad|female")),
+    "happy_house_detected": ("emotion, Happy House detected faces", lambda m: m["headline"].get("happy_house_detected_accuracy")),
+    "validation_mean": ("validation mean (what may choose)", lambda m: statistics.mean(
+        [m["headline"]["validation_gender_accuracy"], m["headline"]["validation_emotion_accuracy"]])),
+    "validation_worst_group": ("validation worst group (class x source)", lambda m: m["headline"].get("validation_worst_group_accuracy")),
+}
+
+
+def finished_runs(root: Path) -> dict[str, list[dict]]:
+    """variant -> the metrics of its finished seeds, in the comparison's variant order where known."""
+    order = list(json.loads((root / "comparison.json").read_text())["variants"]) if (root / "comparison.json").is_file() else []
+    found: dict[str, list[dict]] = {}
+    for path in sorted(root.glob(f"*/{SEED_DIR}*/metrics.json")):
+        found.setdefault(path.parent.parent.name, []).append(json.loads(path.read_text()))
+    return {name: found[name] for name in sorted(found, key=lambda name: (order.index(name) if name in order else len(order), name))}
+
+
+def summary(values: list) -> str:
+    values = [100 * value for value in values if value is not None]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def report(root: Path) -> tuple[str, list[dict]]:
+    runs = finished_runs(root)
+    if not runs:
+        raise SystemExit(f"group_report: no finished run (*/{SEED_DIR}*/metrics.json) under '{root}'.")
+    rows = []
+    for name, metrics in runs.items():
+        row = {"variant": name, "seeds": len(metrics)}
+        for column, (_, read) in COLUMNS.items():
+            row[column] = summary([read(m) for m in metrics])
+        rows.append(row)
+    lines = [
+        f"# Per-group report of `{root.name}` ({sum(len(m) for m in runs.values())} finished runs)",
+        "",
+        "Accuracies in %, mean ± std over the finished seeds (one value: one seed). Groups by the other task",
+        "come from the reference labeller (the bundled model); UTKFace's age band and ethnicity are its labels.",
+        "",
+        "| column | what it is |",
+        "| --- | --- |",
+        *[f"| {column} | {what} |" for column, (what, _) in COLUMNS.items()],
+        "",
+        "| variant | seeds | " + " | ".join(COLUMNS) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in COLUMNS) + " |",
+        *[f"| {row['variant']} | {row['seeds']} | " + " | ".join(row[column] for column in COLUMNS) + " |" for row in rows],
+        "",
+    ]
+    return "\n".join(lines), rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("root", type=Path, help="a comparison folder made by mtl compare")
+    parser.add_argument("--out", type=Path, help="write group_report.md and group_report.csv here")
+    args = parser.parse_args(argv)
+    if not args.root.is_dir():
+        print(f"group_report: '{args.root}' is not a folder.", file=sys.stderr)
+        return 2
+    text, rows = report(args.root)
+    print(text)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "group_report.md").write_text(text)
+        with open(args.out / "group_report.csv", "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
