@@ -135,13 +135,15 @@ def test_each_run_logs_an_hparams_session_named_by_variant_and_seed(comparison):
 def test_each_run_logs_confusion_matrices_and_test_faces(comparison):
     root, _ = comparison
     for run in RUNS:
+        test_sets = json.loads((root / run / "metrics.json").read_text())["test_sets"]
+        assert "utkface_test" in test_sets
         images = {tag: value for tag, value in events(root / run / "evaluation")}
         assert set(images) == {"confusion_matrices", "test_faces"}
         for value in images.values():
             assert value.metadata.plugin_data.plugin_name == "images"
             width, height, *pngs = value.tensor.string_val
             assert int(width) > 0 and int(height) > 0
-            assert len(pngs) == 4  # one per test set: gender, FER2013, Happy House and its detected faces
+            assert len(pngs) == len(test_sets)  # one per test set: gender, UTKFace, FER2013, Happy House, detected faces
         assert (root / run / "evaluation" / "confusion_happy_house_emotion.png").is_file()
 
 
