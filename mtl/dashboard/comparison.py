@@ -88,12 +88,9 @@ def write_comparison(
             hparam_values[name].append(value)
 
     for row in means:
-        if row["variant"] not in short:
+        if row["seeds"] < 2:  # the mean of one seed is a copy of its row
             continue
         mean_dir = root / row["variant"] / MEAN_RUN
-        if row["seeds"] < 2:
-            clear(mean_dir)
-            continue
         hparams = {"variant": row["variant"], **{column: row.get(column, MEAN_RUN) for column in columns}}
         values = {key: row[f"{key}_mean"] for key in reported if row.get(f"{key}_mean") is not None}
         _write_row(mean_dir, hparams, values, f"{short[row['variant']]} {MEAN_RUN}", metric_names)
