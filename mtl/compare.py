@@ -2,8 +2,8 @@
 
 All runs go under one root, which is also the TensorBoard log directory:
 - `<root>/<variant>/seed-<k>/`: each run (config, models, training logs, metrics.json), plus
-  its HParams session, named `<variant>/seed-<k>`; `<root>/<variant>/mean/` holds the row of
-  the variant's mean over the seeds;
+  its HParams row; with two seeds or more `<root>/<variant>/mean/` holds the row of the
+  variant's mean over the seeds (`mtl.dashboard.comparison` says how TensorBoard shows them);
 - `<root>/<variant>/seed-<k>/evaluation/`: confusion matrices and per-image correctness;
 - `<root>/results.md` and `results.csv`: per variant, mean and standard deviation over the
   seeds of every metric, and the p-value of an exact McNemar test against the baseline variant
@@ -22,8 +22,8 @@ from scipy.stats import binomtest
 
 from mtl import approaches
 from mtl.config import ExperimentConfig, config_from_dict, merge
-from mtl.dashboard.figures import confusion_matrix_image, face_grid_image, write_images
-from mtl.dashboard.hparams import write_hparams, write_hparams_config
+from mtl.dashboard.comparison import write_comparison
+from mtl.dashboard.figures import GRID_FACES, confusion_matrix_image, face_grid_image, write_images
 from mtl.data.sources import source_name
 from mtl.errors import UserError
 from mtl.evaluate import CORRECT_FILE
@@ -72,7 +72,6 @@ ACCURACIES = {
 }
 SHARED_HPARAMS = ("approach", "backbone", "color", "epochs", "seed", "gender_sources")
 COMPARISON_FILE = "comparison.json"
-MEAN_RUN = "mean"
 
 
 def variant_configs(spec: dict) -> dict[str, ExperimentConfig]:
@@ -179,7 +178,6 @@ def compare(spec: dict, root: Path, only: list[str] | None = None, seeds: int | 
     described = {"seeds": seeds, "baseline": baseline, "variants": {name: config.to_dict() for name, config in configs.items()}}
     if claim_root(root, described):
         print(f"Resuming the comparison in {root}: finished runs are kept.", flush=True)
-    write_hparams_config(root, {name: [] for name in columns}, dict(METRICS))
     runs = {name: [] for name in configs}  # variant -> per seed (row, per-image correctness)
     for seed_index in range(seeds):
         teacher_run = None
@@ -189,16 +187,14 @@ def compare(spec: dict, root: Path, only: list[str] | None = None, seeds: int | 
                 config = merge(config, {"options": {"teachers": str(teacher_run)}})
             run_dir = root / name / f"seed-{seed_index}"
             runs[name].append(run_variant(name, seed_index, config, run_dir, columns))
+            write_comparison(root, [row for variant in runs for row, _ in runs[variant]], [], columns, METRICS)
             if teacher_run is None and approaches.get(config.approach).provides_teachers:
                 teacher_run = run_dir
             elif teacher_run is None and lacks_teachers(config):
                 teacher_run = run_dir / TEACHERS_DIR  # trained inside this run: the next variants reuse them
     rows = summarise(runs, baseline, columns)
-    for name, row in zip(runs, rows):
-        hparams = {column: row.get(column, MEAN_RUN) for column in columns}  # seed: "mean"
-        means = {key: row[f"{key}_mean"] for key in METRICS if row.get(f"{key}_mean") is not None}
-        write_hparams(root / name / MEAN_RUN, hparams, means, trial_id=f"{name}/{MEAN_RUN}")
-    write_tables(rows, [row for name in runs for row, _ in runs[name]], root)
+    per_seed = [row for name in runs for row, _ in runs[name]]
+    write_comparison(root, per_seed, rows, columns, METRICS, write_tables(rows, per_seed, root))
     return rows
 
 
@@ -213,18 +209,15 @@ def run_variant(name: str, seed_index: int, config: ExperimentConfig, run_dir: P
         started = time.perf_counter()
         # training_seconds includes cross-labelling, excludes evaluation and teachers trained elsewhere.
         metrics = train_and_evaluate(config, run_dir)
-        log_to_tensorboard(run_dir, label, config, metrics, columns)
+        log_to_tensorboard(run_dir, metrics)
         print(f"{label} took {time.perf_counter() - started:.0f} s", flush=True)
     with np.load(run_dir / "evaluation" / CORRECT_FILE) as saved:
         correct = {key: saved[key] for key in saved.files}
     return row_of(label, config, metrics, columns), correct
 
 
-def log_to_tensorboard(run_dir: Path, label: str, config: ExperimentConfig, metrics: dict, columns: list[str]) -> None:
-    """The run's HParams row (named `label`), its confusion matrices, and a grid of test faces with predictions."""
-    row = row_of(label, config, metrics, columns)
-    values = {key: value for key, value in row.items() if key in METRICS and value is not None}
-    write_hparams(run_dir, hparams_of(config, columns), values, trial_id=label)
+def log_to_tensorboard(run_dir: Path, metrics: dict) -> None:
+    """The run's confusion matrices and a grid of test faces with predictions (its HParams row: write_comparison)."""
     matrices, grids = [], []
     for test_set, scores in metrics["test_sets"].items():
         for task, task_scores in ((task, scores[task]) for task in (GENDER, EMOTION, FOUR) if task in scores):
@@ -234,7 +227,7 @@ def log_to_tensorboard(run_dir: Path, label: str, config: ExperimentConfig, metr
                 )
             )
         images, probabilities, labels = metrics["_samples"][test_set]
-        count = min(len(images), 32)
+        count = min(len(images), GRID_FACES)
         task = GENDER if (labels[GENDER][:count] >= 0).all() else EMOTION
         if (labels[GENDER][:count] >= 0).all() and (labels[EMOTION][:count] >= 0).all():
             task = FOUR

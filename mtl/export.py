@@ -1,33 +1,70 @@
 """`mtl export`: a run's model as a TensorFlow SavedModel or a TFLite file for serving outside mtl.
 
-The exported signature `serve` takes a batch of raw face crops, uint8 [N, H, W, 3] of any size,
-resizes them inside exactly as mtl's pipeline does (`mtl.data.images.resize`: antialiased,
-rounded, clipped) and returns the probabilities of `gender`, `emotion` and `four`.
+The exported signature `serve` takes a batch of raw face crops, uint8 [N, H, W, 3] RGB or
+[N, H, W, 1] grey of any size, makes grey 3-channel and resizes inside exactly as mtl's pipeline
+does (`mtl.data.images.resize`: antialiased, rounded, clipped) and returns the probabilities of
+`gender`, `emotion` and `four`. Each export describes itself (`contract()`: the class names of
+every output, the input, the framing rule of a face), so it can be served without mtl:
+- SavedModel: a second signature `describe` returning that JSON as `contract`, and the same
+  JSON as `assets/CONTRACT_FILE`;
+- TFLite: outputs and input named after the signature's keys, the JSON as the flatbuffer's
+  metadata entry METADATA_NAME, and beside the file as `<file>.json`.
 """
 
+import json
 import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
 from mtl.data.images import resize
 from mtl.errors import UserError
+from mtl.faces import CROP_MARGIN
 from mtl.models.build import load_inference_model
 from mtl.predict import bundled_model_path
 from mtl.runs import MODEL_FILE, require_run
+from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
 
 SIGNATURE = "serve"
+DESCRIBE_SIGNATURE = "describe"
+CONTRACT_FILE = "mtl_contract.json"
+METADATA_NAME = "mtl_contract"
 FORMATS = ("savedmodel", "tflite")
 
 
+def contract(model) -> dict:
+    """What a server needs to know of an export: its input, its outputs' class names, how to frame a face."""
+    size = model.input_shape[1]
+    return {
+        "signature": SIGNATURE,
+        "input": {
+            "name": "images",
+            "dtype": "uint8",
+            "shape": ["batch", "height", "width", "channels: 3 (RGB) or 1 (grey)"],
+            "description": f"face crops of any size, 0-255, one size per batch; grey is made 3-channel "
+                           f"and every crop resized to {size}x{size} inside",
+        },
+        "outputs": {task: {"classes": list(CLASSES[task]), "description": "probabilities, in the order of classes"}
+                    for task in (GENDER, EMOTION, FOUR)},
+        "framing": {
+            "crop_margin": CROP_MARGIN,
+            "rule": "crop a square of side crop_margin times the larger side of the face detector's box, "
+                    "centred on the box's centre",
+        },
+    }
+
+
 def serving_function(model, resizer=resize):
-    """A tf.function from uint8 crops of any size to the model's three answers."""
+    """A tf.function from uint8 RGB or grey crops of any size to the model's three answers."""
     size = model.input_shape[1]
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, None], tf.uint8, name="images")])
     def serve(images):
-        faces = tf.cast(resizer(images, size), tf.float32)
+        # One channel broadcasts to three; three stay as they are (any other count is an error).
+        rgb = tf.broadcast_to(images, tf.concat([tf.shape(images)[:3], [3]], axis=0))
+        faces = tf.cast(resizer(rgb, size), tf.float32)
         return model(faces, training=False)
 
     return serve
@@ -58,17 +95,56 @@ def matrix_resize(images: tf.Tensor, image_size: int) -> tf.Tensor:
 def write_savedmodel(model, output: Path, resizer=resize) -> None:
     import keras
 
+    described = json.dumps(contract(model), indent=2)
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(SIGNATURE, serving_function(model, resizer))
+    archive.add_endpoint(
+        DESCRIBE_SIGNATURE, tf.function(lambda: {"contract": tf.constant(described)}, input_signature=[])
+    )
     archive.write_out(str(output), verbose=False)
+    (output / "assets").mkdir(exist_ok=True)
+    (output / "assets" / CONTRACT_FILE).write_text(described + "\n")
 
 
 def write_tflite(model, output: Path) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         write_savedmodel(model, Path(scratch) / "savedmodel", matrix_resize)
+        # Only `serve`: TFLite has no use for a signature without inputs, the contract goes in the metadata.
         converter = tf.lite.TFLiteConverter.from_saved_model(str(Path(scratch) / "savedmodel"), [SIGNATURE])
-        output.write_bytes(converter.convert())
+        flatbuffer = converter.convert()
+    described = json.dumps(contract(model), indent=2)
+    output.write_bytes(described_tflite(flatbuffer, described))
+    sidecar(output).write_text(described + "\n")
+
+
+def described_tflite(flatbuffer: bytes, described: str) -> bytes:
+    """The TFLite model with its tensors named after its signature's keys and `described` as metadata.
+
+    tf.lite has no public API for either (tflite_support's metadata writers are not installed), so
+    this edits the flatbuffer with the schema tools TensorFlow ships; tests/test_export.py reads
+    both back, and fails if an upgrade breaks them.
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    for signature in model.signatureDefs:
+        tensors = model.subgraphs[signature.subgraphIndex].tensors
+        for named in [*signature.inputs, *signature.outputs]:
+            tensors[named.tensorIndex].name = named.name  # "gender", not "StatefulPartitionedCall_1:2"
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(described.encode(), dtype=np.uint8)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = METADATA_NAME.encode(), len(model.buffers)
+    model.buffers.append(buffer)
+    model.metadata = [*(model.metadata or []), entry]
+    return flatbuffer_utils.convert_object_to_bytearray(model)
+
+
+def sidecar(output: Path) -> Path:
+    """The JSON contract written beside a TFLite file: `model.tflite` -> `model.tflite.json`."""
+    return output.with_name(output.name + ".json")
 
 
 def export_command(run_dir: str | None, format: str, output: Path) -> None:
@@ -77,6 +153,8 @@ def export_command(run_dir: str | None, format: str, output: Path) -> None:
         raise UserError(f"Unknown export format '{format}'; expected one of: {', '.join(FORMATS)}.")
     if output.exists():
         raise UserError(f"'{output}' already exists; choose another --output.")
+    if format == "tflite" and sidecar(output).exists():
+        raise UserError(f"'{sidecar(output)}', where the description of '{output}' goes, already exists; choose another --output.")
     if output.is_symlink():  # a dangling link: writing would create whatever it points at
         raise UserError(f"--output '{output}' is a symbolic link to '{os.readlink(output)}'; choose a new path.")
     existing = next(folder for folder in output.absolute().parents if folder.exists())
@@ -92,4 +170,7 @@ def export_command(run_dir: str | None, format: str, output: Path) -> None:
     model = load_inference_model(model_file)
     output.parent.mkdir(parents=True, exist_ok=True)
     (write_savedmodel if format == "savedmodel" else write_tflite)(model, output)
-    print(f"Exported {model_file} as {format} to {output} (signature '{SIGNATURE}': uint8 images -> probabilities)")
+    described = f"signature '{DESCRIBE_SIGNATURE}' and assets/{CONTRACT_FILE}" if format == "savedmodel" else (
+        f"metadata '{METADATA_NAME}' and {sidecar(output)}")
+    print(f"Exported {model_file} as {format} to {output} (signature '{SIGNATURE}': uint8 RGB or grey crops -> "
+          f"probabilities; class names, input and framing in {described})")

@@ -21,6 +21,8 @@ _ALL_STATUSES = ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_R
 # The plugin slices the result with [startIndex : startIndex + sliceSize]; the proto default
 # of 0 would return nothing, so ask for more rows than any experiment here will have.
 _SLICE_SIZE = 1_000_000
+# The HParams dashboard (tf-hparams-query-pane) ticks this many hparams before the user does.
+_DEFAULT_VIEW_SIZE = 5
 
 
 @contextlib.contextmanager
@@ -100,7 +102,9 @@ def read_experiment_from_server(url: str, timeout: float = 30.0) -> dict:
 
     POSTs to <url>/data/plugin/hparams/experiment and returns
         {"hparams": {name: list of allowed values, or None if any value},
-         "metrics": {tag (or "<group>/<tag>"): display name}}.
+         "metrics": {tag (or "<group>/<tag>"): display name},
+         "descriptions": {hparam name or metric key: description, where there is one},
+         "shown": hparam names the dashboard ticks by default, in its order}.
     With a write_hparams_config() record these are its columns; without one, the plugin
     derives them from the runs (and then lists every scalar of the runs as a metric).
     """
@@ -113,7 +117,20 @@ def read_experiment_from_server(url: str, timeout: float = 30.0) -> dict:
         _metric_key(info["name"]): info.get("displayName", "")
         for info in response.get("metricInfos", [])
     }
-    return {"hparams": hparams, "metrics": metrics}
+    descriptions = {
+        **{info["name"]: info["description"] for info in response.get("hparamInfos", []) if info.get("description")},
+        **{_metric_key(info["name"]): info["description"] for info in response.get("metricInfos", []) if info.get("description")},
+    }
+    # The dashboard sorts the hparams it gets by `differs` (stably) and ticks the first few.
+    infos = sorted(response.get("hparamInfos", []), key=lambda info: not info.get("differs", False))
+    shown = [info["name"] for info in infos[:_DEFAULT_VIEW_SIZE]]
+    return {"hparams": hparams, "metrics": metrics, "descriptions": descriptions, "shown": shown}
+
+
+def read_runs_from_server(url: str, timeout: float = 30.0) -> list[str]:
+    """The run names a running TensorBoard at `url` lists (GET <url>/data/runs), as its run selector does."""
+    with urllib.request.urlopen(f"{url.rstrip('/')}/data/runs", timeout=timeout) as answer:
+        return json.loads(answer.read().decode("utf-8"))
 
 
 def _post_json(url: str, route: str, body: dict, timeout: float) -> dict:

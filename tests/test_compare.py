@@ -11,6 +11,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from conftest import run_cli
 from tensorboard_server import read_experiment_from_server, read_hparams_from_server, tensorboard_server
 from mtl.compare import METRICS, SHARED_HPARAMS
+from mtl.dashboard.comparison import METRIC_PREFIX, SUMMARY_RUN
 
 # Every test reads one comparison that trains three approaches end to end with three seeds.
 pytestmark = pytest.mark.slow
@@ -109,7 +110,8 @@ def test_later_variants_use_the_same_seed_s_separate_run_as_teachers(comparison)
 
 def test_each_run_logs_an_hparams_session_named_by_variant_and_seed(comparison):
     root, _ = comparison
-    assert any(value.metadata.plugin_data.plugin_name == "hparams" for _, value in events(root))  # the columns
+    assert not events(root)  # no run named "."
+    assert any(value.metadata.plugin_data.plugin_name == "hparams" for _, value in events(root / SUMMARY_RUN))
 
     for run in [*RUNS, *(f"{variant}/mean" for variant in VARIANTS)]:
         logged = events(root / run)
@@ -120,22 +122,28 @@ def test_each_run_logs_an_hparams_session_named_by_variant_and_seed(comparison):
         ]
         [session] = [session for session in sessions if session.hparams]
         assert session.hparams["approach"].string_value == APPROACHES[run.split("/")[0]]
-        assert session.group_name == run  # one dashboard row per run, and one per variant's mean
-        scalars = {tag: float(tf.make_ndarray(value.tensor)) for tag, value in logged if tag in METRICS}
+        assert session.hparams["variant"].string_value == run.split("/")[0]
+        scalars = {
+            tag.removeprefix(METRIC_PREFIX): float(tf.make_ndarray(value.tensor))
+            for tag, value in logged
+            if tag.startswith(METRIC_PREFIX)
+        }
         assert set(ACCURACIES) <= set(scalars)
-        assert all(0 <= scalars[key] <= 1 for key in ACCURACIES)
+        assert all(0 <= scalars[key] <= 100 for key in ACCURACIES)  # percent, as in results.md
 
 
 def test_each_run_logs_confusion_matrices_and_test_faces(comparison):
     root, _ = comparison
     for run in RUNS:
+        test_sets = json.loads((root / run / "metrics.json").read_text())["test_sets"]
+        assert "utkface_test" in test_sets
         images = {tag: value for tag, value in events(root / run / "evaluation")}
         assert set(images) == {"confusion_matrices", "test_faces"}
         for value in images.values():
             assert value.metadata.plugin_data.plugin_name == "images"
             width, height, *pngs = value.tensor.string_val
             assert int(width) > 0 and int(height) > 0
-            assert len(pngs) == 4  # one per test set: gender, FER2013, Happy House and its detected faces
+            assert len(pngs) == len(test_sets)  # one per test set: gender, UTKFace, FER2013, Happy House, detected faces
         assert (root / run / "evaluation" / "confusion_happy_house_emotion.png").is_file()
 
 
@@ -152,7 +160,10 @@ def test_tensorboard_shows_every_run_with_its_approach_and_accuracy(comparison, 
         assert row["hparams"]["approach"] == APPROACHES[row["run"].split("/")[0]]
         assert row["hparams"]["epochs"] == 1
         if row["run"] in expected:
-            got = row["metrics"]["gender_accuracy"]
-            assert got == pytest.approx(float(np.float32(expected[row["run"]]["gender_accuracy"])), abs=1e-4)
-    assert set(experiment["hparams"]) == {*SHARED_HPARAMS, "robust", "pseudo_labels", "loss_weighting"}
-    assert experiment["metrics"] == METRICS
+            got = row["metrics"][METRIC_PREFIX + "gender_accuracy"]
+            assert got == pytest.approx(float(expected[row["run"]]["gender_accuracy"]) * 100, abs=1e-3)
+    assert set(experiment["hparams"]) == {"variant", *SHARED_HPARAMS, "robust", "pseudo_labels", "loss_weighting"}
+    # Only what the runs measured: no joint set was given, so no four-class accuracy.
+    measured = {key for key in METRICS if any(row[key] for row in expected.values())}
+    assert "joint_four_class_accuracy" not in measured
+    assert set(experiment["metrics"]) == {METRIC_PREFIX + key for key in measured}

@@ -1,14 +1,23 @@
 """mtl.dashboard: HParams rows read back through a real TensorBoard server, and the pictures."""
 
 import io
+import math
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
-from tensorboard_server import read_experiment_from_server, read_hparams_from_server, tensorboard_server
+from tensorboard.plugins.hparams import plugin_data_pb2
+from tensorboard_server import (
+    read_experiment_from_server,
+    read_hparams_from_server,
+    read_runs_from_server,
+    tensorboard_server,
+)
 
+from mtl.compare import METRICS
 from mtl.dashboard import figures
+from mtl.dashboard.comparison import SUMMARY_RUN, TRIAL_ID_CHARACTERS, short_names, write_comparison
 from mtl.dashboard.hparams import write_hparams, write_hparams_config
 
 RUNS = {
@@ -39,7 +48,7 @@ CONFIG_METRICS = {"gender/accuracy": "Gender accuracy", "emotion/accuracy": "Emo
 def server(tmp_path_factory):
     """A TensorBoard serving RUNS and the HParams config; yields (url, logdir). Starts in about 10 s."""
     logdir = tmp_path_factory.mktemp("logs")
-    write_hparams_config(logdir, CONFIG_HPARAMS, CONFIG_METRICS)
+    write_hparams_config(logdir / "summary", CONFIG_HPARAMS, CONFIG_METRICS)
     for run, (hparams, metrics) in RUNS.items():
         write_hparams(logdir / run, hparams, metrics)
     with tensorboard_server(logdir, tmp_path_factory.mktemp("tensorboard")) as url:
@@ -82,6 +91,145 @@ def test_config_declares_dashboard_columns(server):
         "batch_size": [32.0, 64.0],
         "lr": [0.001, 0.01],
     }
+
+
+# A tiny comparison as mtl.compare hands it over: per-seed rows and per-variant means, no training.
+COLUMNS = ["approach", "backbone", "color", "epochs", "seed", "pseudo_labels", "loss_weighting", "robust"]
+VARIANTS = {
+    "separate": {"approach": "separate", "pseudo_labels": "n/a", "loss_weighting": "n/a", "robust": "none"},
+    "crosslabel_hard": {"approach": "crosslabel", "pseudo_labels": "hard", "loss_weighting": "n/a", "robust": "n/a"},
+    "multitask_masked": {"approach": "multitask", "pseudo_labels": "none", "loss_weighting": "fixed", "robust": "none"},
+}
+
+
+def tiny_comparison(seeds: int, shift: float = 0.0):
+    """(per-seed rows, per-variant mean rows) of three variants; no joint set, so no four-class accuracy."""
+    runs = []
+    for k in range(seeds):
+        for number, (variant, options) in enumerate(VARIANTS.items()):
+            runs.append({
+                "variant": f"{variant}/seed-{k}", "backbone": "lenet", "color": "rgb", "epochs": 1, "seed": str(3 + k),
+                **options, **{key: None for key in METRICS},
+                "gender_accuracy": 0.5 + 0.1 * number + 0.01 * k + shift, "emotion_accuracy": 0.625,
+                "parameters": 1234.0 + number,
+            })
+    means = []
+    for variant, options in VARIANTS.items():
+        mine = [row for row in runs if row["variant"].startswith(f"{variant}/")]
+        mean = {"variant": variant, "backbone": "lenet", "color": "rgb", "epochs": 1, **options, "seeds": seeds}
+        for key in METRICS:
+            values = [row[key] for row in mine if row[key] is not None]
+            mean[f"{key}_mean"] = float(np.mean(values)) if values else None
+        means.append(mean)
+    return runs, means
+
+
+def summaries(folder):
+    """Every summary value in the event files directly inside `folder`, as (tag, value)."""
+    found = []
+    for event_file in sorted(folder.glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+            found += [(value.tag, value) for value in event.summary.value]
+    return found
+
+
+@pytest.fixture(scope="module")
+def comparison_server(tmp_path_factory):
+    """A TensorBoard on a two-seed tiny comparison written twice (as a resumed one is); yields (url, root, runs)."""
+    root = tmp_path_factory.mktemp("comparison")
+    stale_runs, stale_means = tiny_comparison(seeds=2, shift=-0.25)
+    write_comparison(root, stale_runs, stale_means, COLUMNS, METRICS, "| stale |\n|---|")
+    runs, means = tiny_comparison(seeds=2)
+    write_comparison(root, runs, means, COLUMNS, METRICS, "| variant |\n|---|\n| separate |")
+    with tensorboard_server(root, tmp_path_factory.mktemp("tensorboard")) as url:
+        yield url, root, runs
+
+
+@pytest.mark.slow
+def test_each_row_of_a_comparison_has_a_whole_short_name_and_its_variant_and_seed(comparison_server):
+    url, _, runs = comparison_server
+    rows = read_hparams_from_server(url)
+
+    assert sorted(row["run"] for row in rows) == sorted(
+        [row["variant"] for row in runs] + [f"{variant}/mean" for variant in VARIANTS]
+    )
+    names = [row["group"] for row in rows]
+    assert len(set(names)) == len(rows) and max(map(len, names)) <= TRIAL_ID_CHARACTERS
+    by_run = {row["run"]: row for row in rows}
+    assert by_run["multitask_masked/seed-1"]["group"] == "m_masked s1"
+    assert by_run["separate/mean"]["group"] == "separate mean"
+    for run, row in by_run.items():
+        variant, _, seed = run.rpartition("/")
+        assert row["hparams"]["variant"] == variant  # the whole name, in a column of its own
+        assert row["hparams"]["seed"] == ("mean" if seed == "mean" else str(3 + int(seed.removeprefix("seed-"))))
+
+
+@pytest.mark.slow
+def test_comparison_metrics_are_in_percent_from_the_last_write_and_only_those_measured(comparison_server):
+    url, _, runs = comparison_server
+    rows = {row["run"]: row for row in read_hparams_from_server(url)}
+    experiment = read_experiment_from_server(url)
+
+    assert set(experiment["metrics"]) == {"hparams/gender_accuracy", "hparams/emotion_accuracy", "hparams/parameters"}
+    assert experiment["metrics"]["hparams/gender_accuracy"] == f"{METRICS['gender_accuracy']}, %"
+    assert "percent" in experiment["descriptions"]["hparams/gender_accuracy"]
+    assert experiment["metrics"]["hparams/parameters"] == METRICS["parameters"]  # a count, not scaled
+    for run in runs:  # the second write's values: the stale first one left nothing behind
+        shown = rows[run["variant"]]["metrics"]
+        assert shown["hparams/gender_accuracy"] == pytest.approx(run["gender_accuracy"] * 100, abs=1e-4)
+        assert shown["hparams/parameters"] == run["parameters"]
+    assert rows["separate/mean"]["metrics"]["hparams/gender_accuracy"] == pytest.approx(50.5, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_the_dashboard_shows_seed_and_label_source_and_robust_method_by_default(comparison_server):
+    url, _, _ = comparison_server
+    experiment = read_experiment_from_server(url)
+
+    assert experiment["shown"] == ["approach", "pseudo_labels", "robust", "seed", "variant"]
+    assert set(experiment["hparams"]) == {"variant", *COLUMNS}
+    assert experiment["hparams"]["seed"] == ["3", "4", "mean"]
+
+
+@pytest.mark.slow
+def test_a_comparison_has_no_run_named_dot_and_its_results_are_text_tables(comparison_server):
+    url, root, _ = comparison_server
+    runs = read_runs_from_server(url)
+
+    assert "." not in runs and SUMMARY_RUN in runs
+    assert not list(root.glob("events.out.tfevents.*"))
+    [(_, results)] = [(tag, value) for tag, value in summaries(root / SUMMARY_RUN) if tag == "results"]
+    assert results.metadata.plugin_data.plugin_name == "text"
+    assert tf.make_ndarray(results.tensor).item().decode() == "| variant |\n|---|\n| separate |"
+    texts = {tag: value for tag, value in summaries(root / "crosslabel_hard" / "seed-0") if tag == "test_metrics"}
+    table = tf.make_ndarray(texts["test_metrics"].tensor).item().decode()
+    assert f"| {METRICS['gender_accuracy']}, % | 60.00 |" in table.splitlines()
+    assert f"| {METRICS['parameters']} | 1235 |" in table.splitlines()
+
+
+def test_at_one_seed_a_comparison_writes_no_mean_rows(tmp_path):
+    runs, means = tiny_comparison(seeds=1)
+    write_comparison(tmp_path, runs, means, COLUMNS, METRICS)
+
+    assert not (tmp_path / "separate" / "mean").exists()
+    sessions = [
+        plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content).session_start_info
+        for run in runs
+        for _, value in summaries(tmp_path / run["variant"])
+        if value.metadata.plugin_data.plugin_name == "hparams"
+    ]
+    assert sorted(session.group_name for session in sessions) == ["c_hard s0", "m_masked s0", "separate s0"]
+
+
+def test_short_names_are_whole_where_they_fit_distinct_and_short():
+    variants = ["separate", "crosslabel_hard", "multitask_masked", "multitask_utk_balanced", "multitask_utk_dro",
+                "label_smoothing", "lo_smoothing", "warmup"]
+    names = short_names(variants)
+    assert names["separate"] == "separate" and names["warmup"] == "warmup"
+    assert names["crosslabel_hard"] == "c_hard" and names["multitask_utk_dro"] == "m_utk_dro"
+    assert names["label_smoothing"] == "ls" and names["lo_smoothing"] == "ls2"  # all initials, then numbered
+    assert len(set(names.values())) == len(variants)
+    assert all(len(name) + len(" mean") <= TRIAL_ID_CHARACTERS for name in names.values())
 
 
 def test_last_step_is_the_row_value(tmp_path):
@@ -136,6 +284,21 @@ def test_face_grid_image_marks_wrong_predictions():
         figures.face_grid_image(faces, labels[:5])
     with pytest.raises(ValueError):
         figures.face_grid_image(faces.astype(np.float32), labels)
+
+
+def test_face_grid_labels_are_readable_at_tensorboard_s_card_width():
+    faces = np.full((figures.GRID_FACES, 64, 64, 3), 200, dtype=np.uint8)
+    labels = ["happy_female"] * figures.GRID_FACES
+    grid = figures.face_grid_image(faces, ["sad_female"] + labels[1:], labels)
+
+    # Under the first face (and its red border): its two red lines, "sad_female" and "true: happy_female".
+    face_bottom = 4 + 64 * math.ceil(figures.FACE_PIXELS / 64) + 2 * 4
+    labels_of_first = grid[face_bottom + 1:, : grid.shape[1] // figures.GRID_COLUMNS]
+    inked = np.nonzero(np.any(np.all(labels_of_first == figures.WRONG, axis=-1), axis=1))[0]
+    first_line = inked[: np.argmax(np.diff(inked) > 1) + 1]
+    on_screen = 335 / grid.shape[1]  # TensorBoard fits an image to its card, 335 px wide by default
+    assert (first_line.max() - first_line.min() + 1) * on_screen >= 11  # letters at least 11 px high on screen
+    assert not np.all(labels_of_first[:, -20:] == 255)  # "true: happy_female" is not cut short: it fills the cell
 
 
 def test_write_images_writes_an_image_summary(tmp_path):

@@ -1,14 +1,26 @@
-"""`mtl export`: the SavedModel and TFLite exports answer exactly as the Keras model does, on uint8 crops of any size."""
+"""`mtl export`: the SavedModel and TFLite exports answer exactly as the Keras model does, on uint8 crops of any size,
+RGB or grey, and describe themselves well enough to be served from the README's snippets, without mtl."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from conftest import SAMPLE, run_cli
 from mtl import export
 from mtl.data.images import resize
+from mtl.faces import CROP_MARGIN
 from mtl.models.build import load_inference_model
+from mtl.tasks import CLASSES
 from photos import FEMALE_FACE, MALE_FACE, save_untrained_run, scaled_face
+
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 ANSWERS = ("gender", "emotion", "four")
 
@@ -34,27 +46,90 @@ def keras_answers(run_dir, images):
     return {task: np.asarray(values) for task, values in model.predict_on_batch(resized).items()}
 
 
-def test_the_savedmodel_answers_as_the_keras_model_does(run_dir, crops, tmp_path):
-    code, out, err = run_cli("export", run_dir, "--format", "savedmodel", "--output", tmp_path / "served")
-    assert code == 0, err
+def grey(images):
+    """The crops as one-channel grey [N, H, W, 1], and the same grey as RGB [N, H, W, 3] for the Keras model."""
+    luma = np.stack([np.asarray(Image.fromarray(image).convert("L")) for image in images])[..., np.newaxis]
+    return luma, np.repeat(luma, 3, axis=-1)
 
-    served = tf.saved_model.load(str(tmp_path / "served"))
+
+@pytest.fixture(scope="module")
+def savedmodel(run_dir, tmp_path_factory):
+    output = tmp_path_factory.mktemp("savedmodel") / "served"
+    code, out, err = run_cli("export", run_dir, "--format", "savedmodel", "--output", output)
+    assert code == 0, err
+    return output
+
+
+@pytest.fixture(scope="module")
+def tflite(run_dir, tmp_path_factory):
+    output = tmp_path_factory.mktemp("tflite") / "model.tflite"
+    code, out, err = run_cli("export", run_dir, "--format", "tflite", "--output", output)
+    assert code == 0, err
+    return output
+
+
+def test_the_savedmodel_answers_as_the_keras_model_does_on_rgb_and_grey_crops(run_dir, crops, savedmodel):
+    served = tf.saved_model.load(str(savedmodel))
     for images in crops:
-        answers = served.serve(tf.constant(images))
-        for task, expected in keras_answers(run_dir, images).items():
-            np.testing.assert_allclose(answers[task].numpy(), expected, atol=1e-4)
+        for given, as_rgb in [(images, images), grey(images)]:
+            answers = served.serve(tf.constant(given))
+            for task, expected in keras_answers(run_dir, as_rgb).items():
+                np.testing.assert_allclose(answers[task].numpy(), expected, atol=1e-4)
 
 
-def test_the_tflite_file_answers_as_the_keras_model_does(run_dir, crops, tmp_path):
-    code, out, err = run_cli("export", run_dir, "--format", "tflite", "--output", tmp_path / "model.tflite")
-    assert code == 0, err
-
-    interpreter = tf.lite.Interpreter(model_path=str(tmp_path / "model.tflite"))
+def test_the_tflite_file_answers_as_the_keras_model_does_on_rgb_and_grey_crops(run_dir, crops, tflite):
+    interpreter = tf.lite.Interpreter(model_path=str(tflite))
     serve = interpreter.get_signature_runner(export.SIGNATURE)
     for images in crops:
-        answers = serve(images=images)
-        for task, expected in keras_answers(run_dir, images).items():
-            np.testing.assert_allclose(answers[task], expected, atol=1e-3)
+        for given, as_rgb in [(images, images), grey(images)]:
+            answers = serve(images=given)
+            for task, expected in keras_answers(run_dir, as_rgb).items():
+                np.testing.assert_allclose(answers[task], expected, atol=1e-3)
+
+
+def test_each_export_holds_its_class_names_input_and_framing_rule(run_dir, savedmodel, tflite):
+    expected = export.contract(load_inference_model(run_dir / "model.keras"))
+    assert {task: output["classes"] for task, output in expected["outputs"].items()} == {
+        task: list(CLASSES[task]) for task in ("gender", "emotion", "four")
+    }
+    assert expected["framing"]["crop_margin"] == CROP_MARGIN
+
+    served = tf.saved_model.load(str(savedmodel))
+    assert json.loads(served.describe()["contract"].numpy()) == expected
+    assert json.loads((savedmodel / "assets" / export.CONTRACT_FILE).read_text()) == expected
+
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    flatbuffer = flatbuffer_utils.read_model(str(tflite))
+    [entry] = [entry for entry in flatbuffer.metadata if entry.name == export.METADATA_NAME.encode()]
+    assert json.loads(bytes(flatbuffer.buffers[entry.buffer].data)) == expected
+    assert json.loads(Path(f"{tflite}.json").read_text()) == expected
+    interpreter = tf.lite.Interpreter(model_path=str(tflite))
+    assert sorted(detail["name"] for detail in interpreter.get_output_details()) == ["emotion", "four", "gender"]
+    assert [detail["name"] for detail in interpreter.get_input_details()] == ["images"]
+
+
+def readme_snippet(loads: str) -> str:
+    """The README's Python snippet that calls `loads`: it must run with TensorFlow alone."""
+    [snippet] = [block for block in re.findall(r"```python\n(.*?)```", README.read_text(), re.S) if loads in block]
+    assert "mtl" not in re.sub(r'"[^"]*"', "", snippet).replace("mtl_contract", "")  # no import of mtl
+    return snippet
+
+
+@pytest.mark.parametrize("loads", ["tf.saved_model.load(", "tf.lite.Interpreter("])
+def test_the_readme_snippets_serve_an_export_with_tensorflow_alone(loads, savedmodel, tflite, tmp_path):
+    (tmp_path / "served").symlink_to(savedmodel, target_is_directory=True)
+    (tmp_path / "model.tflite").symlink_to(tflite)
+    (tmp_path / "model.tflite.json").symlink_to(f"{tflite}.json")
+    scaled_face(FEMALE_FACE).save(tmp_path / "face.jpg")
+
+    # A fresh interpreter in an empty folder: nothing of mtl is imported or importable from the working directory.
+    done = subprocess.run([sys.executable, "-c", readme_snippet(loads)], cwd=tmp_path, capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert [line.split()[0] for line in lines] == ["gender", "emotion", "four"]
+    assert all(line.split()[1] in CLASSES[line.split()[0]] for line in lines)
 
 
 def test_export_refuses_an_existing_output_one_under_a_file_a_dangling_link_and_a_missing_model(run_dir, tmp_path, monkeypatch):
@@ -69,6 +144,10 @@ def test_export_refuses_an_existing_output_one_under_a_file_a_dangling_link_and_
     (tmp_path / "dangling").symlink_to(tmp_path / "elsewhere" / "model.tflite")
     code, _, err = run_cli("export", run_dir, "--format", "tflite", "--output", tmp_path / "dangling")
     assert code == 2 and "symbolic link" in err and not (tmp_path / "elsewhere").exists()
+
+    (tmp_path / "model.tflite.json").write_text("{}")  # where the TFLite file's description would go
+    code, _, err = run_cli("export", run_dir, "--format", "tflite", "--output", tmp_path / "model.tflite")
+    assert code == 2 and "already exists" in err and not (tmp_path / "model.tflite").exists()
 
     monkeypatch.setattr(export, "bundled_model_path", lambda: tmp_path / "nothing" / "model.keras")
     code, _, err = run_cli("export", "--output", tmp_path / "new")

@@ -2,13 +2,19 @@
 
 Layout this module expects (one TensorBoard --logdir per comparison):
 
-    root_logdir/                 <- write_hparams_config(): the HParams columns
+    root_logdir/                 <- nothing here: TensorBoard would list it as a run named "."
+        summary_run/             <- write_hparams_config(): the HParams columns (any run may hold them)
         run_a/                   <- write_hparams(): one HParams row + its metric scalars
         run_b/
         ...
 
 Metric values are written as ordinary scalars in the run directory itself, so an HParams
-metric named "gender/accuracy" is the scalar tag "gender/accuracy" of that run.
+metric named "gender/accuracy" is the scalar tag "gender/accuracy" of that run: the plugin
+reads a row's metric values from scalars and from nothing else.
+
+Every event file written here ends in OWN_SUFFIX, so `clear()` can remove exactly these files
+before a folder is written again: TensorBoard keeps the first summary of a tag it reads in a
+run, so a rewritten row or column list would otherwise lose to the stale one.
 """
 
 from collections.abc import Mapping, Sequence
@@ -17,8 +23,24 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hp
+from tensorboard.plugins.hparams import plugin_data_pb2
 
 HParamValue = str | float | int | bool
+OWN_SUFFIX = ".mtl.v2"
+# The HParams dashboard ticks the first five hparams of the experiment for its table and
+# parallel-coordinates view, after sorting them by `differs` (true first), then by name.
+DEFAULT_VIEW_SIZE = 5
+
+
+def writer(logdir: str | Path):
+    """A summary writer whose event files clear() recognises as this module's."""
+    return tf.summary.create_file_writer(str(logdir), filename_suffix=OWN_SUFFIX)
+
+
+def clear(logdir: str | Path) -> None:
+    """Remove the event files this module wrote directly inside `logdir` (nothing else)."""
+    for event_file in Path(logdir).glob(f"events.out.tfevents.*{OWN_SUFFIX}"):
+        event_file.unlink()
 
 
 def write_hparams(
@@ -45,41 +67,60 @@ def write_hparams(
     # The plugin's own default trial id is a hash of the hparam values, which would
     # silently average e.g. two seeds of the same configuration into one row.
     group = trial_id if trial_id is not None else str(run_logdir.resolve())
-    writer = tf.summary.create_file_writer(str(run_logdir))
+    run_writer = writer(run_logdir)
     try:
-        with writer.as_default():
+        with run_writer.as_default():
             hp.hparams(dict(hparams), trial_id=group)
             for tag, value in metrics.items():
                 tf.summary.scalar(tag, float(value), step=step)
-        writer.flush()
+        run_writer.flush()
     finally:
-        writer.close()
+        run_writer.close()
 
 
 def write_hparams_config(
-    root_logdir: str | Path,
+    logdir: str | Path,
     hparam_names_and_values: Mapping[str, Sequence[HParamValue]],
     metric_names: Mapping[str, str],
+    *,
+    shown: Sequence[str] = (),
+    descriptions: Mapping[str, str] | None = None,
 ) -> None:
-    """Declare the HParams dashboard's columns for all runs under `root_logdir`.
+    """Declare the HParams dashboard's columns for all runs under TensorBoard's --logdir.
 
-    `hparam_names_and_values` maps each hparam to the values it may take (an empty list:
-    any value); `metric_names` maps each metric tag, as given to write_hparams(), to the
-    name the dashboard shows. Once this is written the dashboard shows exactly these
-    columns: hparams or metrics of a run that are not listed here are not shown.
+    `logdir` is any folder under it: the plugin takes the first column declaration it finds
+    in any run. `hparam_names_and_values` maps each hparam to the values it may take (an empty
+    list: any value); `metric_names` maps each metric tag, as given to write_hparams(), to the
+    name the dashboard shows, and `descriptions` a tag or hparam to its tooltip. Once this is
+    written the dashboard shows exactly these columns: hparams or metrics of a run that are
+    not listed here are not shown. The hparams in `shown` (at most DEFAULT_VIEW_SIZE) are the
+    ones the dashboard ticks by default; without `shown`, the first five by name.
     """
+    if len(shown) > DEFAULT_VIEW_SIZE:
+        raise ValueError(f"the dashboard shows {DEFAULT_VIEW_SIZE} hparams by default, not {len(shown)}: {shown}")
+    descriptions = descriptions or {}
     columns = [
-        hp.HParam(name, hp.Discrete(_same_type(name, values))) if values else hp.HParam(name)
+        hp.HParam(name, hp.Discrete(_same_type(name, values)) if values else None, description=descriptions.get(name))
         for name, values in hparam_names_and_values.items()
     ]
-    metrics = [hp.Metric(tag, display_name=display) for tag, display in metric_names.items()]
-    writer = tf.summary.create_file_writer(str(root_logdir))
+    metrics = [
+        hp.Metric(tag, display_name=display, description=descriptions.get(tag)) for tag, display in metric_names.items()
+    ]
+    summary = hp.hparams_config_pb(hparams=columns, metrics=metrics)
+    # `differs` is how the dashboard picks the columns it shows before the user ticks any;
+    # the plugin only computes it for runs without a declaration, so declare it here.
+    [value] = summary.value
+    plugin_data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+    for info in plugin_data.experiment.hparam_infos:
+        info.differs = info.name in shown
+    value.metadata.plugin_data.content = plugin_data.SerializeToString()
+    config_writer = writer(logdir)
     try:
-        with writer.as_default():
-            hp.hparams_config(hparams=columns, metrics=metrics)
-        writer.flush()
+        with config_writer.as_default():
+            tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=0)
+        config_writer.flush()
     finally:
-        writer.close()
+        config_writer.close()
 
 
 def _same_type(name: str, values: Sequence[HParamValue]) -> list[HParamValue]:
