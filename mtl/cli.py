@@ -348,6 +348,16 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("mtl: interrupted; finished runs and files are kept.", file=sys.stderr)
         return 130
+    except Exception as error:
+        from mtl.runs import disk_full, no_space
+
+        if not disk_full(error):
+            raise
+        # A write that no narrower handler saw (TensorFlow's file cache, its logs): the error's own path
+        # where it has one, else where the command writes.
+        where = getattr(error, "filename", None) or getattr(args, "runs_dir", None) or os.getcwd()
+        print(f"mtl: error: {no_space(where)}", file=sys.stderr)
+        return EXIT_USER_ERROR
     return 0
 
 

@@ -20,6 +20,13 @@ from typing import Any
 from mtl.errors import UserError
 
 
+# Upper bounds of the settings with a physical size, far above any use and below what fails inside
+# TensorFlow (a schedule of 1e23 epochs overflows its step counter; 100,000-pixel sides exhaust memory).
+MAX_EPOCHS = 100_000
+MAX_IMAGE_SIZE = 2048  # pixels a side: one such image is 50 MB of floats in the network
+MAX_BATCH_SIZE = 65_536
+
+
 def number(default, *, at_least=None, above=None, at_most=None, below=None):
     """A numeric field (or tuple of numbers) whose every number lies within the given bounds."""
     bounds = {"at_least": at_least, "above": above, "at_most": at_most, "below": below}
@@ -79,10 +86,10 @@ class DataConfig:
     source_mixing: float = number(1.0, at_least=0, at_most=1)
     happy_house_test: str = "happy_house/test_happy.h5"
     joint_test: str | None = None  # a folder {happy_female,happy_male,sad_female,sad_male}/
-    image_size: int = number(64, at_least=1)  # each backbone declares its own minimum (mtl.models.backbones)
+    image_size: int = number(64, at_least=1, at_most=MAX_IMAGE_SIZE)  # each backbone declares its own minimum (mtl.models.backbones)
     color: str = choice("rgb", "rgb", "gray")  # "gray" turns every image grey inside the model
     validation_fraction: float = number(0.2, above=0, below=1)
-    batch_size: int = number(32, at_least=1)
+    batch_size: int = number(32, at_least=1, at_most=MAX_BATCH_SIZE)
     cache: str = "memory"  # decoded images: "memory", "none" (decode every epoch) or a folder of cache files
     # A folder of TFDS datasets (`mtl prepare`): training and validation are read from its records,
     # prepared there first if absent; None: straight from the image folders.
@@ -95,8 +102,8 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     backbone: str = choice("lenet", registry="mtl.models.backbones:names")
-    width: int = number(32, at_least=1)  # channels of the first stage (resnet, dsresnet; LeNet is fixed)
-    depth: int = number(1, at_least=1)  # residual blocks per stage (resnet, dsresnet)
+    width: int = number(32, at_least=1, at_most=1024)  # channels of the first stage (resnet, dsresnet; LeNet is fixed)
+    depth: int = number(1, at_least=1, at_most=64)  # residual blocks per stage (resnet, dsresnet)
     dropout: float = number(0.5, at_least=0, below=1)
     # The saved model answers the mean of its answers for the face and its mirror image.
     flip_test_time_augmentation: bool = False
@@ -104,18 +111,18 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = number(10, at_least=1)
+    epochs: int = number(10, at_least=1, at_most=MAX_EPOCHS)
     # crosslabel's four-class model; None: same as epochs
-    four_class_epochs: int | None = number(None, at_least=1)
-    learning_rate: float = number(1e-4, above=0)
+    four_class_epochs: int | None = number(None, at_least=1, at_most=MAX_EPOCHS)
+    learning_rate: float = number(1e-4, above=0, at_most=10)
     schedule: str = choice("constant", "constant", "cosine")
     # sgd: with Nesterov momentum 0.9, and usually a learning rate ten to a hundred times adam's.
     optimizer: str = choice("adam", "adam", "adamw", "sgd")
-    weight_decay: float = number(1e-4, at_least=0)  # adamw only
-    seed: int = number(42, at_least=0)
-    early_stopping_patience: int | None = number(None, at_least=1)  # epochs; None: never stop early
+    weight_decay: float = number(1e-4, at_least=0, at_most=1)  # adamw only
+    seed: int = number(42, at_least=0, at_most=2**32 - 1)  # what NumPy and TensorFlow accept
+    early_stopping_patience: int | None = number(None, at_least=1, at_most=MAX_EPOCHS)  # epochs; None: never stop early
     # Epochs over which the learning rate rises from 0 (cosine schedule only).
-    warmup_epochs: float = number(0.0, at_least=0)
+    warmup_epochs: float = number(0.0, at_least=0, at_most=MAX_EPOCHS)
     label_smoothing: float = number(0.0, at_least=0, below=1)  # share of each target spread evenly over the classes
     # Validate and keep an exponential moving average of the weights (Keras's optimizer EMA).
     weight_averaging: bool = False

@@ -14,9 +14,9 @@ from functools import cache
 import h5py
 import numpy as np
 import tensorflow as tf
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
-from mtl.data.images import resize
+from mtl.data.images import read_pixels, resize
 from mtl.data.sources import ArraySource, ImageSource
 from mtl.errors import UserError
 from mtl.registry import Registry
@@ -126,17 +126,8 @@ def crop_face(image: np.ndarray, box: Box, image_size: int, margin: float = CROP
 
 
 def read_photo(path) -> np.ndarray:
-    """A photograph at full resolution as uint8 RGB [H, W, 3], upright as its EXIF says, or a UserError."""
-    try:
-        with Image.open(path) as picture:
-            picture.load()
-            return np.asarray(ImageOps.exif_transpose(picture).convert("RGB"))
-    except FileNotFoundError:
-        raise UserError(f"Image '{path}' does not exist.") from None
-    except Image.DecompressionBombError:
-        raise UserError(f"Image '{path}' has more pixels than Pillow will decode safely; resize it first.") from None
-    except (UnidentifiedImageError, OSError, ValueError):
-        raise UserError(f"'{path}' is not a readable image (expected JPEG, PNG or another image format).") from None
+    """A photograph at full resolution as uint8 RGB [H, W, 3], decoded as training decodes its images, or a UserError."""
+    return read_pixels(path)
 
 
 def _photos(source: ArraySource | ImageSource):

@@ -8,6 +8,7 @@ process at a time writes a run: `run_lock` holds it, and a second process is ref
 """
 
 import contextlib
+import errno
 import fcntl
 import json
 import math
@@ -118,15 +119,52 @@ def atomic_path(path: Path):
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
     try:
         yield temporary
-        _sync(temporary)  # the bytes on disk before the name points at them
+        sync(temporary)  # the bytes on disk before the name points at them
         os.replace(temporary, path)
-        _sync(path.parent)  # the rename itself
+        sync(path.parent)  # the rename itself
+    except Exception as error:
+        if not disk_full(error):
+            raise
+        # What the new file took before the disk filled, or the old one's size: about what it needs.
+        needed = max((candidate.stat().st_size for candidate in (temporary, path) if candidate.is_file()), default=0)
+        raise no_space(path, needed) from None
     finally:
         if temporary.exists():
             temporary.unlink()
 
 
-def _sync(path: Path) -> None:
+def disk_full(error: BaseException) -> bool:
+    """Whether `error` says the disk is full: an OSError with ENOSPC, or h5py's or TensorFlow's wording of it."""
+    import tensorflow as tf  # only for its error type; runs.py is imported before TensorFlow is needed
+
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    # h5py raises OSError without an errno ("... errno = 28, error message = 'No space left on device'"),
+    # TensorFlow an OpError whose message quotes the system's.
+    return isinstance(error, (OSError, tf.errors.OpError)) and (
+        "No space left on device" in str(error) or "Disk quota exceeded" in str(error)
+    )
+
+
+def no_space(path, needed: int = 0) -> UserError:
+    """The one sentence for a full disk: the path, about how much it needs, and that the command resumes."""
+    path = Path(path)
+    existing = next((folder for folder in (path, *path.parents) if folder.exists()), Path("/"))
+    free = shutil.disk_usage(existing).free
+    need = f"about {_size(needed)}" if needed else "more"
+    return UserError(
+        f"The disk holding '{path}' is full: writing there needs {need} and {_size(free)} is free; "
+        "free some space and run the same command again."
+    )
+
+
+def _size(size: int) -> str:
+    if size < 1000:
+        return f"{size} bytes"
+    return f"{size / 1e3:.0f} kB" if size < 1e6 else f"{size / 1e6:.1f} MB"
+
+
+def sync(path: Path) -> None:
     descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)

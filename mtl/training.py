@@ -15,18 +15,20 @@ import time
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import ops
 
 from mtl import distribute
+from mtl.checkpoints import (  # noqa: F401  epochs_finished: for callers that ask how far a fit got
+    BEST_STATE, BEST_WEIGHTS, RANDOM_STATES, Checkpoints, epochs_finished, keep_arrays, load_arrays, save_arrays,
+    save_json, save_weights,
+)
 from mtl.config import ApproachConfig, TrainConfig
 from mtl.data.sources import SOURCE
 from mtl.errors import UserError
 from mtl.losses import masked_cross_entropy, per_example_cross_entropy
 from mtl.robust import RobustMethod
 from mtl.robust import create as create_robust_method
-from mtl.runs import atomic_path, write_json
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, TASKS
 from mtl.weighting import Weighting, split_variables
 
@@ -268,22 +270,28 @@ def fit(
     train_batches = distribute.sharded_by_example(train_batches)
     validation_batches = distribute.sharded_by_example(validation_batches)
     monitor = selection_metric(trainer)
-    best = BestWeights(monitor, backup_dir)
-    # Order matters at each epoch's end: the random states are saved before Keras's checkpoint
-    # marks the epoch finished, which saves the raw weights before the averaged ones are swapped in
-    # for the best-epoch choice.
-    callbacks = [StopOnNonFiniteLoss()]
+    checkpoints = None
     if backup_dir is not None:
-        Path(backup_dir).mkdir(parents=True, exist_ok=True)
-        finished = epochs_finished(backup_dir)
+        checkpoints = Checkpoints(backup_dir)
+        finished = checkpoints.restore(trainer)
         if finished:
             print(f"Resuming after epoch {finished} from {backup_dir}.", flush=True)
             train_batches = train_batches.skip(finished * steps_per_epoch)
-        callbacks += [RandomStates(backup_dir), keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False)]
+            initial_epoch = max(initial_epoch, finished)
+    best = BestWeights(monitor, checkpoints)
+    # Order matters at each epoch's end: the random states and the raw weights go into the epoch's
+    # checkpoint before the averaged weights are swapped in for the best-epoch choice, and the
+    # checkpoint is made whole (renamed into place) only after the best-epoch state is in it too.
+    callbacks = [StopOnNonFiniteLoss()]
+    if checkpoints is not None:
+        callbacks += [RandomStates(checkpoints), EpochCheckpoint(checkpoints)]
     if config.weight_averaging:
         # Validation and the best-epoch choice see the averaged weights.
         callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
-    callbacks += [best, *extra_callbacks]
+    callbacks += [best]
+    if checkpoints is not None:
+        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: checkpoints.commit(epoch + 1)))
+    callbacks += list(extra_callbacks)
     if log_dir is not None:
         callbacks.insert(0, keras.callbacks.TensorBoard(log_dir=str(log_dir)))
     if config.early_stopping_patience:
@@ -301,6 +309,8 @@ def fit(
             verbose=verbose,
         )
     except Diverged as diverged:
+        if checkpoints is not None:
+            checkpoints.discard_pending()
         kept = f"; the last finished epoch is kept in {backup_dir}" if backup_dir is not None else ""
         raise UserError(f"Training of {trainer.network.name} diverged ({diverged}){kept}; try a lower train.learning_rate.") from None
     seconds = time.perf_counter() - start
@@ -315,40 +325,39 @@ def fit(
     }
 
 
-BACKUP_METADATA = "training_metadata.json"  # what keras.callbacks.BackupAndRestore writes beside its weights
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Puts the weights and the optimizer's state, raw (before any averaged weights are swapped in), into each
+    epoch's checkpoint; `fit` restores them before training, so a resumed fit continues after that epoch."""
 
+    def __init__(self, checkpoints: Checkpoints):
+        super().__init__()
+        self.checkpoints = checkpoints
 
-def epochs_finished(backup_dir: Path) -> int:
-    """How many epochs the checkpoint in `backup_dir` holds (0 if none)."""
-    path = Path(backup_dir) / BACKUP_METADATA
-    return json.loads(path.read_text())["epoch"] if path.is_file() else 0  # Keras stores the next epoch's index
+    def on_epoch_end(self, epoch, logs=None):
+        save_weights(self.checkpoints, epoch + 1, self.model)
 
 
 class RandomStates(keras.callbacks.Callback):
     """Checkpoints the layers' random-number states (dropout's) beside the weights, and restores them on resume.
 
-    Keras's checkpoint holds the weights and the optimizer but not these, so without them a
+    Keras's weights file holds the weights and the optimizer but not these, so without them a
     resumed fit would draw other dropout masks than the uninterrupted one.
     """
 
-    FILE = "random_states.npz"
-
-    def __init__(self, directory: Path):
+    def __init__(self, checkpoints: Checkpoints):
         super().__init__()
-        self.path = Path(directory) / self.FILE
+        self.checkpoints = checkpoints
 
     def states(self) -> list:
         return [generator.state for layer in self.model._flatten_layers() for generator in getattr(layer, "_seed_generators", [])]
 
     def on_train_begin(self, logs=None):
-        if self.path.is_file():
-            with np.load(self.path) as saved:
-                for index, state in enumerate(self.states()):
-                    state.assign(saved[f"arr_{index}"])
+        saved = load_arrays(self.checkpoints.restored, RANDOM_STATES)
+        for state, value in zip(self.states(), saved or []):
+            state.assign(value)
 
     def on_epoch_end(self, epoch, logs=None):
-        with atomic_path(self.path) as temporary, open(temporary, "wb") as file:
-            np.savez(file, *[state.numpy() for state in self.states()])
+        save_arrays(self.checkpoints, epoch + 1, RANDOM_STATES, [state.numpy() for state in self.states()])
 
 
 class Diverged(Exception):
@@ -374,52 +383,50 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 class BestWeights(keras.callbacks.Callback):
     """Keeps the weights of the epoch with the best validation metric (higher is better) and every epoch's logs.
 
-    With a `directory`, both are also kept on disk, so a resumed fit still knows what came before.
+    With `checkpoints`, both go into each epoch's checkpoint too, so a resumed fit still knows what came before.
     """
 
-    STATE, WEIGHTS = "best.json", "best_weights.npz"
-
-    def __init__(self, monitor: str, directory: Path | None = None):
+    def __init__(self, monitor: str, checkpoints: Checkpoints | None = None):
         super().__init__()
         self.monitor = monitor
-        self.directory = Path(directory) if directory is not None else None
+        self.checkpoints = checkpoints
         self.best_value = -math.inf
         self.best_epoch = None
         self.weights = None
         self.validation = {}  # the validation results of the best epoch
         self.history: dict[str, list[float]] = {}
-        if self.directory is not None and (self.directory / self.STATE).is_file():
-            state = json.loads((self.directory / self.STATE).read_text())
+        restored = checkpoints.restored if checkpoints is not None else None
+        if restored is not None:
+            # Read now: the folder is dropped once two newer checkpoints exist.
+            state = json.loads((restored / BEST_STATE).read_text())
             self.best_value = state["best_value"] if state["best_value"] is not None else -math.inf
             self.best_epoch, self.validation, self.history = state["best_epoch"], state["validation"], state["history"]
+            self.weights = load_arrays(restored, BEST_WEIGHTS)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         for key, value in logs.items():
             self.history.setdefault(key, []).append(float(value))
         value = logs.get(self.monitor)
-        if value is not None and value > self.best_value:
+        improved = value is not None and value > self.best_value
+        if improved:
             self.best_value, self.best_epoch = float(value), epoch + 1
             self.weights = self.model.get_weights()
             self.validation = {key: float(value) for key, value in logs.items() if key.startswith("val_")}
-            if self.directory is not None:
-                with atomic_path(self.directory / self.WEIGHTS) as temporary:
-                    with open(temporary, "wb") as file:
-                        np.savez(file, *self.weights)
-        if self.directory is not None:
-            state = {
-                "best_value": self.best_value if self.best_epoch else None,
-                "best_epoch": self.best_epoch,
-                "validation": self.validation,
-                "history": self.history,
-            }
-            write_json(self.directory / self.STATE, state)
+        if self.checkpoints is None:
+            return
+        if improved:
+            save_arrays(self.checkpoints, epoch + 1, BEST_WEIGHTS, self.weights)
+        else:
+            keep_arrays(self.checkpoints, epoch + 1, BEST_WEIGHTS)
+        state = {
+            "best_value": self.best_value if self.best_epoch else None,
+            "best_epoch": self.best_epoch,
+            "validation": self.validation,
+            "history": self.history,
+        }
+        save_json(self.checkpoints, epoch + 1, BEST_STATE, state)
 
     def restore(self, trainer):
-        if self.weights is None and self.directory is not None and (self.directory / self.WEIGHTS).is_file():
-            with np.load(self.directory / self.WEIGHTS) as saved:
-                self.weights = [saved[f"arr_{index}"] for index in range(len(saved.files))]
         if self.weights is not None:
             trainer.set_weights(self.weights)
-
-

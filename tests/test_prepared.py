@@ -2,6 +2,7 @@
 seeded reading, per-worker files, and training from the prepared records."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from conftest import SAMPLE, copy_sample_images, run_cli
 from mtl.config import DataConfig
 from mtl.data import prepared, sources
 from mtl.data.pipeline import ExperimentData
+from mtl.errors import UserError
 from mtl.tasks import EMOTION, GENDER, MISSING
 
 
@@ -163,3 +165,41 @@ def test_mtl_prepare_prints_counts_and_train_runs_from_the_prepared_records(tmp_
     )
     assert code == 0, err
     assert (tmp_path / "runs" / "prepared" / "model.keras").is_file()
+
+
+def small_gender_folders(data):
+    for split, count in (("Training", 10), ("Validation", 3)):
+        for name in ("female", "male"):
+            copy_sample_images(SAMPLE / "gender" / split / name, data / "gender" / split / name, count)
+    for split in ("train", "test"):
+        for name in ("happy", "sad"):
+            copy_sample_images(SAMPLE / "fer2013" / split / name, data / "fer2013" / split / name, 5)
+
+
+def test_a_changed_folder_is_prepared_again_with_its_new_counts(tmp_path):
+    data = tmp_path / "data"
+    small_gender_folders(data)
+    config = DataConfig(data_dir=str(data))
+    before = prepared.counts(prepared.task_builders(config, data, tmp_path / "prepared", seed=0)[GENDER])
+    deleted = sorted((data / "gender" / "Training" / "female").iterdir())[:4]
+    for path in deleted:
+        path.unlink()
+
+    gender = prepared.task_builders(config, data, tmp_path / "prepared", seed=0)[GENDER]
+
+    after = prepared.counts(gender)
+    assert sum(after["kept"].values()) == sum(before["kept"].values()) - 4
+    kept = file_names(gender, "train") + file_names(gender, "validation")
+    assert not {f"female/{path.name}" for path in deleted} & set(kept)
+
+
+def test_a_truncated_record_file_is_one_sentence_before_any_run(tmp_path):
+    data = tmp_path / "data"
+    small_gender_folders(data)
+    config = DataConfig(data_dir=str(data))
+    gender = prepared.task_builders(config, data, tmp_path / "prepared", seed=0)[GENDER]
+    record = next(Path(gender.data_dir).glob("*train.tfrecord*"))
+    record.write_bytes(record.read_bytes()[:-100])
+
+    with pytest.raises(UserError, match=r"The prepared dataset '.*' is damaged: its train records hold \d+ bytes"):
+        prepared.task_builders(config, data, tmp_path / "prepared", seed=0)

@@ -16,6 +16,7 @@ import signal
 import struct
 import subprocess
 import sys
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -487,3 +488,81 @@ def test_damaged_images_decode_to_an_image_or_are_refused(tmp_path, data, cut, f
     for position in flips:
         damaged[position % len(damaged)] ^= 0xFF
     decoded_both_ways(tmp_path, bytes(damaged))
+
+
+# ------------------------------------------- bounded memory and one decode (issue 20) ----------------
+
+
+def test_a_fifo_or_a_device_is_refused_in_one_sentence_without_being_read(tmp_path):
+    from mtl import faces
+    from mtl.data.images import looks_like_image
+
+    fifo = tmp_path / "photo.jpg"
+    os.mkfifo(fifo)  # opening it for reading would wait for a writer forever
+    for path in (fifo, Path("/dev/zero")):
+        assert not looks_like_image(path)
+        for reader in (lambda p: read_image(p, SIZE), faces.read_photo):
+            with pytest.raises(UserError, match=rf"Image '{path}' is not a regular file"):
+                reader(path)
+
+
+def test_a_keras_file_whose_json_would_inflate_past_the_limit_is_refused_without_inflating(tmp_path):
+    from mtl.models.build import load_inference_model
+
+    path = tmp_path / "model.keras"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("config.json", "{}")
+    # The central directory claims 1 GiB for config.json, as a 4 MB file of zeros deflated would.
+    data = bytearray(path.read_bytes())
+    entry = data.rindex(b"PK\x01\x02")
+    data[entry + 24 : entry + 28] = struct.pack("<I", 2**30)
+    path.write_bytes(bytes(data))
+
+    with pytest.raises(UserError, match=rf"Model file '{path}' would inflate to 1073741824 bytes"):
+        load_inference_model(path)
+
+
+def test_a_happy_house_file_declaring_huge_images_is_refused_before_reading(tmp_path):
+    path = tmp_path / "bomb.h5"
+    with h5py.File(path, "w") as file:
+        file.create_dataset("test_set_x", shape=(2, 40000, 40000, 3), dtype="uint8", chunks=(1, 64, 64, 3))
+        file["test_set_y"] = np.array([0, 1])
+    assert path.stat().st_size < 100_000
+
+    with pytest.raises(UserError, match=r"has shape \(2, 40000, 40000, 3\); expected at most \d+ images of at most"):
+        sources.happy_house(path)
+
+
+def odd_image(path: Path, kind: str) -> Path:
+    rng = np.random.default_rng(3)
+    if kind == "16-bit grey png":
+        Image.fromarray(rng.integers(0, 65536, (30, 40), dtype=np.uint16)).save(path)
+    elif kind == "palette png":
+        Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).convert("P").save(path)
+    elif kind == "cmyk jpeg":
+        Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).convert("CMYK").save(path)
+    else:  # a portrait taken sideways: stored 40 wide and 30 high, to be turned upright (EXIF orientation 6)
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(path, exif=exif)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["16-bit grey png", "palette png", "cmyk jpeg", "exif orientation 6 jpeg"])
+def test_every_reader_gives_the_same_pixels_for_odd_formats(tmp_path, kind):
+    from mtl import faces
+    from mtl.data.images import resize
+
+    path = odd_image(tmp_path / ("image.png" if "png" in kind else "image.jpg"), kind)
+
+    folder = elements(one_file_source(path).dataset(SIZE))[0][0]  # how training reads a data folder
+    no_detect = read_image(path, SIZE)  # mtl predict --no-detect
+    photo = faces.read_photo(path)  # mtl predict, before detection
+    detected = resize(tf.constant(photo), SIZE).numpy()
+
+    np.testing.assert_array_equal(no_detect, folder)
+    np.testing.assert_array_equal(detected, folder)
+    if kind.startswith("exif"):
+        assert photo.shape[:2] == (40, 30)  # upright
+    if kind.startswith("16-bit"):
+        assert photo.std() > 10  # the grey levels, not a white page

@@ -22,12 +22,13 @@ TRAIN = (
 )
 # Runs `mtl` with a Ctrl-C as the second epoch begins, as a user would press it during training.
 INTERRUPTED_AFTER_FIRST_EPOCH = """
-import sys, keras
+import sys
 from mtl.cli import main
+from mtl.training import EpochCheckpoint
 def stop_in_the_second_epoch(self, epoch, logs=None):
     if epoch == 1:
         raise KeyboardInterrupt
-keras.callbacks.BackupAndRestore.on_epoch_begin = stop_in_the_second_epoch
+EpochCheckpoint.on_epoch_begin = stop_in_the_second_epoch
 sys.exit(main(sys.argv[1:]))
 """
 

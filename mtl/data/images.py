@@ -11,24 +11,45 @@ a huge picture (a decompression bomb) is refused instead of filling the memory.
 """
 
 import io
+import os
+import stat
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image
+from PIL import Image, ImageOps
 
 from mtl.errors import UserError
 
 # Far above any face photo (a 24-megapixel camera frame passes), far below what would exhaust memory.
 MAX_PIXELS = 40_000_000
+MAX_FILE_BYTES = 200_000_000  # an uncompressed 40-megapixel RGB image is 120 MB
 
 _JPEG = b"\xff\xd8\xff"
 _PNG = b"\x89PNG\r\n\x1a\n"
 # Leading bytes of the formats a data folder may hold; WebP is RIFF....WEBP.
 _SIGNATURES = (_JPEG, _PNG, b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+# The JPEG markers before the pixels (APP1 "Exif", APP14 "Adobe") sit in the first kilobytes.
+_JPEG_MARKERS_BYTES = 65_536
+_PILLOW_JPEG = r"\C*(Exif\x00\x00|Adobe)\C*"  # RE2: \C is any byte, where "." would need UTF-8
+
+
+def regular_file_size(path) -> int | None:
+    """The size of `path` if it is a regular file (a link to one counts), else None: nothing is opened.
+
+    Opening a FIFO blocks until a writer comes, and `/dev/zero` never ends; neither is read.
+    """
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_size if stat.S_ISREG(status.st_mode) else None
 
 
 def looks_like_image(path) -> bool:
     """True when the file starts like a JPEG, PNG, GIF, BMP, WebP or TIFF; zero-byte and text files do not."""
+    size = regular_file_size(path)
+    if size is None or size > MAX_FILE_BYTES:
+        return False
     try:
         with open(path, "rb") as file:
             head = file.read(12)
@@ -63,8 +84,12 @@ def decode(encoded: tf.Tensor) -> tf.Tensor:
         return tf.ensure_shape(tf.numpy_function(_pillow_rgb, [encoded], tf.uint8, stateful=False), (None, None, 3))
 
     # Pillow for the rest: TensorFlow reads the colour indices of a palette BMP as grey levels,
-    # decodes every frame of a GIF (unbounded memory) and reads neither WebP nor TIFF.
-    is_jpeg = tf.strings.substr(encoded, 0, 3) == _JPEG
+    # decodes every frame of a GIF (unbounded memory) and reads neither WebP nor TIFF; and for
+    # JPEGs with an EXIF block (TensorFlow ignores the orientation: a phone's portrait would be
+    # sideways) or Adobe's marker, which CMYK JPEGs carry (TensorFlow refuses them).
+    head = tf.strings.substr(encoded, 0, _JPEG_MARKERS_BYTES)
+    plain_jpeg = tf.logical_not(tf.strings.regex_full_match(head, _PILLOW_JPEG))
+    is_jpeg = (tf.strings.substr(encoded, 0, 3) == _JPEG) & plain_jpeg
     # Too short for a header goes to Pillow, which refuses it: substr past the end would fail with
     # a message quoting the raw bytes, which TensorFlow cannot turn into a Python error.
     is_png = (tf.strings.substr(encoded, 0, 8) == _PNG) & (tf.strings.length(encoded) >= 24)
@@ -93,6 +118,7 @@ def _rgb(picture: Image.Image) -> np.ndarray:
     width, height = picture.size
     if width * height > MAX_PIXELS:  # the header's size: nothing is decoded yet
         raise ValueError(f"{width}x{height} pixels is over the limit of {MAX_PIXELS}")
+    picture = ImageOps.exif_transpose(picture)  # upright as the camera meant it
     if picture.mode.startswith("I;16"):
         # Pillow would clip 16-bit levels at 255 (white); scale them as TensorFlow does a 16-bit PNG.
         grey = (np.asarray(picture).astype(np.uint32) >> 8).astype(np.uint8)
@@ -118,21 +144,30 @@ def over_pixel_limit(path) -> bool:
     return width * height > MAX_PIXELS
 
 
-def read_image(path, image_size: int) -> np.ndarray:
-    """One image file as uint8 [size, size, 3]; any format Pillow reads, or a UserError."""
-    try:
-        encoded = tf.io.read_file(str(path))
-    except (tf.errors.NotFoundError, tf.errors.FailedPreconditionError):
-        raise UserError(f"Image '{path}' does not exist or is not a file.") from None
-    try:
-        return decode_and_resize(encoded, image_size).numpy()
-    except (tf.errors.InvalidArgumentError, ValueError):  # ValueError: the Pillow branch, run eagerly
-        pass  # an over-large image, or a truncated JPEG or PNG that Pillow may still read.
+def read_pixels(path) -> np.ndarray:
+    """One image file at full size as uint8 [H, W, 3], decoded as a data folder's images are, or a UserError.
+
+    Only a regular file under MAX_FILE_BYTES is read, and its header's size is checked before decoding.
+    """
+    size = regular_file_size(path)
+    if size is None:
+        shown = "does not exist" if not os.path.lexists(path) else "is not a regular file (a folder, pipe or device)"
+        raise UserError(f"Image '{path}' {shown}; expected an image file.")
+    if size > MAX_FILE_BYTES:
+        raise UserError(f"Image '{path}' is {size} bytes, over the limit of {MAX_FILE_BYTES} for one image file.")
     if over_pixel_limit(path):
         raise UserError(f"Image '{path}' is larger than the limit of {MAX_PIXELS} pixels.")
     try:
+        return decode(tf.io.read_file(str(path))).numpy()
+    except (tf.errors.InvalidArgumentError, ValueError):  # ValueError: the Pillow branch, run eagerly
+        pass  # a truncated JPEG or PNG that Pillow may still read
+    try:
         with Image.open(path) as picture:
-            rgb = _rgb(picture)
+            return _rgb(picture)
     except Exception:  # noqa: BLE001  any failure of Pillow on a broken file, see _pillow_rgb
         raise UserError(f"'{path}' is not a readable image (expected JPEG, PNG or another image format).") from None
-    return resize(tf.constant(rgb), image_size).numpy()
+
+
+def read_image(path, image_size: int) -> np.ndarray:
+    """One image file as uint8 [size, size, 3]: `read_pixels`, resized as in training; or a UserError."""
+    return resize(tf.constant(read_pixels(path)), image_size).numpy()

@@ -5,8 +5,11 @@ training) and `{"gender": int32, "emotion": int32}` with -1 where the dataset ha
 The test sets are only ever read for the final evaluation, never for training or selection.
 """
 
+import fcntl
+import glob
 import hashlib
 import math
+import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -140,7 +143,36 @@ def cached(examples: tf.data.Dataset, source, config: DataConfig) -> tf.data.Dat
         ) from None
     # Named by the image size and the files, so a changed source or size never reads a stale cache.
     key = hashlib.sha256("\n".join([str(config.image_size), *source.paths]).encode()).hexdigest()[:16]
-    return examples.cache(str(folder / f"images-{key}"))
+    prefix = folder / f"images-{key}"
+    claim_file_cache(prefix)
+    return examples.cache(str(prefix))
+
+
+_CLAIMED: dict[Path, int] = {}  # cache prefix -> the descriptor whose lock this process holds while it lives
+
+
+def claim_file_cache(prefix: Path) -> None:
+    """Make sure this process may write the file cache `prefix`: what a dead writer left is removed.
+
+    TensorFlow marks a cache in writing with a lockfile that a killed process leaves behind, and then
+    refuses the cache for good. An advisory `flock`, which the system releases however the holder
+    ends, tells a live writer (refused, naming it) from a dead one (its lockfile and partial shards removed).
+    """
+    if Path(f"{prefix}.index").exists() or prefix in _CLAIMED:
+        return  # complete, or this process writes it already
+    descriptor = os.open(prefix.with_name(f".{prefix.name}.writer"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(descriptor)
+        raise UserError(f"data.cache '{prefix.parent}' is being written by process {holder}; "
+                        "wait for it to finish, or set another data.cache.") from None
+    os.ftruncate(descriptor, 0)
+    os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+    _CLAIMED[prefix] = descriptor
+    for stale in prefix.parent.glob(f"{glob.escape(prefix.name)}_*"):  # TensorFlow's shards: PREFIX_0.lockfile, ...
+        stale.unlink(missing_ok=True)
 
 
 def test_set_names(config: DataConfig) -> dict[str, tuple[str, str]]:

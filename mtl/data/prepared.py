@@ -65,10 +65,22 @@ def _image_features(image_size: int) -> tfds.features.FeaturesDict:
 
 
 def _config(name: str, description: str, *sources_read) -> tfds.core.BuilderConfig:
-    """A config named by the settings and (a short hash of) the source paths the records come from."""
-    where = hashlib.sha256("\n".join(str(Path(path).resolve()) for path in sources_read).encode()).hexdigest()[:8]
+    """A config named by the settings and (a short hash of) what the records come from: the source paths
+    and every file in them by name, size and modification time, so a changed folder is prepared again."""
+    where = hashlib.sha256("\n".join(_fingerprint(Path(path)) for path in sources_read).encode()).hexdigest()[:8]
     read_from = ", ".join(map(str, sources_read))
     return tfds.core.BuilderConfig(name=f"{name}-{where}", description=f"{description} Read from: {read_from}.")
+
+
+def _fingerprint(path: Path) -> str:
+    """The resolved path, then one line (relative name, size, modification time) per file below it."""
+    path = path.resolve()
+    lines = [str(path)]
+    files = [path] if path.is_file() else sorted(file for file in path.rglob("*") if file.is_file())
+    for file in files:
+        status = file.stat()
+        lines.append(f"{file.relative_to(path) if file != path else ''}\t{status.st_size}\t{status.st_mtime_ns}")
+    return "\n".join(lines)
 
 
 def _listed(root: Path, classes, what: str) -> list[tuple[list[str], int]]:
@@ -272,6 +284,7 @@ def _ready(builder_class, **arguments) -> _Prepared:
     with _quietly():
         builder = builder_class(**arguments)
         if builder.is_prepared():
+            _check_records(builder)
             return builder
         folder = Path(builder.data_dir_root)
         try:
@@ -284,6 +297,23 @@ def _ready(builder_class, **arguments) -> _Prepared:
             ) from None
         builder.download_and_prepare(download_config=tfds.download.DownloadConfig(num_shards=builder.record_files()))
     return builder
+
+
+# TFRecord frames each record with its length (8 bytes) and two checksums (4 bytes each).
+_RECORD_FRAME_BYTES = 16
+
+
+def _check_records(builder: _Prepared) -> None:
+    """Refuse, before any run starts, record files whose sizes are not those written (truncated, or gone)."""
+    for split in builder.info.splits.values():
+        paths = [Path(path) for path in split.filepaths]
+        expected = split.num_bytes + _RECORD_FRAME_BYTES * split.num_examples
+        found = sum(path.stat().st_size for path in paths if path.is_file())
+        if found != expected:
+            raise UserError(
+                f"The prepared dataset '{builder.data_dir}' is damaged: its {split.name} records hold {found} bytes, "
+                f"{expected} were written; delete that folder and it is prepared again."
+            )
 
 
 def only_folder(specs, field: str) -> str:

@@ -19,6 +19,7 @@ inside tf.data (see `pipeline`).
 
 import logging
 import csv
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -283,14 +284,20 @@ def happy_house(path) -> ArraySource:
                 )
             images_key = f"{prefix}_x"
             images = _hdf5_array(file, images_key, path)
-            happy = _happy_labels(_hdf5_array(file, f"{prefix}_y", path)[()], f"{prefix}_y", path)
-            _check_image_shape(images.shape, len(happy), images_key, path)
+            labels_array = _hdf5_array(file, f"{prefix}_y", path)
+            # The shapes the file declares, checked before any value is read: a 2 kB file may declare terabytes.
+            _check_image_shape(images.shape, math.prod(labels_array.shape), images_key, path)
+            happy = _happy_labels(labels_array[()], f"{prefix}_y", path)
             scale = _pixel_scale(images, images_key, path)
     except OSError:
         raise UserError(f"'{path}' is not a readable HDF5 file.") from None
     emotion = np.where(happy, CLASSES[EMOTION].index("happy"), CLASSES[EMOTION].index("sad"))
     labels = {GENDER: np.full(len(happy), MISSING, np.int32), EMOTION: emotion.astype(np.int32)}
     return ArraySource(name=str(path), path=path, images_key=images_key, labels=labels, scale=scale)
+
+
+MAX_HDF5_IMAGES = 10_000_000  # rows of a Happy House-style file; each row is read on its own
+_CHUNK_BYTES = 64_000_000  # what the range check of the pixel values reads at once
 
 
 def _hdf5_array(file: h5py.File, key: str, path: Path) -> h5py.Dataset:
@@ -305,6 +312,11 @@ def _check_image_shape(shape: tuple, labels: int, key: str, path: Path) -> None:
         raise UserError(f"HDF5 file '{path}': {key} has shape {shape}, expected (N, H, W, 3) or (N, H, W).")
     if shape[0] == 0:
         raise UserError(f"HDF5 file '{path}': {key} holds no images (shape {shape}).")
+    if shape[1] * shape[2] > MAX_PIXELS or shape[0] > MAX_HDF5_IMAGES:
+        raise UserError(
+            f"HDF5 file '{path}': {key} has shape {shape}; expected at most {MAX_HDF5_IMAGES} images "
+            f"of at most {MAX_PIXELS} pixels each."
+        )
     if shape[0] != labels:
         raise UserError(
             f"HDF5 file '{path}': {key} has shape {shape} but {labels} labels; expected one label per image."
@@ -318,8 +330,9 @@ def _pixel_scale(images: h5py.Dataset, key: str, path: Path) -> float:
     if images.dtype.kind not in "iuf":
         raise UserError(f"HDF5 file '{path}': {key} holds {images.dtype} values; expected numbers in 0-255 or 0-1.")
     low, high = np.inf, -np.inf
-    for start in range(0, images.shape[0], 256):
-        chunk = images[start : start + 256]
+    rows = max(1, _CHUNK_BYTES // (math.prod(images.shape[1:]) * images.dtype.itemsize))  # bounded memory
+    for start in range(0, images.shape[0], rows):
+        chunk = images[start : start + rows]
         if np.isnan(chunk).any():
             raise UserError(f"HDF5 file '{path}': {key} holds NaN values; expected numbers in 0-255 or 0-1.")
         low, high = min(low, chunk.min()), max(high, chunk.max())

@@ -6,6 +6,7 @@ questions, `{"gender", "emotion", "four"}`, so evaluation and prediction never n
 how a run was trained.
 """
 
+import zipfile
 from pathlib import Path
 
 import keras
@@ -103,6 +104,7 @@ def load_inference_model(path: Path, image_size: int | None = None) -> keras.Mod
 
     It must answer gender, emotion and four-class, and, if `image_size` is given, take images of that size.
     """
+    check_model_archive(path)
     try:
         model = keras.models.load_model(path, safe_mode=True)
     except Exception:  # a foreign or damaged file can fail in any of Keras's loaders; all mean the same
@@ -115,3 +117,31 @@ def load_inference_model(path: Path, image_size: int | None = None) -> keras.Mod
         raise UserError(f"Model file '{path}' takes {model.input_shape[1]}x{model.input_shape[2]} images, "
                         f"but the config says data.image_size={image_size}.")
     return model
+
+
+# What a .keras archive may inflate to: its JSON (config, metadata) is read whole into memory, and
+# mtl's largest models weigh tens of megabytes.
+MAX_MODEL_JSON_BYTES = 16_000_000
+MAX_MODEL_BYTES = 4_000_000_000
+
+
+def check_model_archive(path: Path) -> None:
+    """Refuse, before Keras inflates anything, a file that is no regular file or whose members would inflate too far.
+
+    The sizes come from the zip's directory: a 4 MB file whose config.json inflates to 1 GiB is refused
+    without inflating it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"Model file '{path}' is not a regular file; expected a .keras model saved by mtl.")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError):
+        return  # not a zip: Keras refuses it below, in the same sentence as any damaged file
+    json_bytes = max((member.file_size for member in members if member.filename.endswith(".json")), default=0)
+    if json_bytes > MAX_MODEL_JSON_BYTES or sum(member.file_size for member in members) > MAX_MODEL_BYTES:
+        raise UserError(
+            f"Model file '{path}' would inflate to {sum(member.file_size for member in members)} bytes "
+            f"(JSON at most {MAX_MODEL_JSON_BYTES}, all at most {MAX_MODEL_BYTES}); expected a .keras model saved by mtl."
+        )
