@@ -141,12 +141,22 @@ def seed_count(spec: dict, seeds: int | None) -> int:
     return count
 
 
+def as_read_now(described: dict) -> dict:
+    """A saved comparison's description with each variant's config read as configs are read now,
+    so a field added since (at its default) does not make the same comparison look like another."""
+    try:
+        variants = {name: config_from_dict(values).to_dict() for name, values in described.get("variants", {}).items()}
+    except UserError:
+        return described  # a field that no longer exists: not this comparison
+    return json.loads(json.dumps({**described, "variants": variants}))
+
+
 def claim_root(root: Path, described: dict) -> bool:
     """Make `root` hold this comparison: a new folder, or one holding the same comparison (True: resume)."""
     saved = root / COMPARISON_FILE
     described = json.loads(json.dumps(described))  # as it reads back: tuples are lists
     if saved.is_file():
-        if json.loads(saved.read_text()) != described:
+        if as_read_now(json.loads(saved.read_text())) != described:
             raise UserError(f"Comparison folder '{root}' holds another comparison; choose another --name.")
         return True
     if root.exists() and any(root.iterdir()):

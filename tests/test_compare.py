@@ -12,6 +12,7 @@ from conftest import run_cli
 from tensorboard_server import read_experiment_from_server, read_hparams_from_server, tensorboard_server
 from mtl.compare import METRICS, SHARED_HPARAMS
 from mtl.dashboard.comparison import METRIC_PREFIX, SUMMARY_RUN
+from mtl.errors import UserError
 
 # Every test reads one comparison that trains three approaches end to end with three seeds.
 pytestmark = pytest.mark.slow
@@ -167,3 +168,20 @@ def test_tensorboard_shows_every_run_with_its_approach_and_accuracy(comparison, 
     measured = {key for key in METRICS if any(row[key] for row in expected.values())}
     assert "joint_four_class_accuracy" not in measured
     assert set(experiment["metrics"]) == {METRIC_PREFIX + key for key in measured}
+
+
+def test_a_comparison_saved_before_a_field_was_added_still_resumes(tmp_path):
+    from mtl.compare import claim_root
+    from mtl.config import ExperimentConfig
+
+    described = {"seeds": 1, "baseline": "a", "variants": {"a": ExperimentConfig().to_dict()}}
+    described = json.loads(json.dumps(described))
+    older = json.loads(json.dumps(described))
+    del older["variants"]["a"]["options"]["robust"]  # as written before options.robust existed
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "comparison.json").write_text(json.dumps(older))
+    assert claim_root(tmp_path / "c", described) is True
+    changed = json.loads(json.dumps(described))
+    changed["variants"]["a"]["train"]["epochs"] = 3
+    with pytest.raises(UserError, match="holds another comparison"):
+        claim_root(tmp_path / "c", changed)
