@@ -25,10 +25,11 @@ from mtl.config import ExperimentConfig, config_from_dict, merge
 from mtl.dashboard.figures import confusion_matrix_image, face_grid_image, write_images
 from mtl.dashboard.hparams import write_hparams, write_hparams_config
 from mtl.errors import UserError
-from mtl.evaluate import CORRECT_FILE
+from mtl.evaluate import Evaluation, read_correct
 from mtl.experiment import TEACHERS_DIR, train_and_evaluate, validate
+from mtl.metrics import COMPARED
 from mtl.provenance import provenance
-from mtl.runs import METRICS_FILE, atomic_path, write_json
+from mtl.runs import METRICS_FILE, atomic_path, evaluation_dir, write_json
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
 
 # The variants every comparison runs unless its config names others. Variants that need teachers
@@ -42,32 +43,10 @@ DEFAULT_VARIANTS = {
     "multitask_pseudo": {"approach": "multitask", "options": {"pseudo_labels": "soft"}},
 }
 
-METRICS = {
-    "gender_accuracy": "gender accuracy (gender test)",
-    "utkface_test_gender_accuracy": "gender accuracy (UTKFace test)",
-    "gender_worst_group_accuracy": "gender accuracy of the worst group (all gender tests)",
-    "gender_confound_gap": "gender: largest happy/sad gap within a gender",
-    "emotion_accuracy": "emotion accuracy (FER2013 test)",
-    "happy_house_accuracy": "emotion accuracy (Happy House)",
-    "happy_house_detected_accuracy": "emotion accuracy (Happy House, detected faces)",
-    "emotion_worst_group_accuracy": "emotion accuracy of the worst group (FER2013 test)",
-    "emotion_confound_gap": "emotion: largest female/male gap within an emotion",
-    "joint_four_class_accuracy": "four-class accuracy (joint set)",
-    "validation_gender_accuracy": "gender accuracy (validation split)",
-    "validation_emotion_accuracy": "emotion accuracy (validation split)",
-    "parameters": "parameters",
-    "inference_ms_per_image": "inference ms/image",
-    "training_seconds": "training seconds",
-}
-# Which test set and task each accuracy of METRICS is measured on (for the paired tests).
-ACCURACIES = {
-    "gender_accuracy": ("gender_test", GENDER),
-    "utkface_test_gender_accuracy": ("utkface_test", GENDER),
-    "emotion_accuracy": ("emotion_test", EMOTION),
-    "happy_house_accuracy": ("happy_house", EMOTION),
-    "happy_house_detected_accuracy": ("happy_house_detected", EMOTION),
-    "joint_four_class_accuracy": ("joint_test", FOUR),
-}
+# The columns of the tables and HParams rows, name -> text, and the accuracies measured on one
+# test set and task, which runs can be tested against each other on image by image.
+METRICS = {metric.name: metric.text for metric in COMPARED}
+ACCURACIES = {metric.name: (metric.test_set, metric.task) for metric in COMPARED if metric.paired}
 SHARED_HPARAMS = ("approach", "backbone", "color", "epochs", "seed")
 COMPARISON_FILE = "comparison.json"
 MEAN_RUN = "mean"
@@ -205,20 +184,21 @@ def run_variant(name: str, seed_index: int, config: ExperimentConfig, run_dir: P
     if (run_dir / METRICS_FILE).is_file():
         print(f"\n=== {label}: finished earlier, kept ===", flush=True)
         metrics = json.loads((run_dir / METRICS_FILE).read_text())
+        correct = read_correct(evaluation_dir(run_dir / METRICS_FILE))
     else:
         print(f"\n=== {label}: {config.approach} ===", flush=True)
         started = time.perf_counter()
         # training_seconds includes cross-labelling, excludes evaluation and teachers trained elsewhere.
-        metrics = train_and_evaluate(config, run_dir)
-        log_to_tensorboard(run_dir, label, config, metrics, columns)
+        evaluation = train_and_evaluate(config, run_dir)
+        log_to_tensorboard(run_dir, label, config, evaluation, columns)
         print(f"{label} took {time.perf_counter() - started:.0f} s", flush=True)
-    with np.load(run_dir / "evaluation" / CORRECT_FILE) as saved:
-        correct = {key: saved[key] for key in saved.files}
+        metrics, correct = evaluation.metrics, evaluation.correct
     return row_of(label, config, metrics, columns), correct
 
 
-def log_to_tensorboard(run_dir: Path, label: str, config: ExperimentConfig, metrics: dict, columns: list[str]) -> None:
+def log_to_tensorboard(run_dir: Path, label: str, config: ExperimentConfig, evaluation: Evaluation, columns: list[str]) -> None:
     """The run's HParams row (named `label`), its confusion matrices, and a grid of test faces with predictions."""
+    metrics = evaluation.metrics
     row = row_of(label, config, metrics, columns)
     values = {key: value for key, value in row.items() if key in METRICS and value is not None}
     write_hparams(run_dir, hparams_of(config, columns), values, trial_id=label)
@@ -230,7 +210,8 @@ def log_to_tensorboard(run_dir: Path, label: str, config: ExperimentConfig, metr
                     np.array(task_scores["confusion_matrix"]), task_scores["classes"], f"{test_set}: {task}"
                 )
             )
-        images, probabilities, labels = metrics["_samples"][test_set]
+        sample = evaluation.samples[test_set]
+        images, probabilities, labels = sample.images, sample.probabilities, sample.labels
         count = min(len(images), 32)
         task = GENDER if (labels[GENDER][:count] >= 0).all() else EMOTION
         if (labels[GENDER][:count] >= 0).all() and (labels[EMOTION][:count] >= 0).all():
