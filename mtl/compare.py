@@ -8,19 +8,21 @@ All runs go under one root, which is also the TensorBoard log directory:
 - `<root>/results.md` and `results.csv`: per variant, mean and standard deviation over the
   seeds of every metric, and the p-value of an exact McNemar test against the baseline variant
   (the first one) on the same test images, from the seed-0 runs; `results_per_seed.csv`: every run.
+This module runs the variants and logs each run to TensorBoard; `mtl.comparison_stats` makes the
+statistics and `mtl.comparison_tables` the tables.
 A comparison config is `{"base": <experiment config>, "variants": {name: <overrides>}, "seeds": N,
 "baseline": <variant>}`. Running the same command again resumes: finished runs are kept.
 """
 
-import csv
 import json
 import time
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import binomtest
 
 from mtl import approaches
+from mtl.comparison_stats import summarise
+from mtl.comparison_tables import write_tables
 from mtl.config import ExperimentConfig, config_from_dict, merge
 from mtl.dashboard.figures import confusion_matrix_image, face_grid_image, write_images
 from mtl.dashboard.hparams import write_hparams, write_hparams_config
@@ -28,8 +30,7 @@ from mtl.errors import UserError
 from mtl.evaluate import Evaluation, read_correct
 from mtl.experiment import TEACHERS_DIR, train_and_evaluate, validate
 from mtl.metrics import COMPARED
-from mtl.provenance import provenance
-from mtl.runs import METRICS_FILE, atomic_path, evaluation_dir, write_json
+from mtl.runs import METRICS_FILE, evaluation_dir, write_json
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
 
 # The variants every comparison runs unless its config names others. Variants that need teachers
@@ -43,10 +44,8 @@ DEFAULT_VARIANTS = {
     "multitask_pseudo": {"approach": "multitask", "options": {"pseudo_labels": "soft"}},
 }
 
-# The columns of the tables and HParams rows, name -> text, and the accuracies measured on one
-# test set and task, which runs can be tested against each other on image by image.
+# The columns of the tables and HParams rows: name -> text.
 METRICS = {metric.name: metric.text for metric in COMPARED}
-ACCURACIES = {metric.name: (metric.test_set, metric.task) for metric in COMPARED if metric.paired}
 SHARED_HPARAMS = ("approach", "backbone", "color", "epochs", "seed")
 COMPARISON_FILE = "comparison.json"
 MEAN_RUN = "mean"
@@ -224,74 +223,3 @@ def log_to_tensorboard(run_dir: Path, label: str, config: ExperimentConfig, eval
         grids.append(face_grid_image(images[:count], predicted, true))
     write_images(run_dir / "evaluation", "confusion_matrices", matrices)
     write_images(run_dir / "evaluation", "test_faces", grids)
-
-
-def mcnemar_p(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
-    """Exact McNemar test: two-sided binomial p-value of the images that exactly one of two models gets right."""
-    only_a = int(np.sum(correct_a & ~correct_b))
-    only_b = int(np.sum(~correct_a & correct_b))
-    return 1.0 if only_a + only_b == 0 else float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
-
-
-def summarise(runs: dict, baseline: str, columns: list[str]) -> list[dict]:
-    """Per variant: its options, then mean and standard deviation over seeds of every metric, and p-values."""
-    rows = []
-    for name, results in runs.items():
-        first_row, first_correct = results[0]
-        row = {"variant": name, **{column: first_row[column] for column in columns if column != "seed"}}
-        row["seeds"] = len(results)
-        for key in METRICS:
-            values = [result[key] for result, _ in results if result.get(key) is not None]
-            row[f"{key}_mean"] = float(np.mean(values)) if values else None
-            row[f"{key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
-        for key, (test_set, task) in ACCURACIES.items():
-            pair = f"{test_set}/{task}"
-            if name != baseline and pair in first_correct and pair in runs[baseline][0][1]:
-                row[f"{key}_p_vs_{baseline}"] = mcnemar_p(first_correct[pair], runs[baseline][0][1][pair])
-        rows.append(row)
-    return rows
-
-
-def _mean_and_std(row: dict, key: str) -> str:
-    mean, std = row.get(f"{key}_mean"), row.get(f"{key}_std")
-    if mean is None:
-        return "-"
-    if key.endswith("accuracy"):
-        mean, std = mean * 100, (std * 100 if std is not None else None)
-    text = f"{mean:.0f}" if key == "parameters" else f"{mean:.2f}"
-    return text if not std else f"{text} ± {std:.2f}"
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    columns = list(dict.fromkeys(column for row in rows for column in row))
-    with atomic_path(path) as temporary, open(temporary, "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def write_tables(rows: list[dict], per_seed: list[dict], root: Path) -> str:
-    """results.csv (means, deviations, p-values), results_per_seed.csv and results.md under root; returns the Markdown."""
-    _write_csv(root / "results.csv", rows)
-    _write_csv(root / "results_per_seed.csv", per_seed)
-    shown = [key for key in METRICS if any(row.get(f"{key}_mean") is not None for row in rows)]
-    tests = [column for column in dict.fromkeys(c for row in rows for c in row) if "_p_vs_" in column]
-    header = ["variant", "approach", "seeds", *shown, *tests]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        cells = [row["variant"], row["approach"], str(row["seeds"])]
-        cells += [_mean_and_std(row, key) for key in shown] + [f"{row[column]:.4f}" if column in row else "-" for column in tests]
-        lines.append("| " + " | ".join(cells) + " |")
-    made = provenance()
-    lines += [
-        "",
-        "Accuracies in %, mean ± standard deviation over seeds; p: exact McNemar test against the baseline on the "
-        "same test images (seed-0 runs).",
-        f"Made by commit {made['commit']}{' (uncommitted changes)' if made['dirty'] else ''}, Python {made['python']}, "
-        f"TensorFlow {made['tensorflow']}, Keras {made['keras']}, Keras Tuner {made['keras-tuner']}, "
-        f"{made['cpu']} ({made['cpu_count']} cores){', GPU ' + ', '.join(made['gpus']) if made['gpus'] else ''}.",
-    ]
-    table = "\n".join(lines) + "\n"
-    with atomic_path(root / "results.md") as temporary:
-        temporary.write_text(table)
-    return table
