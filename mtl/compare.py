@@ -122,7 +122,7 @@ def claim_root(root: Path, described: dict) -> bool:
     saved = root / COMPARISON_FILE
     described = json.loads(json.dumps(described))  # as it reads back: tuples are lists
     if saved.is_file():
-        if json.loads(saved.read_text()) != described:
+        if as_read_today(json.loads(saved.read_text())) != described:
             raise UserError(f"Comparison folder '{root}' holds another comparison; choose another --name.")
         return True
     if root.exists() and any(root.iterdir()):
@@ -130,6 +130,13 @@ def claim_root(root: Path, described: dict) -> bool:
     root.mkdir(parents=True, exist_ok=True)
     write_json(saved, described)
     return False
+
+
+def as_read_today(described: dict) -> dict:
+    """A saved comparison with each variant's config read by today's config, so that a field added
+    since (with its default) does not make the same comparison look like another."""
+    variants = {name: config_from_dict(config).to_dict() for name, config in described.get("variants", {}).items()}
+    return json.loads(json.dumps({**described, "variants": variants}))
 
 
 def compare(spec: dict, root: Path, only: list[str] | None = None, seeds: int | None = None) -> list[dict]:

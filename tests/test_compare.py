@@ -10,7 +10,9 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from conftest import run_cli
 from tensorboard_server import read_experiment_from_server, read_hparams_from_server, tensorboard_server
-from mtl.compare import METRICS, SHARED_HPARAMS
+from mtl.compare import METRICS, SHARED_HPARAMS, claim_root
+from mtl.config import ExperimentConfig
+from mtl.errors import UserError
 
 # Every test reads one comparison that trains three approaches end to end with three seeds.
 pytestmark = pytest.mark.slow
@@ -156,3 +158,17 @@ def test_tensorboard_shows_every_run_with_its_approach_and_accuracy(comparison, 
             assert got == pytest.approx(float(np.float32(expected[row["run"]]["gender_accuracy"])), abs=1e-4)
     assert set(experiment["hparams"]) == {*SHARED_HPARAMS, "robust", "pseudo_labels", "loss_weighting"}
     assert experiment["metrics"] == METRICS
+
+
+def test_a_comparison_saved_before_a_config_field_was_added_is_the_same_comparison(tmp_path):
+    variant = ExperimentConfig().to_dict()
+    described = {"seeds": 1, "baseline": "separate", "variants": {"separate": variant}}
+    older = {"seeds": 1, "baseline": "separate", "variants": {"separate": {**variant, "options": {
+        key: value for key, value in variant["options"].items() if key != "gradnorm_alpha"}}}}
+    (tmp_path / "comparison.json").write_text(json.dumps(older))
+
+    assert claim_root(tmp_path, described)  # resumed, not refused
+
+    other = {**described, "seeds": 2}
+    with pytest.raises(UserError, match="holds another comparison"):
+        claim_root(tmp_path, other)
