@@ -137,7 +137,7 @@ def test_each_run_logs_confusion_matrices_and_test_faces(comparison):
             assert value.metadata.plugin_data.plugin_name == "images"
             width, height, *pngs = value.tensor.string_val
             assert int(width) > 0 and int(height) > 0
-            assert len(pngs) == 4  # one per test set: gender, FER2013, Happy House and its detected faces
+            assert len(pngs) == 5  # one per test set: gender, UTKFace, FER2013, Happy House and its detected faces
         assert (root / run / "evaluation" / "confusion_happy_house_emotion.png").is_file()
 
 
