@@ -22,7 +22,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from mtl.compare import mcnemar_p
+from mtl.comparison_stats import mcnemar_p
 from mtl.config import load_config, merge
 from mtl.data.pipeline import ExperimentData
 from mtl.evaluate import labelled, predict_dataset

@@ -85,10 +85,10 @@ def cmd_train(args) -> None:
     config = _experiment_config(args, args.approach)
     with runs_dir_of_this_process(args.runs_dir, config.train) as runs_dir:
         run_dir = run_directory(runs_dir, args.name or default_run_name(config))
-        metrics = train_and_evaluate(config, run_dir, evaluate=not args.no_evaluate)
+        evaluation = train_and_evaluate(config, run_dir, evaluate=not args.no_evaluate)
         print(f"Run written to {run_dir}")
-        if "headline" in metrics:
-            _print_headline(metrics)
+        if evaluation is not None:
+            _print_headline(evaluation.metrics)
 
 
 def _training_results(metrics_file: Path) -> dict:
@@ -129,7 +129,7 @@ def cmd_evaluate(args) -> None:
     with run_lock(run_dir) if writes_run else contextlib.nullcontext():
         training = _training_results(output)  # read before anything is replaced
         with replaced_folder(evaluation_dir(output)) as artifacts_dir:  # no figure of an earlier evaluation survives
-            metrics = evaluate_run(run_dir, config.data, artifacts_dir=artifacts_dir, detect=args.detect)
+            metrics = evaluate_run(run_dir, config.data, artifacts_dir=artifacts_dir, detect=args.detect).metrics
             metrics.update(training["metrics"])
             metrics["headline"].update(training["headline"])
             write_metrics(metrics, output)

@@ -8,28 +8,30 @@ All runs go under one root, which is also the TensorBoard log directory:
 - `<root>/results.md` and `results.csv`: per variant, mean and standard deviation over the
   seeds of every metric, and the p-value of an exact McNemar test against the baseline variant
   (the first one) on the same test images, from the seed-0 runs; `results_per_seed.csv`: every run.
+This module runs the variants and logs each run to TensorBoard; `mtl.comparison_stats` makes the
+statistics and `mtl.comparison_tables` the tables.
 A comparison config is `{"base": <experiment config>, "variants": {name: <overrides>}, "seeds": N,
 "baseline": <variant>}`. Running the same command again resumes: finished runs are kept.
 """
 
-import csv
 import json
 import time
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import binomtest
 
 from mtl import approaches
+from mtl.comparison_stats import summarise
+from mtl.comparison_tables import write_tables
 from mtl.config import ExperimentConfig, config_from_dict, merge
 from mtl.dashboard.comparison import write_comparison
 from mtl.dashboard.figures import GRID_FACES, confusion_matrix_image, face_grid_image, write_images
 from mtl.data.sources import source_name
 from mtl.errors import UserError
-from mtl.evaluate import CORRECT_FILE
+from mtl.evaluate import Evaluation, read_correct
 from mtl.experiment import TEACHERS_DIR, train_and_evaluate, validate
-from mtl.provenance import provenance
-from mtl.runs import METRICS_FILE, atomic_path, write_json
+from mtl.metrics import COMPARED
+from mtl.runs import METRICS_FILE, evaluation_dir, write_json
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
 
 # The variants every comparison runs unless its config names others. Variants that need teachers
@@ -43,33 +45,8 @@ DEFAULT_VARIANTS = {
     "multitask_pseudo": {"approach": "multitask", "options": {"pseudo_labels": "soft"}},
 }
 
-METRICS = {
-    "gender_accuracy": "gender accuracy (gender test)",
-    "utkface_test_gender_accuracy": "gender accuracy (UTKFace test)",
-    "gender_worst_group_accuracy": "gender accuracy of the worst group (all gender tests)",
-    "gender_confound_gap": "gender: largest happy/sad gap within a gender",
-    "emotion_accuracy": "emotion accuracy (FER2013 test)",
-    "happy_house_accuracy": "emotion accuracy (Happy House)",
-    "happy_house_detected_accuracy": "emotion accuracy (Happy House, detected faces)",
-    "emotion_worst_group_accuracy": "emotion accuracy of the worst group (FER2013 test)",
-    "emotion_confound_gap": "emotion: largest female/male gap within an emotion",
-    "joint_four_class_accuracy": "four-class accuracy (joint set)",
-    "validation_gender_accuracy": "gender accuracy (validation split)",
-    "validation_emotion_accuracy": "emotion accuracy (validation split)",
-    "validation_worst_group_accuracy": "worst group's accuracy (validation splits: class x source)",
-    "parameters": "parameters",
-    "inference_ms_per_image": "inference ms/image",
-    "training_seconds": "training seconds",
-}
-# Which test set and task each accuracy of METRICS is measured on (for the paired tests).
-ACCURACIES = {
-    "gender_accuracy": ("gender_test", GENDER),
-    "utkface_test_gender_accuracy": ("utkface_test", GENDER),
-    "emotion_accuracy": ("emotion_test", EMOTION),
-    "happy_house_accuracy": ("happy_house", EMOTION),
-    "happy_house_detected_accuracy": ("happy_house_detected", EMOTION),
-    "joint_four_class_accuracy": ("joint_test", FOUR),
-}
+# The columns of the tables and HParams rows: name -> text.
+METRICS = {metric.name: metric.text for metric in COMPARED}
 SHARED_HPARAMS = ("approach", "backbone", "color", "epochs", "seed", "gender_sources")
 COMPARISON_FILE = "comparison.json"
 
@@ -141,22 +118,12 @@ def seed_count(spec: dict, seeds: int | None) -> int:
     return count
 
 
-def as_read_now(described: dict) -> dict:
-    """A saved comparison's description with each variant's config read as configs are read now,
-    so a field added since (at its default) does not make the same comparison look like another."""
-    try:
-        variants = {name: config_from_dict(values).to_dict() for name, values in described.get("variants", {}).items()}
-    except UserError:
-        return described  # a field that no longer exists: not this comparison
-    return json.loads(json.dumps({**described, "variants": variants}))
-
-
 def claim_root(root: Path, described: dict) -> bool:
     """Make `root` hold this comparison: a new folder, or one holding the same comparison (True: resume)."""
     saved = root / COMPARISON_FILE
     described = json.loads(json.dumps(described))  # as it reads back: tuples are lists
     if saved.is_file():
-        if as_read_now(json.loads(saved.read_text())) != described:
+        if as_read_today(json.loads(saved.read_text())) != described:
             raise UserError(f"Comparison folder '{root}' holds another comparison; choose another --name.")
         return True
     if root.exists() and any(root.iterdir()):
@@ -164,6 +131,13 @@ def claim_root(root: Path, described: dict) -> bool:
     root.mkdir(parents=True, exist_ok=True)
     write_json(saved, described)
     return False
+
+
+def as_read_today(described: dict) -> dict:
+    """A saved comparison with each variant's config read by today's config, so that a field added
+    since (with its default) does not make the same comparison look like another."""
+    variants = {name: config_from_dict(config).to_dict() for name, config in described.get("variants", {}).items()}
+    return json.loads(json.dumps({**described, "variants": variants}))
 
 
 def compare(spec: dict, root: Path, only: list[str] | None = None, seeds: int | None = None) -> list[dict]:
@@ -214,20 +188,21 @@ def run_variant(name: str, seed_index: int, config: ExperimentConfig, run_dir: P
     if (run_dir / METRICS_FILE).is_file():
         print(f"\n=== {label}: finished earlier, kept ===", flush=True)
         metrics = json.loads((run_dir / METRICS_FILE).read_text())
+        correct = read_correct(evaluation_dir(run_dir / METRICS_FILE))
     else:
         print(f"\n=== {label}: {config.approach} ===", flush=True)
         started = time.perf_counter()
         # training_seconds includes cross-labelling, excludes evaluation and teachers trained elsewhere.
-        metrics = train_and_evaluate(config, run_dir)
-        log_to_tensorboard(run_dir, metrics)
+        evaluation = train_and_evaluate(config, run_dir)
+        log_to_tensorboard(run_dir, evaluation)
         print(f"{label} took {time.perf_counter() - started:.0f} s", flush=True)
-    with np.load(run_dir / "evaluation" / CORRECT_FILE) as saved:
-        correct = {key: saved[key] for key in saved.files}
+        metrics, correct = evaluation.metrics, evaluation.correct
     return row_of(label, config, metrics, columns), correct
 
 
-def log_to_tensorboard(run_dir: Path, metrics: dict) -> None:
+def log_to_tensorboard(run_dir: Path, evaluation: Evaluation) -> None:
     """The run's confusion matrices and a grid of test faces with predictions (its HParams row: write_comparison)."""
+    metrics = evaluation.metrics
     matrices, grids = [], []
     for test_set, scores in metrics["test_sets"].items():
         for task, task_scores in ((task, scores[task]) for task in (GENDER, EMOTION, FOUR) if task in scores):
@@ -236,7 +211,8 @@ def log_to_tensorboard(run_dir: Path, metrics: dict) -> None:
                     np.array(task_scores["confusion_matrix"]), task_scores["classes"], f"{test_set}: {task}"
                 )
             )
-        images, probabilities, labels = metrics["_samples"][test_set]
+        sample = evaluation.samples[test_set]
+        images, probabilities, labels = sample.images, sample.probabilities, sample.labels
         count = min(len(images), GRID_FACES)
         task = GENDER if (labels[GENDER][:count] >= 0).all() else EMOTION
         if (labels[GENDER][:count] >= 0).all() and (labels[EMOTION][:count] >= 0).all():
@@ -249,74 +225,3 @@ def log_to_tensorboard(run_dir: Path, metrics: dict) -> None:
         grids.append(face_grid_image(images[:count], predicted, true))
     write_images(run_dir / "evaluation", "confusion_matrices", matrices)
     write_images(run_dir / "evaluation", "test_faces", grids)
-
-
-def mcnemar_p(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
-    """Exact McNemar test: two-sided binomial p-value of the images that exactly one of two models gets right."""
-    only_a = int(np.sum(correct_a & ~correct_b))
-    only_b = int(np.sum(~correct_a & correct_b))
-    return 1.0 if only_a + only_b == 0 else float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
-
-
-def summarise(runs: dict, baseline: str, columns: list[str]) -> list[dict]:
-    """Per variant: its options, then mean and standard deviation over seeds of every metric, and p-values."""
-    rows = []
-    for name, results in runs.items():
-        first_row, first_correct = results[0]
-        row = {"variant": name, **{column: first_row[column] for column in columns if column != "seed"}}
-        row["seeds"] = len(results)
-        for key in METRICS:
-            values = [result[key] for result, _ in results if result.get(key) is not None]
-            row[f"{key}_mean"] = float(np.mean(values)) if values else None
-            row[f"{key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
-        for key, (test_set, task) in ACCURACIES.items():
-            pair = f"{test_set}/{task}"
-            if name != baseline and pair in first_correct and pair in runs[baseline][0][1]:
-                row[f"{key}_p_vs_{baseline}"] = mcnemar_p(first_correct[pair], runs[baseline][0][1][pair])
-        rows.append(row)
-    return rows
-
-
-def _mean_and_std(row: dict, key: str) -> str:
-    mean, std = row.get(f"{key}_mean"), row.get(f"{key}_std")
-    if mean is None:
-        return "-"
-    if key.endswith("accuracy"):
-        mean, std = mean * 100, (std * 100 if std is not None else None)
-    text = f"{mean:.0f}" if key == "parameters" else f"{mean:.2f}"
-    return text if not std else f"{text} ± {std:.2f}"
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    columns = list(dict.fromkeys(column for row in rows for column in row))
-    with atomic_path(path) as temporary, open(temporary, "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def write_tables(rows: list[dict], per_seed: list[dict], root: Path) -> str:
-    """results.csv (means, deviations, p-values), results_per_seed.csv and results.md under root; returns the Markdown."""
-    _write_csv(root / "results.csv", rows)
-    _write_csv(root / "results_per_seed.csv", per_seed)
-    shown = [key for key in METRICS if any(row.get(f"{key}_mean") is not None for row in rows)]
-    tests = [column for column in dict.fromkeys(c for row in rows for c in row) if "_p_vs_" in column]
-    header = ["variant", "approach", "seeds", *shown, *tests]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        cells = [row["variant"], row["approach"], str(row["seeds"])]
-        cells += [_mean_and_std(row, key) for key in shown] + [f"{row[column]:.4f}" if column in row else "-" for column in tests]
-        lines.append("| " + " | ".join(cells) + " |")
-    made = provenance()
-    lines += [
-        "",
-        "Accuracies in %, mean ± standard deviation over seeds; p: exact McNemar test against the baseline on the "
-        "same test images (seed-0 runs).",
-        f"Made by commit {made['commit']}{' (uncommitted changes)' if made['dirty'] else ''}, Python {made['python']}, "
-        f"TensorFlow {made['tensorflow']}, Keras {made['keras']}, Keras Tuner {made['keras-tuner']}, "
-        f"{made['cpu']} ({made['cpu_count']} cores){', GPU ' + ', '.join(made['gpus']) if made['gpus'] else ''}.",
-    ]
-    table = "\n".join(lines) + "\n"
-    with atomic_path(root / "results.md") as temporary:
-        temporary.write_text(table)
-    return table

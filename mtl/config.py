@@ -148,6 +148,7 @@ class ApproachConfig:
     gender_loss_weight: float = number(1.0, at_least=0)
     emotion_loss_weight: float = number(1.0, at_least=0)
     dwa_temperature: float = number(2.0, above=0)  # "dwa": higher evens out the heads' weights
+    gradnorm_alpha: float = number(1.5, at_least=0)  # "gradnorm": higher pulls harder on heads that train slowly
     # How a head's per-example losses become its loss (mtl.robust): "none" (the weighted mean),
     # "balanced" or "group_dro" over groups of class x other task's class x source (mtl.groups).
     robust: str = choice("none", registry="mtl.robust:names")

@@ -18,6 +18,7 @@ measures consistency with the teachers, not correctness.
 import functools
 import json
 import time
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from mtl.dashboard.figures import confusion_matrix_image, save_png
 from mtl.data.pipeline import evaluation_batches, test_sets
 from mtl.faces import detected_faces
 from mtl.labels import four_class_targets
+from mtl.metrics import headline
 from mtl.models.build import load_inference_model
 from mtl.provenance import provenance
 from mtl.pseudo_labels import MERGED_DIR, read_merged
@@ -41,6 +43,26 @@ CORRECT_FILE = "correct.npz"  # in the evaluation folder: per test set and task,
 # A group with fewer images is listed but never taken as the worst: one or two faces say nothing.
 MIN_GROUP_IMAGES = 20
 OTHER_TASK = {GENDER: EMOTION, EMOTION: GENDER}
+
+
+@dataclass
+class TestSetSample:
+    """A test set's first batch of images with the model's answers and the labels of every image,
+    for the face grids of the dashboard (whose first images are those of `images`)."""
+
+    images: np.ndarray  # uint8, [batch, size, size, 3]
+    probabilities: dict[str, np.ndarray]  # task -> [images in the set, classes]
+    labels: dict[str, np.ndarray]  # task -> [images in the set], -1 where unlabelled
+
+
+@dataclass
+class Evaluation:
+    """What scoring a run gives: the metrics (exactly what metrics.json holds), a sample of each test
+    set for the figures, and per test set and task whether each image was answered right."""
+
+    metrics: dict
+    samples: dict[str, TestSetSample]
+    correct: dict[str, np.ndarray]  # "<test set>/<task>" -> bool per image, for paired tests between runs
 
 
 def reference_labeller_path() -> Path:
@@ -226,8 +248,9 @@ def scored_sets(data: DataConfig, detect: bool):
 
 
 def evaluate_run(run_dir: Path, data: DataConfig | None = None, artifacts_dir: Path | None = None,
-                 detect: bool = False) -> dict:
-    """Score the run's model on every test set; writes confusion matrices (JSON, PNG) if asked."""
+                 detect: bool = False) -> Evaluation:
+    """Score the run's model on every test set; writes confusion matrices (JSON, PNG) and the
+    per-image correctness into `artifacts_dir` if given."""
     run_dir = require_run(run_dir)
     config = load_config(run_dir / CONFIG_FILE)
     data = data or config.data
@@ -239,7 +262,7 @@ def evaluate_run(run_dir: Path, data: DataConfig | None = None, artifacts_dir: P
         probabilities, labels, first_images = predict_dataset(model, examples, data.batch_size)
         scores = score_test_set(probabilities, labels, groups)
         metrics["test_sets"][name] = {**scores, **extra}
-        samples[name] = (first_images, probabilities, labels)
+        samples[name] = TestSetSample(first_images, probabilities, labels)
         for task, (true, probs) in labelled(probabilities, labels).items():
             correct[f"{name}/{task}"] = probs.argmax(axis=1) == true
         if artifacts_dir is not None:
@@ -256,48 +279,20 @@ def evaluate_run(run_dir: Path, data: DataConfig | None = None, artifacts_dir: P
     agreement = pseudo_label_agreement(model, run_dir, data.batch_size)
     if agreement is not None:
         metrics["not_accuracy_agreement_with_own_pseudo_labels"] = agreement
-    metrics["headline"] = headline(metrics)
+    metrics["headline"] = headline(metrics["test_sets"])
     metrics["provenance"] = provenance()
     if artifacts_dir is not None:
         # Per-image right or wrong, for paired tests between runs scored on the same images.
         with atomic_path(artifacts_dir / CORRECT_FILE) as temporary, open(temporary, "wb") as file:
             np.savez_compressed(file, **correct)
-    metrics["_samples"] = samples  # for TensorBoard images; dropped before writing JSON
-    return metrics
+    return Evaluation(metrics, samples, correct)
 
 
-def headline(metrics: dict) -> dict:
-    """The few numbers a comparison table shows."""
-    sets = metrics["test_sets"]
-
-    def accuracy(test_set, task):
-        return sets.get(test_set, {}).get(task, {}).get("accuracy")
-
-    found = {
-        "gender_accuracy": accuracy("gender_test", GENDER),
-        "emotion_accuracy": accuracy("emotion_test", EMOTION),
-        "happy_house_accuracy": accuracy("happy_house", EMOTION),
-        "happy_house_detected_accuracy": accuracy("happy_house_detected", EMOTION),
-        "happy_house_face_found_rate": sets.get("happy_house_detected", {}).get("face_found_rate"),
-        "joint_four_class_accuracy": accuracy("joint_test", FOUR),
-        "joint_gender_accuracy": accuracy("joint_test", GENDER),
-        "joint_emotion_accuracy": accuracy("joint_test", EMOTION),
-    }
-    # Every further test source of a task (cross-source: utkface_test for gender), by its name.
-    for name, scores in sets.items():
-        for task in TASKS:
-            if task in scores and name not in (f"{task}_test", "joint_test") and not name.startswith("happy_house"):
-                found[f"{name}_{task}_accuracy"] = scores[task]["accuracy"]
-    # A task's worst group and confound gap over all its test sets: the people it serves worst.
-    for task in TASKS:
-        scored = [scores[task] for name, scores in sets.items() if task in scores and "groups" in scores[task]]
-        worst = [score["worst_group_accuracy"] for score in scored if score["worst_group_accuracy"] is not None]
-        gaps = [score["confound_gap"] for score in scored if score["confound_gap"] is not None]
-        found[f"{task}_worst_group_accuracy"] = min(worst) if worst else None
-        found[f"{task}_confound_gap"] = max(gaps) if gaps else None
-    return found
+def read_correct(artifacts_dir: Path) -> dict[str, np.ndarray]:
+    """The per-image correctness that `evaluate_run` wrote into `artifacts_dir`."""
+    with np.load(Path(artifacts_dir) / CORRECT_FILE) as saved:
+        return {key: saved[key] for key in saved.files}
 
 
 def write_metrics(metrics: dict, path: Path) -> None:
-    public = {key: value for key, value in metrics.items() if not key.startswith("_")}
-    write_json(path, public)
+    write_json(path, metrics)

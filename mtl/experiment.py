@@ -14,7 +14,7 @@ from mtl.config import ExperimentConfig, TrainConfig, load_config, merge
 from mtl.data.pipeline import ExperimentData, test_sets
 from mtl.distribute import strategy_for
 from mtl.errors import UserError
-from mtl.evaluate import evaluate_run, write_metrics
+from mtl.evaluate import Evaluation, evaluate_run, write_metrics
 from mtl.models import backbones
 from mtl.models.build import inference_model
 from mtl.provenance import provenance
@@ -141,11 +141,12 @@ def validation_accuracy(run_dir: Path) -> dict:
     return found
 
 
-def train_and_evaluate(config: ExperimentConfig, run_dir: Path, evaluate: bool = True) -> dict:
+def train_and_evaluate(config: ExperimentConfig, run_dir: Path, evaluate: bool = True) -> Evaluation | None:
     """Train `config.approach` into a new `run_dir`, then score it on the test sets.
 
-    Returns the metrics (with `training_seconds` added); writes config.json, model.keras,
-    TensorBoard logs and metrics.json into the run directory.
+    Returns the evaluation (its metrics with `training_seconds` and the validation accuracies
+    added), or None when told not to evaluate; writes config.json, model.keras, TensorBoard logs
+    and metrics.json into the run directory.
     """
     approach = validate(config)
     made_by = provenance()  # the code as the run starts, even if the repository moves on meanwhile
@@ -160,12 +161,13 @@ def train_and_evaluate(config: ExperimentConfig, run_dir: Path, evaluate: bool =
         train_approach(approach, config, run_dir, data)
         training_seconds = time.perf_counter() - start
         if not evaluate:
-            return {"run": run_dir.name, "training_seconds": training_seconds}
+            return None
         # A resumed run may find figures of an evaluation that was interrupted: they are replaced whole.
         with replaced_folder(evaluation_dir(run_dir / METRICS_FILE)) as artifacts_dir:
-            metrics = evaluate_run(run_dir, artifacts_dir=artifacts_dir)
+            evaluation = evaluate_run(run_dir, artifacts_dir=artifacts_dir)
+        metrics = evaluation.metrics
         metrics["training_seconds"] = round(training_seconds, 1)
         metrics["headline"].update(validation_accuracy(run_dir))
         metrics["provenance"] = made_by
         write_metrics(metrics, run_dir / METRICS_FILE)
-        return metrics
+        return evaluation

@@ -30,7 +30,7 @@ from mtl.losses import masked_cross_entropy, per_example_cross_entropy
 from mtl.robust import RobustMethod
 from mtl.robust import create as create_robust_method
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, TASKS
-from mtl.weighting import Weighting, split_variables
+from mtl.weighting.base import REPRESENTATION, Weighting, shared_representation, split_variables
 
 
 def task_probabilities(outputs: dict) -> dict:
@@ -54,6 +54,11 @@ class Trainer(keras.Model):
         self.heads = list(network.output.keys())
         self.weighting = weighting or Weighting(ApproachConfig(), self.heads)
         self.robust = robust or create_robust_method(ApproachConfig(robust="none"), self.heads, {})
+        # A weighting that reads gradients of the representation needs it as a tensor of its own: the
+        # backbone and the heads are then called apart (same layers, same weights as the network).
+        self.backbone, self.head_layers = None, None
+        if self.weighting.takes_task_gradients and self.weighting.gradients_of == REPRESENTATION:
+            self.backbone, self.head_layers = shared_representation(network, self.heads)
         self.answers = [task for task in TASKS if task in self.heads or FOUR in self.heads]
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.head_losses = {head: keras.metrics.Mean(name=f"{head}_loss") for head in self.heads}
@@ -96,8 +101,15 @@ class Trainer(keras.Model):
                 f"The group-robust method {type(self.robust).__name__} needs training batches that carry each "
                 "example's group; set options.robust=none or train an approach that builds groups."
             )
-        with tf.GradientTape(persistent=self.weighting.needs_gradients) as tape:
-            outputs = self.network(images, training=True)
+        weighting = self.weighting
+        with tf.GradientTape(persistent=weighting.takes_task_gradients) as tape:
+            if self.backbone is not None:
+                # The representation is a tensor of its own here, so each head's gradient can stop at it.
+                representation = self.backbone(images, training=True)
+                outputs = {head: layer(representation, training=True) for head, layer in self.head_layers.items()}
+            else:
+                representation = None
+                outputs = self.network(images, training=True)
             # Under a strategy each replica holds part of the batch: a head's loss and whether it has
             # labels are those of the whole global batch, so that any number of replicas trains alike.
             # That holds exactly for the weighted mean (robust=none); for the group-robust methods,
@@ -118,16 +130,27 @@ class Trainer(keras.Model):
                 for head in self.heads
             }
             present = {head: ops.cast(global_counts[head] > 0, "float32") for head in self.heads}
-            loss = self.weighting.total_loss(losses, present)
+            loss = weighting.total_loss(losses, present)
             # Under a strategy each replica's gradient is its share of the mean, as Keras's own losses are.
             replica_losses = {head: distribute.replica_share(losses[head]) for head in self.heads}
             replica_loss = distribute.replica_share(loss)
-        if self.weighting.needs_gradients:
-            variables, gradients = self.combined_task_gradients(tape, replica_losses, present, replica_loss)
+        own = weighting.trainable_variables
+        owned = {id(variable) for variable in own}
+        if weighting.needs_gradients:
+            variables, gradients, task_gradients = self.combined_task_gradients(
+                tape, replica_losses, present, representation
+            )
+            total_loss_gradients = tape.gradient(replica_loss, own)
         else:
-            variables = self.trainable_variables
-            gradients = tape.gradient(replica_loss, variables)
+            variables = [variable for variable in self.trainable_variables if id(variable) not in owned]
+            # One backward pass for the network and the weighting's variables alike, as without a weighting.
+            all_gradients = tape.gradient(replica_loss, variables + own)
+            gradients, total_loss_gradients = all_gradients[: len(variables)], all_gradients[len(variables) :]
+            task_gradients = self.task_gradients(tape, replica_losses, representation) if weighting.reads_task_gradients else None
+        variables = variables + own
+        gradients = gradients + list(weighting.weight_gradients(replica_losses, present, task_gradients, total_loss_gradients))
         self.optimizer.apply(gradients, variables)
+        weighting.end_step()
         self.loss_tracker.update_state(loss)
         for head in self.heads:
             self.head_losses[head].update_state(losses[head], sample_weight=present[head])
@@ -135,23 +158,33 @@ class Trainer(keras.Model):
         logged = [self.loss_tracker, *self.head_losses.values(), *(self.accuracy[head] for head in self.heads)]
         return distribute.global_results(logged)
 
-    def combined_task_gradients(self, tape, losses: dict, present: dict, loss) -> tuple[list, list]:
-        """(variables, gradients): the weighting combines the heads' gradients of the shared variables;
-        each head's layer gets its own loss's gradient, the weighting's own variables the total's."""
+    def task_gradients(self, tape, losses: dict, representation, with_own: bool = False) -> dict:
+        """`{head: [its loss's gradient of each shared variable, or of the representation]}`, one backward
+        pass per head; with `with_own`, `(that, {head: [gradient of the head's own variables]})`."""
         shared, own = split_variables(self.network, self.heads)
-        task_gradients, variables, gradients = {}, [], []
+        targets = shared if representation is None else [representation]
+        task_gradients, own_gradients = {}, {}
         for head in self.heads:
-            # One backward pass per head, through the backbone and the head's own layer.
-            head_gradients = tape.gradient(
-                losses[head], shared + own[head], unconnected_gradients=tf.UnconnectedGradients.ZERO
+            wanted = targets + (own[head] if with_own else [])
+            head_gradients = tape.gradient(losses[head], wanted, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            task_gradients[head] = head_gradients[: len(targets)]
+            own_gradients[head] = head_gradients[len(targets) :]
+        return (task_gradients, own_gradients) if with_own else task_gradients
+
+    def combined_task_gradients(self, tape, losses: dict, present: dict, representation=None) -> tuple[list, list, dict]:
+        """(variables, gradients, task gradients): the weighting combines the heads' gradients of the shared
+        variables, or of the representation, whose combination then flows back through the backbone once;
+        each head's layer gets its own loss's gradient."""
+        shared, own = split_variables(self.network, self.heads)
+        task_gradients, own_gradients = self.task_gradients(tape, losses, representation, with_own=True)
+        variables = [variable for head in self.heads for variable in own[head]] + shared
+        gradients = [gradient for head in self.heads for gradient in own_gradients[head]]
+        combined = self.weighting.combine_gradients(losses, present, task_gradients)
+        if representation is not None:
+            combined = tape.gradient(
+                representation, shared, output_gradients=combined[0], unconnected_gradients=tf.UnconnectedGradients.ZERO
             )
-            task_gradients[head] = head_gradients[: len(shared)]
-            variables += own[head]
-            gradients += head_gradients[len(shared) :]
-        variables += shared + self.weighting.trainable_variables
-        gradients += self.weighting.combine_gradients(losses, present, task_gradients)
-        gradients += tape.gradient(loss, self.weighting.trainable_variables)
-        return variables, gradients
+        return variables, gradients + list(combined), task_gradients
 
     def test_step(self, data):
         images, labels = data

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from mtl.config import load_config, merge
@@ -16,6 +17,7 @@ pytestmark = pytest.mark.slow
 # Test set -> (tasks it is scored on, images): the sample's sizes and the test's joint folder.
 EXPECTED_SCORES = {
     "gender_test": ({GENDER}, 120),
+    "utkface_test": ({GENDER}, 120),  # the second gender test source of the default config
     "emotion_test": ({EMOTION}, 160),
     "happy_house": ({EMOTION}, 40),
     "joint_test": ({GENDER, EMOTION, FOUR}, 16),
@@ -69,17 +71,24 @@ def test_separate_trains_a_gender_and_an_emotion_model(trained_run, joint_folder
     training = json.loads((run_dir / "gender_training.json").read_text())
     assert training["monitor"] == "val_gender_accuracy" and training["best_epoch"] == 1
 
-    metrics = evaluate_run(run_dir, merge(config, {"data": {"joint_test": str(joint_folder)}}).data)
+    evaluation = evaluate_run(run_dir, merge(config, {"data": {"joint_test": str(joint_folder)}}).data)
 
+    metrics = evaluation.metrics
     assert_scored_on_every_test_set(metrics)
     assert AGREEMENT not in metrics  # no pseudo-labels, nothing to agree with
+    assert set(evaluation.samples) == set(EXPECTED_SCORES)
+    assert evaluation.samples["gender_test"].images.dtype == np.uint8
+    for test_set, (tasks, images) in EXPECTED_SCORES.items():
+        for task in tasks:
+            right = evaluation.correct[f"{test_set}/{task}"]
+            assert len(right) == images and right.mean() == pytest.approx(metrics["test_sets"][test_set][task]["accuracy"])
 
 
 @pytest.mark.parametrize("pseudo_labels", ["hard", "soft", "threshold"])
 def test_crosslabel_trains_a_four_class_model_on_the_teachers_labels(tmp_path, run_config, pseudo_labels):
     config = run_config("crosslabel", pseudo_labels=pseudo_labels, confidence_threshold=0.51)
 
-    metrics = train_and_evaluate(config, tmp_path / "run")
+    metrics = train_and_evaluate(config, tmp_path / "run").metrics
 
     run_dir = tmp_path / "run"
     assert_run_directory(run_dir, config, "four_class_model.keras", "metrics.json", "crosslabeled/summary.json")
@@ -109,7 +118,7 @@ def test_crosslabel_refuses_to_train_without_pseudo_labels(tmp_path, run_config)
 def test_multitask_trains_one_backbone_with_two_heads(tmp_path, run_config, pseudo_labels, loss_weighting, teachers):
     config = run_config("multitask", teachers=teachers, pseudo_labels=pseudo_labels, loss_weighting=loss_weighting)
 
-    metrics = train_and_evaluate(config, tmp_path / "run")
+    metrics = train_and_evaluate(config, tmp_path / "run").metrics
 
     run_dir = tmp_path / "run"
     assert_run_directory(run_dir, config, "multitask_model.keras", "multitask_training.json", "metrics.json")

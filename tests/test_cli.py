@@ -58,6 +58,7 @@ def test_train_writes_a_run_and_prints_the_headline(trained_run):
     printed = dict(re.findall(r"^  (\w+_accuracy): (\d\.\d{4})$", out, re.MULTILINE))
     assert set(printed) == {
         "gender_accuracy", "emotion_accuracy", "happy_house_accuracy", "happy_house_detected_accuracy",
+        "utkface_test_gender_accuracy", "gender_worst_group_accuracy", "emotion_worst_group_accuracy",
         "validation_gender_accuracy", "validation_emotion_accuracy",
     }
     config = json.loads((run_dir / "config.json").read_text())

@@ -10,6 +10,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from conftest import run_cli
 from tensorboard_server import read_experiment_from_server, read_hparams_from_server, tensorboard_server
+from mtl import compare, config
 from mtl.compare import METRICS, SHARED_HPARAMS
 from mtl.dashboard.comparison import METRIC_PREFIX, SUMMARY_RUN
 from mtl.errors import UserError
@@ -170,18 +171,16 @@ def test_tensorboard_shows_every_run_with_its_approach_and_accuracy(comparison, 
     assert set(experiment["metrics"]) == {METRIC_PREFIX + key for key in measured}
 
 
-def test_a_comparison_saved_before_a_field_was_added_still_resumes(tmp_path):
-    from mtl.compare import claim_root
-    from mtl.config import ExperimentConfig
 
-    described = {"seeds": 1, "baseline": "a", "variants": {"a": ExperimentConfig().to_dict()}}
-    described = json.loads(json.dumps(described))
-    older = json.loads(json.dumps(described))
-    del older["variants"]["a"]["options"]["robust"]  # as written before options.robust existed
-    (tmp_path / "c").mkdir()
-    (tmp_path / "c" / "comparison.json").write_text(json.dumps(older))
-    assert claim_root(tmp_path / "c", described) is True
-    changed = json.loads(json.dumps(described))
-    changed["variants"]["a"]["train"]["epochs"] = 3
+def test_a_comparison_saved_before_a_config_field_was_added_is_the_same_comparison(tmp_path):
+    variant = config.ExperimentConfig().to_dict()
+    described = {"seeds": 1, "baseline": "separate", "variants": {"separate": variant}}
+    older = {"seeds": 1, "baseline": "separate", "variants": {"separate": {**variant, "options": {
+        key: value for key, value in variant["options"].items() if key != "gradnorm_alpha"}}}}
+    (tmp_path / "comparison.json").write_text(json.dumps(older))
+
+    assert compare.claim_root(tmp_path, described)  # resumed, not refused
+
+    other = {**described, "seeds": 2}
     with pytest.raises(UserError, match="holds another comparison"):
-        claim_root(tmp_path / "c", changed)
+        compare.claim_root(tmp_path, other)

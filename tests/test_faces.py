@@ -105,7 +105,7 @@ def test_mtcnn_finds_both_pasted_faces_too(photo):
 def test_evaluation_scores_happy_house_on_detected_faces_beside_the_whole_photos(tmp_path, joint_folder):
     run_dir = save_untrained_run(tmp_path / "run")
     write_json(run_dir / "config.json", ExperimentConfig().to_dict())
-    metrics = evaluate_run(run_dir, DataConfig(joint_test=str(joint_folder)), detect=True)
+    metrics = evaluate_run(run_dir, DataConfig(joint_test=str(joint_folder)), detect=True).metrics
 
     sets = metrics["test_sets"]
     assert sets["happy_house_detected"]["emotion"]["images"] == sets["happy_house"]["emotion"]["images"]

@@ -11,7 +11,9 @@ from mtl.errors import UserError
 from mtl.models.build import build_network
 from mtl.tasks import EMOTION, GENDER, TASKS
 from mtl.training import Trainer
-from mtl.weighting.base import Weighting
+from mtl.losses import per_example_cross_entropy
+from mtl.weighting.base import Weighting, shared_representation
+from mtl.weighting.mgda import min_norm_coefficients
 
 
 @weighting.register("gender_only")
@@ -164,6 +166,124 @@ def test_pcgrad_gives_each_head_its_own_gradient():
     train(Trainer(network, create(loss_weighting="pcgrad")), toy_batch(labelled=[GENDER]))
 
     assert all(np.array_equal(b, a) for b, a in zip(emotion_before, layer_weights(network, EMOTION)))
+
+
+# ---------------------------------------------------------------- GradNorm ------------------
+
+
+def representation_gradient_norms(network, batch):
+    """Each head's loss and the norm of its gradient of the shared representation, on `batch`."""
+    images, targets, _ = batch
+    backbone, heads = shared_representation(network, TASKS)
+    with tf.GradientTape(persistent=True) as tape:
+        representation = backbone(images)
+        losses = {head: tf.reduce_mean(per_example_cross_entropy(targets[head], heads[head](representation))) for head in TASKS}
+    return {head: float(tf.norm(tape.gradient(losses[head], representation))) for head in TASKS}
+
+
+def test_gradnorm_weights_move_to_balance_the_gradient_norms_of_heads_of_very_different_loss_scale():
+    images, targets, weights = toy_batch(size=32)
+    batch = (images, {GENDER: 10.0 * targets[GENDER], EMOTION: targets[EMOTION]}, weights)  # gender's loss x10
+    network = toy_network()
+    gradnorm = create(loss_weighting="gradnorm")
+    norms = representation_gradient_norms(network, batch)
+    assert norms[GENDER] / norms[EMOTION] > 5  # weights 1 and 1: gender's gradient dominates
+
+    train(Trainer(network, gradnorm), batch, steps=200, learning_rate=0.01)
+
+    gender_weight, emotion_weight = np.array(gradnorm.loss_weights)
+    norms = representation_gradient_norms(network, batch)
+    weighted_ratio = gender_weight * norms[GENDER] / (emotion_weight * norms[EMOTION])
+    assert gender_weight < 0.5 < 1.5 < emotion_weight and gender_weight + emotion_weight == pytest.approx(2.0)
+    assert 0.5 < weighted_ratio < 2  # the weighted gradient norms now within a factor 2, from more than 5
+
+
+def test_gradnorm_weight_gradient_is_that_of_its_own_objective_with_the_target_held_constant():
+    heads = ["a", "b", "c"]
+    gradnorm = weighting.create(ApproachConfig(loss_weighting="gradnorm", gradnorm_alpha=1.5), heads)
+    gradnorm.loss_weights.assign([0.5, 1.0, 1.5])
+    gradnorm.initial_losses.assign([2.0, 1.0, 1.0])
+    losses = {"a": tf.constant(1.0), "b": tf.constant(0.8), "c": tf.constant(0.3)}
+    gradients = {"a": [tf.constant([[3.0, 4.0]])], "b": [tf.constant([[0.0, 1.0]])], "c": [tf.constant([[1.0, 0.0]])]}
+    present = {head: 1.0 for head in heads}
+
+    with tf.GradientTape() as tape:
+        weighted = gradnorm.loss_weights * tf.constant([5.0, 1.0, 1.0])  # w_i ||grad L_i||
+        rates = np.array([1.0 / 2.0, 0.8, 0.3])  # L_i / L_i(0)
+        target = tf.stop_gradient(tf.reduce_mean(weighted)) * (rates / rates.mean()) ** 1.5
+        objective = tf.reduce_sum(tf.abs(weighted - target))
+    expected = tape.gradient(objective, gradnorm.loss_weights)
+
+    [got] = gradnorm.weight_gradients(losses, present, gradients, [None])
+    assert np.allclose(np.array(got), np.array(expected))
+
+
+def test_gradnorm_leaves_a_head_without_labels_out_of_its_objective():
+    losses = {"a": tf.constant(1.0), "b": tf.constant(0.5), "c": tf.constant(0.0)}
+    gradients = {"a": [tf.constant([[3.0, 4.0]])], "b": [tf.constant([[0.0, 1.0]])], "c": [tf.zeros((1, 2))]}
+    three = weighting.create(ApproachConfig(loss_weighting="gradnorm"), ["a", "b", "c"])
+    two = weighting.create(ApproachConfig(loss_weighting="gradnorm"), ["a", "b"])
+
+    three.total_loss(losses, {"a": 1.0, "b": 1.0, "c": 0.0})
+    two.total_loss(losses, {"a": 1.0, "b": 1.0})
+    [with_c] = three.weight_gradients(losses, {"a": 1.0, "b": 1.0, "c": 0.0}, gradients, [None])
+    [without_c] = two.weight_gradients(losses, {"a": 1.0, "b": 1.0}, gradients, [None])
+
+    assert float(three.initial_losses[2]) == 0.0  # its first loss is still to come
+    assert float(with_c[2]) == 0.0 and np.allclose(np.array(with_c[:2]), np.array(without_c))
+    assert np.abs(np.array(without_c)).sum() > 0
+
+
+# ---------------------------------------------------------------- MGDA-UB -------------------
+
+
+def two_head_min_norm(g1, g2):
+    """Sener and Koltun's closed form: the weight of g1 in the min-norm point of the segment [g1, g2]."""
+    return float(np.clip((g2 - g1) @ g2 / ((g1 - g2) @ (g1 - g2)), 0, 1))
+
+
+def mgda_combination(first, second, present=(1.0, 1.0)):
+    gradients = {GENDER: [tf.constant(first, tf.float32)], EMOTION: [tf.constant(second, tf.float32)]}
+    [combined] = create(loss_weighting="mgda").combine_gradients({}, dict(zip(TASKS, present)), gradients)
+    return np.array(combined)
+
+
+def test_mgda_takes_the_min_norm_point_of_two_conflicting_gradients_which_decreases_both_losses():
+    g1, g2 = np.array([[2.0, 0.0], [0.0, 0.0]]), np.array([[-1.0, 1.0], [0.0, 0.5]])  # g1 . g2 = -2: they conflict
+    alpha = two_head_min_norm(g1.ravel(), g2.ravel())
+    expected = alpha * g1 + (1 - alpha) * g2
+
+    combined = mgda_combination(g1, g2)
+
+    assert 0 < alpha < 1 and np.allclose(combined, expected, atol=1e-6)
+    assert (combined * g1).sum() > 0 and (combined * g2).sum() > 0  # a step against it lowers both losses
+    hull = [np.linalg.norm(a * g1 + (1 - a) * g2) for a in np.linspace(0, 1, 101)]
+    assert np.linalg.norm(combined) <= min(hull) + 1e-6
+    assert np.linalg.norm(combined) < np.linalg.norm((g1 + g2) / 2)  # not the plain average
+
+
+def test_mgda_of_three_gradients_is_the_min_norm_point_of_their_hull():
+    gradients = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])  # the origin lies inside: Pareto-stationary
+    coefficients = min_norm_coefficients(tf.constant(gradients @ gradients.T, tf.float32), tf.ones(3), steps=200)
+
+    assert np.linalg.norm(np.array(coefficients) @ gradients) < 0.05
+    assert np.array(coefficients).sum() == pytest.approx(1.0) and (np.array(coefficients) >= 0).all()
+
+
+def test_mgda_follows_the_only_head_with_labels():
+    g1, g2 = np.array([[2.0, 0.0]]), np.array([[0.0, 0.0]])  # emotion unlabelled: its gradient is 0
+
+    assert np.allclose(mgda_combination(g1, g2, present=(1.0, 0.0)), g1)  # not the min-norm point 0
+
+
+def test_mgda_on_a_batch_of_one_task_trains_like_its_loss_alone_through_the_backbone_once():
+    plain, mgda = toy_network(), toy_network()
+
+    train(Trainer(plain), toy_batch(labelled=[GENDER]))
+    train(Trainer(mgda, create(loss_weighting="mgda")), toy_batch(labelled=[GENDER]))
+
+    assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(plain.get_weights(), mgda.get_weights()))
+    assert not np.allclose(plain.get_weights()[0], toy_network().get_weights()[0])  # it did train
 
 
 # ---------------------------------------------------------------- by name -------------------

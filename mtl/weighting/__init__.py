@@ -25,6 +25,6 @@ def create(options: ApproachConfig, heads) -> Weighting:
 
 
 # Importing the built-in methods registers them; they import `register` from above.
-from mtl.weighting import dwa, fixed, pcgrad, uncertainty  # noqa: E402,F401
+from mtl.weighting import dwa, fixed, gradnorm, mgda, pcgrad, uncertainty  # noqa: E402,F401
 
 __all__ = ["WEIGHTINGS", "Weighting", "create", "names", "register", "split_variables"]
