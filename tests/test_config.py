@@ -60,8 +60,8 @@ def test_a_merge_is_checked_like_a_config_file():
 @pytest.mark.parametrize(
     "values,sentence",
     [
-        ({"train": {"epochs": "abc"}}, "Config field 'train.epochs' must be a whole number >= 1, got 'abc'."),
-        ({"train": {"epochs": True}}, "Config field 'train.epochs' must be a whole number >= 1, got True."),
+        ({"train": {"epochs": "abc"}}, "Config field 'train.epochs' must be a whole number in [1, 100000], got 'abc'."),
+        ({"train": {"epochs": True}}, "Config field 'train.epochs' must be a whole number in [1, 100000], got True."),
         (
             {"data": {"augment": {"zoom": [0.1]}}},
             "Config field 'data.augment.zoom' must be a list of 2 numbers in (-1, 1], got [0.1].",

@@ -46,7 +46,7 @@ def test_compare_shows_the_compared_metrics_grouped_by_task_and_tests_the_accura
         "gender_accuracy", "utkface_test_gender_accuracy", "gender_worst_group_accuracy", "gender_confound_gap",
         "emotion_accuracy", "happy_house_accuracy", "happy_house_detected_accuracy", "emotion_worst_group_accuracy",
         "emotion_confound_gap", "joint_four_class_accuracy", "validation_gender_accuracy",
-        "validation_emotion_accuracy", "parameters", "inference_ms_per_image", "training_seconds",
+        "validation_emotion_accuracy", "validation_worst_group_accuracy", "parameters", "inference_ms_per_image", "training_seconds",
     ]
     assert {metric.name: (metric.test_set, metric.task) for metric in PAIRED} == {
         "gender_accuracy": ("gender_test", "gender"), "utkface_test_gender_accuracy": ("utkface_test", "gender"),
