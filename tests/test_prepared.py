@@ -79,12 +79,7 @@ def test_a_prepared_dataset_is_reused_not_prepared_again(sample_prepared):
 
 def test_corrupt_and_non_image_files_are_counted_and_left_out(tmp_path):
     data = tmp_path / "data"
-    for split, count in (("Training", 10), ("Validation", 3)):
-        for name in ("female", "male"):
-            copy_sample_images(SAMPLE / "gender" / split / name, data / "gender" / split / name, count)
-    for split in ("train", "test"):
-        for name in ("happy", "sad"):
-            copy_sample_images(SAMPLE / "fer2013" / split / name, data / "fer2013" / split / name, 5)
+    small_gender_folders(data)
     whole = next((data / "gender" / "Training" / "female").iterdir()).read_bytes()
     (data / "gender" / "Training" / "female" / "truncated.jpg").write_bytes(whole[: len(whole) // 3])
     (data / "gender" / "Training" / "male" / "notes.txt").write_text("not a face")
@@ -168,6 +163,7 @@ def test_mtl_prepare_prints_counts_and_train_runs_from_the_prepared_records(tmp_
 
 
 def small_gender_folders(data):
+    """10 + 3 faces per gender class and 5 per emotion class and split, copied from the sample."""
     for split, count in (("Training", 10), ("Validation", 3)):
         for name in ("female", "male"):
             copy_sample_images(SAMPLE / "gender" / split / name, data / "gender" / split / name, count)
