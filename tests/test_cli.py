@@ -60,6 +60,9 @@ def test_train_writes_a_run_and_prints_the_headline(trained_run):
         "gender_accuracy", "emotion_accuracy", "happy_house_accuracy", "happy_house_detected_accuracy",
         "utkface_test_gender_accuracy", "gender_worst_group_accuracy", "emotion_worst_group_accuracy",
         "validation_gender_accuracy", "validation_emotion_accuracy",
+        # separate's two networks: each one's worst group (class x source), and the worse of the two
+        "validation_gender_worst_group_accuracy", "validation_emotion_worst_group_accuracy",
+        "validation_worst_group_accuracy",
     }
     config = json.loads((run_dir / "config.json").read_text())
     assert config["approach"] == "separate"
