@@ -206,11 +206,13 @@ class Trainer(keras.Model):
         self.loss_tracker.update_state(total)
         logs = distribute.global_results([self.loss_tracker, *(self.accuracy[t] for t in self.answers)])
         # Per replica under a strategy (Keras averages the replicas' values): exact on one device.
-        logs.update({metric.name: metric.result() for metric in self.worst_group.values()})
+        # Across machines Keras averages along a first axis, as for global_results' metrics.
+        shape = (1,) if distribute.across_machines() else ()
+        logs.update({metric.name: ops.reshape(metric.result(), shape) for metric in self.worst_group.values()})
         if len(self.answers) > 1:
             # A real logged metric, so Keras Tuner and early stopping can select on both tasks at once.
             logs["mean_accuracy"] = ops.mean(ops.stack([logs[f"{t}_accuracy"] for t in self.answers]), axis=0)
-            logs["worst_group_accuracy"] = ops.min(ops.stack([logs[f"{t}_worst_group_accuracy"] for t in self.answers]))
+            logs["worst_group_accuracy"] = ops.min(ops.stack([logs[f"{t}_worst_group_accuracy"] for t in self.answers]), axis=0)
         return logs
 
 
