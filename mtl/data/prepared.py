@@ -429,6 +429,11 @@ class PreparedSplit:
     seed: int
 
     @property
+    def source_names(self) -> list[str]:
+        """A prepared task folder is its task's only source (`data.prepared` refuses several)."""
+        return [self.name]
+
+    @property
     def name(self) -> str:
         return f"{self.builder.data_dir}[{self.split}]"
 
