@@ -19,7 +19,6 @@ import functools
 import json
 import time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import keras
@@ -36,7 +35,7 @@ from mtl.metrics import headline
 from mtl.models.build import load_inference_model
 from mtl.provenance import provenance
 from mtl.pseudo_labels import MERGED_DIR, read_merged
-from mtl.runs import CONFIG_FILE, MODEL_FILE, atomic_path, require_run, write_json
+from mtl.runs import CONFIG_FILE, MODEL_FILE, atomic_path, bundled_model_path, require_run, write_json
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, TASKS, four_class_index
 
 CORRECT_FILE = "correct.npz"  # in the evaluation folder: per test set and task, whether each image was right
@@ -63,11 +62,6 @@ class Evaluation:
     metrics: dict
     samples: dict[str, TestSetSample]
     correct: dict[str, np.ndarray]  # "<test set>/<task>" -> bool per image, for paired tests between runs
-
-
-def reference_labeller_path() -> Path:
-    """The model whose answers group the test faces by the task a test set does not label: the bundled one."""
-    return Path(str(resources.files("mtl") / "pretrained" / MODEL_FILE))
 
 
 def predict_dataset(model: keras.Model, examples: tf.data.Dataset, batch_size: int):
@@ -124,12 +118,13 @@ def score_test_set(probabilities: dict, labels: dict, groups: dict[str, np.ndarr
     `groups` maps an attribute (the other task, "age_band", "ethnicity") to its value per image;
     each task is then also scored per group (see `group_scores`).
     """
-    scores = {task: task_scores(task, true, probs) for task, (true, probs) in labelled(probabilities, labels).items()}
+    answered = labelled(probabilities, labels)
+    scores = {task: task_scores(task, true, probs) for task, (true, probs) in answered.items()}
     for task in TASKS:
         if task in scores and groups:
             known = labels[task] >= 0
             families = {attribute: values[known] for attribute, values in groups.items() if attribute != task}
-            true, probs = labelled(probabilities, labels)[task]
+            true, probs = answered[task]
             scores[task].update(group_scores(task, true, probs.argmax(axis=1), families))
     return scores
 
@@ -186,7 +181,7 @@ def reference_answers(source, task: str) -> np.ndarray:
 
 @functools.cache
 def _reference_labeller() -> keras.Model:
-    return load_inference_model(reference_labeller_path())
+    return load_inference_model(bundled_model_path())
 
 
 def test_set_groups(source) -> dict[str, np.ndarray]:
@@ -196,7 +191,7 @@ def test_set_groups(source) -> dict[str, np.ndarray]:
     for task in TASKS:
         if (source.labels[task] >= 0).all():
             groups[task] = np.array(CLASSES[task])[source.labels[task]]
-        elif (source.labels[OTHER_TASK[task]] >= 0).any() and reference_labeller_path().is_file():
+        elif (source.labels[OTHER_TASK[task]] >= 0).any() and bundled_model_path().is_file():
             groups[task] = reference_answers(source, task)
     return groups
 

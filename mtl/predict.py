@@ -14,7 +14,6 @@ import json
 import os
 import sys
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ from mtl.data.images import looks_like_image, read_image, resize
 from mtl.data.sources import IMAGE_SUFFIXES
 from mtl.errors import UserError
 from mtl.models.build import load_inference_model
-from mtl.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE, atomic_path, require_run
+from mtl.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE, atomic_path, bundled_model_path, require_run
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
 
 ANSWERS = (GENDER, EMOTION, FOUR)
@@ -34,11 +33,6 @@ IMAGES_PER_BATCH = 32
 ANNOTATION_MIN_SIDE = 256  # small photos are drawn larger, so the labels stay legible
 BUNDLED = "bundled"  # the "model" of every JSON line answered by the bundled model
 RUNS_LISTED = 5  # a refused comparison root names this many of its runs
-
-
-def bundled_model_path() -> Path:
-    """Where a ready model ships inside the package (present only once one has been bundled)."""
-    return Path(str(resources.files("mtl") / "pretrained" / MODEL_FILE))
 
 
 # ---------------------------------------------------------------- what a prediction is

@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import time
+from importlib import resources
 from pathlib import Path
 
 from mtl.config import ExperimentConfig
@@ -212,3 +213,8 @@ def _finite(value):
 def write_json(path: Path, values) -> None:
     """Write `values` as strict JSON (no NaN or Infinity: they become null), atomically."""
     atomic_write_text(path, json.dumps(_finite(values), indent=2, allow_nan=False) + "\n")
+
+
+def bundled_model_path() -> Path:
+    """Where a ready model ships inside the package (present only once one has been bundled)."""
+    return Path(str(resources.files("mtl") / "pretrained" / MODEL_FILE))
