@@ -15,6 +15,7 @@ from pathlib import Path
 
 from mtl import plugins
 from mtl import __version__
+from mtl.budget import HEADLINE as BUDGET_HEADLINE
 from mtl.errors import UserError
 from mtl.quiet import start_tensorflow
 from mtl.tuning.options import DEFAULT_MAX_TRIALS, OBJECTIVES, TUNERS
@@ -26,7 +27,8 @@ DESCRIPTION = (
     "Start with: mtl predict PHOTO"
 )
 BUNDLED_METRICS_FILE = "bundled_model_metrics.json"  # in the current folder: `mtl evaluate` without a run
-TRAINING_RESULTS = ("training_seconds",)  # in metrics.json, made by training, not by evaluation
+# In metrics.json, made by training, not by evaluation.
+TRAINING_RESULTS = ("training_seconds", "budget", *BUDGET_HEADLINE, "training_multiply_adds_with_teachers")
 
 # Approaches are plug-ins registered where TensorFlow is imported, so the parser takes any name
 # and the config refuses an unknown one: `mtl --help` never loads TensorFlow.
@@ -59,6 +61,8 @@ def _overrides(args) -> dict:
         set_dotted(overrides, "model.backbone", args.backbone)
     if getattr(args, "strategy", None):
         set_dotted(overrides, "train.strategy", args.strategy)
+    if getattr(args, "budget", None):
+        set_dotted(overrides, "train.budget.kind", args.budget)
     return overrides
 
 
@@ -232,6 +236,14 @@ def _add_data_options(parser, experiment=True) -> None:
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. data.color=gray")
 
 
+def _add_budget_option(parser) -> None:
+    parser.add_argument(
+        "--budget",
+        help="what is held equal (train.budget.kind): epochs (default), examples (faces seen per task), steps, "
+        "flops (training multiply-adds) or seconds",
+    )
+
+
 def _add_tune_options(parser) -> None:
     """The options of `mtl tune` beyond the experiment's (--config, --set, --data-dir, ...)."""
     parser.add_argument("--tuner", choices=TUNERS, help="search algorithm (default: hyperband)")
@@ -262,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("approach", help=APPROACH_HELP)
     train.add_argument("--no-evaluate", action="store_true", help="skip the test-set evaluation")
     _add_data_options(train)
+    _add_budget_option(train)
     train.set_defaults(handler=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="score a run on the held-out test sets")
@@ -308,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--variants", help="comma-separated subset of the variants to run")
     compare.add_argument("--seeds", type=int, help="train every variant with this many seeds (default: the config's, else 1)")
     _add_data_options(compare)
+    _add_budget_option(compare)
     compare.set_defaults(handler=cmd_compare)
 
     # Always the same two variants: choosing others is what `compare --variants` is for.

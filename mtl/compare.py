@@ -12,6 +12,10 @@ This module runs the variants and logs each run to TensorBoard; `mtl.comparison_
 statistics and `mtl.comparison_tables` the tables.
 A comparison config is `{"base": <experiment config>, "variants": {name: <overrides>}, "seeds": N,
 "baseline": <variant>}`. Running the same command again resumes: finished runs are kept.
+
+Under a budget other than epochs (`train.budget.kind`, `mtl compare --budget`), every variant
+gets the amount that `train.epochs` epochs of the baseline cost (`equal_budgets`), and
+`mtl.comparison_curves` writes each variant's accuracy against the faces it had seen.
 """
 
 import json
@@ -21,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from mtl import approaches
+from mtl.comparison_curves import write_curves
 from mtl.comparison_stats import summarise
 from mtl.comparison_tables import write_tables
 from mtl.config import ExperimentConfig, config_from_dict, merge
@@ -29,10 +34,10 @@ from mtl.dashboard.figures import GRID_FACES, confusion_matrix_image, face_grid_
 from mtl.data.sources import source_name
 from mtl.errors import UserError
 from mtl.evaluate import Evaluation, read_correct
-from mtl.experiment import TEACHERS_DIR, train_and_evaluate, validate
+from mtl.experiment import TEACHERS_DIR, reference_budget, train_and_evaluate, validate
 from mtl.metrics import COMPARED
 from mtl.runs import METRICS_FILE, evaluation_dir, write_json
-from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
+from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, TASKS
 
 # The variants every comparison runs unless its config names others. Variants that need teachers
 # use the run of the first variant whose approach provides them (trained first), so the
@@ -47,7 +52,9 @@ DEFAULT_VARIANTS = {
 
 # The columns of the tables and HParams rows: name -> text.
 METRICS = {metric.name: metric.text for metric in COMPARED}
-SHARED_HPARAMS = ("approach", "backbone", "color", "epochs", "seed", "gender_sources")
+SHARED_HPARAMS = ("approach", "backbone", "color", "budget", "epochs", "seed", "gender_sources")
+# The amounts (BudgetConfig fields) each budget kind holds equal; epochs and seconds are set by the config itself.
+BUDGET_AMOUNTS = {"examples": tuple(f"{task}_faces" for task in TASKS), "steps": ("steps",), "flops": ("flops",)}
 COMPARISON_FILE = "comparison.json"
 
 
@@ -74,6 +81,7 @@ def hparams_of(config: ExperimentConfig, columns: list[str]) -> dict:
         "approach": config.approach,
         "backbone": config.model.backbone,
         "color": config.data.color,
+        "budget": config.train.budget.kind,
         "epochs": config.train.epochs,
         "seed": str(config.train.seed),  # a string, so the mean's row can say "mean"
         "gender_sources": "+".join(source_name(spec) for spec in config.data.gender_train),
@@ -88,6 +96,21 @@ def row_of(name: str, config: ExperimentConfig, metrics: dict, columns: list[str
         value = metrics["headline"].get(key) if key in metrics["headline"] else metrics.get(key)
         row[key] = value
     return row
+
+
+def equal_budgets(configs: dict[str, ExperimentConfig], baseline: str) -> dict[str, ExperimentConfig]:
+    """Each variant whose budget kind holds an amount equal, with the amount that `train.epochs` epochs
+    of the baseline cost (unless the variant sets it): the same faces per task, steps or multiply-adds."""
+    wanted = {name for name, config in configs.items() if config.train.budget.kind in BUDGET_AMOUNTS}
+    if not wanted:
+        return configs
+    reference = reference_budget(configs[baseline])
+    filled = dict(configs)
+    for name in wanted:
+        own = configs[name].train.budget
+        amounts = {key: reference[key] for key in BUDGET_AMOUNTS[own.kind] if getattr(own, key) is None}
+        filled[name] = merge(configs[name], {"train": {"budget": amounts}})
+    return filled
 
 
 def lacks_teachers(config: ExperimentConfig) -> bool:
@@ -148,6 +171,7 @@ def compare(spec: dict, root: Path, only: list[str] | None = None, seeds: int | 
     baseline = spec.get("baseline") or next(iter(configs))
     if baseline not in configs:
         raise UserError(f"Baseline variant '{baseline}' is not one of this comparison's: {', '.join(configs)}.")
+    configs = equal_budgets(configs, baseline)
     if only:
         missing = [name for name in only if name not in configs]
         if missing:
@@ -178,7 +202,8 @@ def compare(spec: dict, root: Path, only: list[str] | None = None, seeds: int | 
                 teacher_run = run_dir / TEACHERS_DIR  # trained inside this run: the next variants reuse them
     rows = summarise(runs, baseline, columns)
     per_seed = [row for name in runs for row, _ in runs[name]]
-    write_comparison(root, per_seed, rows, columns, METRICS, write_tables(rows, per_seed, root))
+    curves = write_curves(root, list(runs), seeds)
+    write_comparison(root, per_seed, rows, columns, METRICS, write_tables(rows, per_seed, root, appendix=curves))
     return rows
 
 

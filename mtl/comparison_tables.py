@@ -9,17 +9,24 @@ from mtl.provenance import provenance
 from mtl.runs import atomic_path
 
 
+COUNTS = ("parameters", "gender_faces_seen", "emotion_faces_seen", "training_steps")
+
+
 def _mean_and_std(row: dict, key: str) -> str:
     mean, std = row.get(f"{key}_mean"), row.get(f"{key}_std")
     if mean is None:
         return "-"
     if key.endswith("accuracy"):
         mean, std = mean * 100, (std * 100 if std is not None else None)
-    text = f"{mean:.0f}" if key == "parameters" else f"{mean:.2f}"
+    if "multiply_adds" in key:  # 1e14 and more: three figures say it
+        return f"{mean:.3g}" if not std else f"{mean:.3g} ± {std:.2g}"
+    if key in COUNTS:
+        return f"{mean:,.0f}" if not std else f"{mean:,.0f} ± {std:,.0f}"
+    text = f"{mean:.2f}"
     return text if not std else f"{text} ± {std:.2f}"
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
+def write_csv(path: Path, rows: list[dict]) -> None:
     columns = list(dict.fromkeys(column for row in rows for column in row))
     with atomic_path(path) as temporary, open(temporary, "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=columns)
@@ -27,10 +34,11 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def write_tables(rows: list[dict], per_seed: list[dict], root: Path) -> str:
-    """results.csv (means, deviations, p-values), results_per_seed.csv and results.md under root; returns the Markdown."""
-    _write_csv(root / "results.csv", rows)
-    _write_csv(root / "results_per_seed.csv", per_seed)
+def write_tables(rows: list[dict], per_seed: list[dict], root: Path, appendix: str = "") -> str:
+    """results.csv (means, deviations, p-values), results_per_seed.csv and results.md under root, with `appendix`
+    (more Markdown) at its end; returns the Markdown."""
+    write_csv(root / "results.csv", rows)
+    write_csv(root / "results_per_seed.csv", per_seed)
     shown = [key for key in COMPARED_NAMES if any(row.get(f"{key}_mean") is not None for row in rows)]
     tests = [column for column in dict.fromkeys(c for row in rows for c in row) if "_p_vs_" in column]
     header = ["variant", "approach", "seeds", *shown, *tests]
@@ -48,7 +56,7 @@ def write_tables(rows: list[dict], per_seed: list[dict], root: Path) -> str:
         f"TensorFlow {made['tensorflow']}, Keras {made['keras']}, Keras Tuner {made['keras-tuner']}, "
         f"{made['cpu']} ({made['cpu_count']} cores){', GPU ' + ', '.join(made['gpus']) if made['gpus'] else ''}.",
     ]
-    table = "\n".join(lines) + "\n"
+    table = "\n".join(lines) + "\n" + appendix
     with atomic_path(root / "results.md") as temporary:
         temporary.write_text(table)
     return table

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mtl.budget import KINDS as BUDGET_KINDS
 from mtl.errors import UserError
 
 
@@ -25,6 +26,7 @@ from mtl.errors import UserError
 MAX_EPOCHS = 100_000
 MAX_IMAGE_SIZE = 2048  # pixels a side: one such image is 50 MB of floats in the network
 MAX_BATCH_SIZE = 65_536
+MAX_BUDGET = 10**12  # faces, steps or seconds of one run: a million times any run here
 
 
 def number(default, *, at_least=None, above=None, at_most=None, below=None):
@@ -110,6 +112,22 @@ class ModelConfig:
 
 
 @dataclass
+class BudgetConfig:
+    """How long each stage trains (`mtl.budget`): the unit held equal when approaches are compared."""
+
+    kind: str = choice("epochs", *BUDGET_KINDS)
+    # The amount in each unit; null: what train.epochs epochs of the run's own stages cost
+    # (mtl compare sets them from its baseline variant). Faces are those of the task's training sets.
+    gender_faces: int | None = number(None, at_least=1, at_most=MAX_BUDGET)
+    emotion_faces: int | None = number(None, at_least=1, at_most=MAX_BUDGET)
+    steps: int | None = number(None, at_least=1, at_most=MAX_BUDGET)
+    flops: float | None = number(None, above=0, at_most=1e21)  # training multiply-adds
+    seconds: float | None = number(None, above=0, at_most=MAX_BUDGET)
+    # Outside "epochs": how many evenly spaced points of its budget each stage is validated at.
+    points: int = number(8, at_least=1, at_most=1000)
+
+
+@dataclass
 class TrainConfig:
     epochs: int = number(10, at_least=1, at_most=MAX_EPOCHS)
     # crosslabel's four-class model; None: same as epochs
@@ -132,6 +150,7 @@ class TrainConfig:
     # Where training runs (mtl.distribute): one device, every local GPU or logical CPU ("mirrored"),
     # or the machines TF_CONFIG lists ("multiworker"); data.batch_size is then the global batch.
     strategy: str = choice("none", "none", "mirrored", "multiworker")
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
 
 
 @dataclass

@@ -2,20 +2,22 @@
 
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-from mtl import approaches, plugins, pseudo_labels
-from mtl.approaches.base import Approach
+from mtl import approaches, budget, plugins, pseudo_labels, training
+from mtl.approaches.base import Approach, Stage
 from mtl.config import ExperimentConfig, TrainConfig, load_config, merge
 from mtl.data.pipeline import ExperimentData, test_sets
 from mtl.distribute import strategy_for
 from mtl.errors import UserError
 from mtl.evaluate import Evaluation, evaluate_run, write_metrics
 from mtl.models import backbones
+from mtl.models.cost import forward_multiply_adds
 from mtl.models.build import inference_model
 from mtl.provenance import provenance
 from mtl.runs import (
@@ -26,6 +28,7 @@ from mtl.tasks import TASKS
 
 TEACHERS_DIR = "teachers"  # inside a run or search directory, when no options.teachers is given
 BACKUP_DIR = "backup"  # inside a run directory: the checkpoint of the stage in training
+BUDGET_LOGS = "budget"  # inside a run's logs/: validation accuracy against faces seen
 
 
 def seed_everything(config: TrainConfig) -> None:
@@ -45,8 +48,9 @@ def validate(config: ExperimentConfig) -> Approach:
 def train_approach(approach: Approach, config: ExperimentConfig, run_dir: Path, data: ExperimentData) -> keras.Model:
     """Fit the approach's stages in order into `run_dir`; saves each network and the inference model.
 
-    A stage that a previous, interrupted call finished is loaded, not fitted again; the stage it
-    was fitting continues from its last finished epoch (`backup/<stage>`).
+    Each stage trains as `train.budget` plans it (`mtl.budget`). A stage that a previous,
+    interrupted call finished is loaded, not fitted again; the stage it was fitting continues
+    from its last finished epoch (`backup/<stage>`).
     """
     run_dir = Path(run_dir)
     merged_dir = cross_labelled_images(config, run_dir, data) if approach.needs_teachers(config) else None
@@ -54,24 +58,70 @@ def train_approach(approach: Approach, config: ExperimentConfig, run_dir: Path, 
     # variables are mirrored on every replica (and every worker).
     with strategy_for(config.train).scope():
         stages = approach.stages(config)
-        for stage in stages:
+        batches = {stage.name: approach.training_batches(config, stage.name, data, merged_dir) for stage in stages}
+        demands = [stage_demand(approach, config, stage, data, batches[stage.name][1]) for stage in stages]
+        for stage, demand in zip(stages, demands):
             network_file = run_dir / f"{stage.network.name}.keras"
             summary_file = run_dir / f"{stage.name}_training.json"
             if network_file.is_file() and summary_file.is_file():
                 print(f"{stage.network.name} was trained by an earlier run of this command; loading it.", flush=True)
                 stage.network.set_weights(keras.models.load_model(network_file).get_weights())
                 continue
-            backup_dir = run_dir / BACKUP_DIR / stage.name
-            summary = approach.fit_stage(
-                config, stage, data, merged_dir, run_dir / "logs" / stage.name, approach.epochs(config, stage.name),
-                backup_dir=backup_dir,
+            stage_batches, _ = batches[stage.name]
+            timed = training.seconds_per_step(stage.trainer, stage_batches) if config.train.budget.kind == "seconds" else None
+            plan = budget.plan(config.train.budget, demands, demand, timed)
+            summary = fit_stage(
+                config, stage, stage_batches, data, plan, run_dir / "logs" / stage.name, backup_dir=run_dir / BACKUP_DIR / stage.name
             )
+            summary["budget"] = budget.spending_record(demand, plan, summary)
             save_model(stage.network, network_file)
             write_json(summary_file, summary)
     model = inference_model([stage.network for stage in stages], config.data, config.model.flip_test_time_augmentation)
     save_model(model, run_dir / MODEL_FILE)
     shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)  # every stage is saved: nothing left to resume
     return model
+
+
+def stage_demand(approach: Approach, config: ExperimentConfig, stage: Stage, data: ExperimentData, steps_per_epoch: int) -> budget.Demand:
+    """What one step of the stage draws and costs: what its budget is converted through."""
+    batch_size = config.data.batch_size
+    return budget.Demand(
+        stage=stage.name,
+        epochs=approach.epochs(config, stage.name),
+        steps_per_epoch=steps_per_epoch,
+        faces_per_step={task: share * batch_size for task, share in approach.task_shares(config, stage.name, data).items()},
+        multiply_adds_per_step=budget.TRAINING_PER_FORWARD * forward_multiply_adds(stage.network) * batch_size,
+    )
+
+
+def fit_stage(
+    config: ExperimentConfig,
+    stage: Stage,
+    batches: tf.data.Dataset,
+    data: ExperimentData,
+    plan: budget.Plan,
+    log_dir: Path | None,
+    initial_epoch: int = 0,
+    extra_callbacks=(),
+    backup_dir: Path | None = None,
+) -> dict:
+    """Fit one stage on its batches as `plan` says, validated on both tasks' true labels: the one fit path of train and tune."""
+    what = f"{plan.steps_per_epoch} steps an epoch"
+    if plan.steps_per_evaluation != plan.steps_per_epoch:
+        what = f"{plan.steps} steps ({plan.steps / plan.steps_per_epoch:.2f} epochs), validated every {plan.steps_per_evaluation}"
+    print(f"Training {stage.network.name} ({stage.name}): {what}.", flush=True)
+    return training.fit(
+        stage.trainer,
+        batches,
+        data.validation(),
+        config.train,
+        plan,
+        log_dir,
+        extra_callbacks=extra_callbacks,
+        initial_epoch=initial_epoch,
+        verbose=1 if sys.stdout.isatty() else 2,
+        backup_dir=backup_dir,
+    )
 
 
 def save_model(model: keras.Model, path: Path) -> None:
@@ -141,6 +191,52 @@ def validation_accuracy(run_dir: Path) -> dict:
     return found
 
 
+def stage_summaries(run_dir: Path) -> list[dict]:
+    return [json.loads(path.read_text()) for path in sorted(Path(run_dir).glob("*_training.json"))]
+
+
+def budget_record(config: ExperimentConfig, approach: Approach, run_dir: Path) -> dict:
+    """What the run's training spent (its stages', and its teachers' where it needs them) and its accuracy at each
+    validation point of its budget: the curves of `mtl compare`."""
+    summaries = stage_summaries(run_dir)
+    teachers = None
+    if approach.needs_teachers(config):
+        teacher_dir = Path(config.options.teachers) if config.options.teachers else Path(run_dir) / TEACHERS_DIR
+        teachers = budget.added(*(summary.get("budget", {}).get("spent", {}) for summary in stage_summaries(teacher_dir)))
+    return budget.run_record(config.train.budget.kind, summaries, teachers)
+
+
+def log_budget_curves(log_dir: Path, record: dict) -> None:
+    """Validation accuracy against the faces of its task seen (teachers' included), as TensorBoard scalars:
+    one chart per task in which every run of a comparison overlays."""
+    writer = tf.summary.create_file_writer(str(log_dir))
+    with writer.as_default():
+        for task, points in record["curves"].items():
+            for point in points:
+                step = int(point["faces_with_teachers"])
+                tf.summary.scalar(f"{task}_accuracy_by_faces_seen", point["val_accuracy"], step=step)
+                if point["val_worst_group_accuracy"] is not None:
+                    tf.summary.scalar(f"{task}_worst_group_accuracy_by_faces_seen", point["val_worst_group_accuracy"], step=step)
+    writer.close()
+
+
+def reference_budget(config: ExperimentConfig) -> dict[str, float]:
+    """What `train.epochs` epochs of `config`'s stages cost in every unit (`mtl.budget.reference`), without training:
+    the budget a comparison's baseline sets for every variant."""
+    approach = validate(config)
+    if approach.needs_teachers(config):
+        raise UserError(
+            f"A comparison's budget is its baseline's cost, so the baseline must train without teachers; "
+            f"{config.approach} with these options needs them: choose another baseline."
+        )
+    data = ExperimentData.load(config.data, config.train.seed)
+    demands = [
+        stage_demand(approach, config, stage, data, approach.training_batches(config, stage.name, data, None)[1])
+        for stage in approach.stages(config)
+    ]
+    return budget.reference(demands)
+
+
 def train_and_evaluate(config: ExperimentConfig, run_dir: Path, evaluate: bool = True) -> Evaluation | None:
     """Train `config.approach` into a new `run_dir`, then score it on the test sets.
 
@@ -167,6 +263,9 @@ def train_and_evaluate(config: ExperimentConfig, run_dir: Path, evaluate: bool =
             evaluation = evaluate_run(run_dir, artifacts_dir=artifacts_dir)
         metrics = evaluation.metrics
         metrics["training_seconds"] = round(training_seconds, 1)
+        metrics["budget"] = budget_record(config, approach, run_dir)
+        metrics.update(budget.headline(metrics["budget"]))
+        log_budget_curves(run_dir / "logs" / BUDGET_LOGS, metrics["budget"])
         metrics["headline"].update(validation_accuracy(run_dir))
         metrics["provenance"] = made_by
         write_metrics(metrics, run_dir / METRICS_FILE)

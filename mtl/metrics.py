@@ -79,6 +79,13 @@ METRICS = (
     Metric("parameters", "parameters", RUN, higher_is_better=False),
     Metric("inference_ms_per_image", "inference ms/image", RUN, higher_is_better=False),
     Metric("training_seconds", "training seconds", RUN, higher_is_better=False),
+    # What training spent (mtl.budget): the units a comparison can hold equal.
+    Metric("gender_faces_seen", "gender faces seen in training", RUN, higher_is_better=False),
+    Metric("emotion_faces_seen", "emotion faces seen in training", RUN, higher_is_better=False),
+    Metric("training_steps", "training steps", RUN, higher_is_better=False),
+    Metric("training_multiply_adds", "training multiply-adds", RUN, higher_is_better=False),
+    Metric("training_multiply_adds_with_teachers", "training multiply-adds, teachers included", RUN,
+           higher_is_better=False),
 )
 BY_NAME = {metric.name: metric for metric in METRICS}
 TEST_SET_MEASURES = (ACCURACY, FACE_FOUND_RATE, WORST_GROUP, CONFOUND_GAP)

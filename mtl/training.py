@@ -19,6 +19,7 @@ import tensorflow as tf
 from keras import ops
 
 from mtl import distribute
+from mtl.budget import Plan
 from mtl.checkpoints import (  # noqa: F401  epochs_finished: for callers that ask how far a fit got
     BEST_STATE, BEST_WEIGHTS, RANDOM_STATES, Checkpoints, epochs_finished, keep_arrays, load_arrays, save_arrays,
     save_json, save_weights,
@@ -258,14 +259,17 @@ def ema_momentum(steps_per_epoch: int) -> float:
     return min(0.999, 1 - 1 / max(2, steps_per_epoch))
 
 
-def make_optimizer(config: TrainConfig, steps_per_epoch: int, epochs: int) -> keras.optimizers.Optimizer:
-    """The optimizer `config.optimizer` names (checked by the config), with its learning-rate schedule."""
+def make_optimizer(config: TrainConfig, steps_per_epoch: int, steps: int) -> keras.optimizers.Optimizer:
+    """The optimizer `config.optimizer` names (checked by the config), with its learning-rate schedule over `steps`.
+
+    `steps_per_epoch` (one pass over the training batches) is the unit of warm-up and of the weight average.
+    """
     learning_rate = config.learning_rate
     if config.schedule == "cosine":
         warmup_steps = int(config.warmup_epochs * steps_per_epoch)
         learning_rate = keras.optimizers.schedules.CosineDecay(
             0.0 if warmup_steps else learning_rate,
-            decay_steps=max(1, steps_per_epoch * epochs - warmup_steps),
+            decay_steps=max(1, steps - warmup_steps),
             warmup_target=learning_rate if warmup_steps else None,
             warmup_steps=warmup_steps,
         )
@@ -284,23 +288,25 @@ def fit(
     train_batches: tf.data.Dataset,
     validation_batches: tf.data.Dataset,
     config: TrainConfig,
-    epochs: int,
-    steps_per_epoch: int,
+    plan: Plan,
     log_dir: Path | None,
     extra_callbacks=(),
     initial_epoch: int = 0,
     verbose: int = 2,
     backup_dir: Path | None = None,
 ) -> dict:
-    """Train, keep the weights of the best validation epoch, log to TensorBoard; returns a summary.
+    """Train as `plan` says, keep the weights of the best validation epoch, log to TensorBoard; returns a summary.
 
-    From `initial_epoch` (a search trial continued by Hyperband) the optimizer starts afresh,
+    An "epoch" here is one of the plan's evaluations: `plan.steps_per_evaluation` steps, then
+    validation (under the epochs budget, one pass over the batches). From `initial_epoch` (a
+    search trial continued by Hyperband) the optimizer starts afresh,
     so its schedule spans the epochs that are left. With `backup_dir` every epoch is
     checkpointed there, and a fit that finds a checkpoint continues after its last finished
     epoch, on the batches the interrupted fit would have seen next. A loss that stops being
     finite ends the fit with a UserError, the last finished epoch's checkpoint kept.
     """
-    trainer.compile(optimizer=make_optimizer(config, steps_per_epoch, epochs - initial_epoch))
+    epochs, steps_per_epoch = plan.evaluations, plan.steps_per_evaluation
+    trainer.compile(optimizer=make_optimizer(config, plan.steps_per_epoch, (epochs - initial_epoch) * steps_per_epoch))
     trainer.optimizer.build(trainer.trainable_variables)  # now, in the strategy's scope, not in a replica's step
     train_batches = distribute.sharded_by_example(train_batches)
     validation_batches = distribute.sharded_by_example(validation_batches)
@@ -321,7 +327,7 @@ def fit(
     if checkpoints is not None:
         callbacks += [RandomStates(checkpoints), EpochCheckpoint(checkpoints)]
     if config.weight_averaging:
-        # Validation and the best-epoch choice see the averaged weights.
+        # Validation and the best-epoch choice see the averaged weights (swapped at every evaluation).
         callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     callbacks += [best]
     if checkpoints is not None:
@@ -358,6 +364,21 @@ def fit(
         "training_seconds": round(seconds, 1),
         "history": best.history,
     }
+
+
+def seconds_per_step(trainer: Trainer, batches: tf.data.Dataset, warmup: int = 3, timed: int = 10) -> float:
+    """The seconds one training step of `trainer` takes here, timed over `timed` steps after `warmup` (tracing).
+
+    The steps are thrown away: the weights (the weighting's and the robust method's state included)
+    are put back, and the fit that follows builds its own optimizer and reads the batches afresh.
+    """
+    weights = trainer.get_weights()
+    times = []
+    timer = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: times.append(time.perf_counter()))
+    trainer.compile(optimizer=keras.optimizers.Adam(0.0))
+    trainer.fit(batches.take(warmup + timed), epochs=1, steps_per_epoch=warmup + timed, callbacks=[timer], verbose=0)
+    trainer.set_weights(weights)
+    return (times[-1] - times[warmup - 1]) / timed
 
 
 class EpochCheckpoint(keras.callbacks.Callback):

@@ -73,7 +73,7 @@ def test_a_merge_is_checked_like_a_config_file():
         ({"data": {"color": "sepia"}}, "Config field 'data.color' must be one of: rgb, gray, got 'sepia'."),
         ({"train": 5}, "Config section 'train' must be a mapping of its fields, got 5."),
         ([1, 2], "A config must be a mapping of field names to values, got [1, 2]."),
-        ({"train": {"epoch": 3}}, "Unknown config field 'train.epoch'; expected one of: deterministic, early_stopping_patience, "
+        ({"train": {"epoch": 3}}, "Unknown config field 'train.epoch'; expected one of: budget, deterministic, early_stopping_patience, "
          "epochs, four_class_epochs, label_smoothing, learning_rate, optimizer, schedule, seed, strategy, warmup_epochs, "
          "weight_averaging, weight_decay."),
     ],
@@ -128,7 +128,7 @@ def test_every_committed_experiment_config_is_still_valid():
 )
 def test_train_optimizer_picks_the_keras_optimizer(tiny_config, name, optimizer_class):
     config = tiny_config(train={"optimizer": name, "learning_rate": 0.01, "weight_decay": 0.001})
-    optimizer = make_optimizer(config.train, steps_per_epoch=3, epochs=2)
+    optimizer = make_optimizer(config.train, steps_per_epoch=3, steps=6)
     assert type(optimizer) is optimizer_class
     assert float(optimizer.learning_rate) == pytest.approx(0.01)
     if name == "sgd":
@@ -139,7 +139,7 @@ def test_train_optimizer_picks_the_keras_optimizer(tiny_config, name, optimizer_
 
 def test_cosine_schedule_decays_the_learning_rate_over_the_whole_run(tiny_config):
     config = tiny_config(train={"optimizer": "sgd", "schedule": "cosine", "learning_rate": 0.1})
-    schedule = make_optimizer(config.train, steps_per_epoch=3, epochs=2).get_config()["learning_rate"]
+    schedule = make_optimizer(config.train, steps_per_epoch=3, steps=6).get_config()["learning_rate"]
     assert schedule["class_name"] == "CosineDecay"
     assert schedule["config"]["initial_learning_rate"] == 0.1 and schedule["config"]["decay_steps"] == 6
 

@@ -9,11 +9,12 @@ from mtl.approaches.batches import batches_with_targets
 from mtl.config import DataConfig, ModelConfig, TrainConfig, config_from_dict
 from mtl.models.build import build_network, inference_model
 from mtl.tasks import EMOTION, FOUR, GENDER, TASKS
+from mtl.budget import Plan
 
 
 def test_warmup_raises_the_learning_rate_from_zero_then_decays_it():
     optimizer = training.make_optimizer(
-        TrainConfig(learning_rate=0.01, schedule="cosine", warmup_epochs=1.0), steps_per_epoch=10, epochs=3
+        TrainConfig(learning_rate=0.01, schedule="cosine", warmup_epochs=1.0), steps_per_epoch=10, steps=30
     )
     schedule = optimizer.learning_rate if callable(optimizer.learning_rate) else optimizer._learning_rate
     rates = [float(schedule(step)) for step in (0, 5, 10, 20, 30)]
@@ -58,7 +59,7 @@ def test_weight_averaging_keeps_the_averaged_weights_of_the_best_epoch():
     validation = tf.data.Dataset.from_tensors((images, {GENDER: targets.argmax(1), EMOTION: -np.ones(16, "int64")}))
     config = TrainConfig(learning_rate=0.01, weight_averaging=True)
 
-    training.fit(trainer, train, validation, config, epochs=1, steps_per_epoch=5, log_dir=None)
+    training.fit(trainer, train, validation, config, Plan("network", 1, 5, 5), log_dir=None)
 
     averages = trainer.optimizer._model_variables_moving_average
     assert len(averages) == len(trainer.trainable_variables)
@@ -68,7 +69,7 @@ def test_weight_averaging_keeps_the_averaged_weights_of_the_best_epoch():
 
 def test_weight_averaging_spans_about_one_epoch_whatever_its_length():
     def momentum(steps_per_epoch):
-        return training.make_optimizer(TrainConfig(weight_averaging=True), steps_per_epoch, epochs=5).ema_momentum
+        return training.make_optimizer(TrainConfig(weight_averaging=True), steps_per_epoch, steps=5 * steps_per_epoch).ema_momentum
 
     assert momentum(448) == pytest.approx(1 - 1 / 448)  # the full data's multitask epoch
     assert momentum(1) == 0.5 and momentum(100_000) == 0.999

@@ -291,6 +291,7 @@ def test_reading_a_folder_without_shards_is_a_user_error(tmp_path):
 
 def test_a_diverging_fit_stops_with_one_sentence_and_keeps_the_last_good_epoch(tmp_path):
     from mtl.training import Trainer, epochs_finished, fit
+    from mtl.budget import Plan
 
     network = build_network(ModelConfig(backbone="lenet"), DataConfig(), {GENDER: 2}, name="gender_model")
     images = np.full((8, 64, 64, 3), 100.0, "float32")
@@ -301,6 +302,6 @@ def test_a_diverging_fit_stops_with_one_sentence_and_keeps_the_last_good_epoch(t
     validation = tf.data.Dataset.from_tensors((images, {GENDER: np.array([0, 1] * 4), EMOTION: -np.ones(8, "int64")}))
 
     with pytest.raises(UserError, match=r"diverged \(loss nan at epoch 2, step 1\).*kept in"):
-        fit(Trainer(network), batches, validation, config_from_dict({}).train, 3, 2, None, backup_dir=tmp_path / "backup")
+        fit(Trainer(network), batches, validation, config_from_dict({}).train, Plan("network", 3, 2, 2), None, backup_dir=tmp_path / "backup")
 
     assert epochs_finished(tmp_path / "backup") == 1

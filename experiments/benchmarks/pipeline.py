@@ -202,7 +202,7 @@ def main() -> None:
     print(f"notebook loader, first pass: {notebook}", flush=True)
     approach = approaches.get("multitask")
     stage = approach.stages(config)[0]
-    stage.trainer.compile(optimizer=training.make_optimizer(TrainConfig(), args.steps, args.repeats))
+    stage.trainer.compile(optimizer=training.make_optimizer(TrainConfig(), args.steps, args.steps * args.repeats))
     feeds = contenders(config, data, approach, stage)
     in_memory = next(iter(feeds["no augmentation"]))
     memory = tf.data.Dataset.from_tensors(in_memory).repeat()

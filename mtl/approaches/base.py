@@ -1,13 +1,14 @@
 """What an approach declares about itself, and the registry of approaches by name.
 
-An approach says which networks it fits, in order (its stages), on which batches, with which
+An approach says which networks it fits, in order (its stages), on which batches (and what
+share of them each task's faces are), with which
 loss weighting and group-robust method; whether it needs the teachers' pseudo-labels; which hyperparameters it adds to a
 search; which option combinations it refuses; and which fields it adds to HParams rows.
-`mtl train`, `mtl compare` and `mtl tune` run every approach through this interface and never
-branch on an approach's name, so a new approach is one module with one registered class.
+The runner (`mtl.experiment`) fits the stages; `mtl train`, `mtl compare` and `mtl tune` run
+every approach through this interface and never branch on an approach's name, so a new
+approach is one module with one registered class.
 """
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,41 +68,19 @@ class Approach:
         """A stage's endless training batches `(images, targets, weights)` and the steps of one epoch."""
         raise NotImplementedError
 
+    def task_shares(self, config: ExperimentConfig, stage: str, data: ExperimentData) -> dict[str, float]:
+        """Per task, the share of a stage's batch drawn from that task's training sets (the budget's faces seen).
+
+        Empty when an approach does not say: it then trains under the epochs budget only.
+        """
+        return {}
+
     def epochs(self, config: ExperimentConfig, stage: str) -> int:
         return config.train.epochs
 
     def with_stage_epochs(self, config: ExperimentConfig, epochs: int) -> ExperimentConfig:
         """`config` with its stages trained `epochs` epochs (what a search trial trained), teachers unchanged."""
         return merge(config, {"train": {"epochs": epochs}})
-
-    def fit_stage(
-        self,
-        config: ExperimentConfig,
-        stage: Stage,
-        data: ExperimentData,
-        merged_dir: Path | None,
-        log_dir: Path | None,
-        epochs: int,
-        initial_epoch: int = 0,
-        extra_callbacks=(),
-        backup_dir: Path | None = None,
-    ) -> dict:
-        """Fit one stage on its batches, validated on both tasks' true labels; the one fit path of train and tune."""
-        train_batches, steps = self.training_batches(config, stage.name, data, merged_dir)
-        print(f"Training {stage.network.name} ({stage.name}): {steps} steps an epoch.", flush=True)
-        return training.fit(
-            stage.trainer,
-            train_batches,
-            data.validation(),
-            config.train,
-            epochs,
-            steps,
-            log_dir,
-            extra_callbacks=extra_callbacks,
-            initial_epoch=initial_epoch,
-            verbose=1 if sys.stdout.isatty() else 2,
-            backup_dir=backup_dir,
-        )
 
 
 def sources_per_task(config: ExperimentConfig) -> dict[str, int]:

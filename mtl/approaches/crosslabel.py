@@ -17,7 +17,7 @@ from mtl.data.pipeline import ExperimentData
 from mtl.errors import UserError
 from mtl.models.build import build_network
 from mtl.pseudo_labels import merged_examples, read_merged
-from mtl.tasks import CLASSES, FOUR
+from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
 from mtl.searchable import CONFIDENCE_THRESHOLD, Hyperparameter
 
 FOUR_CLASS = "four_class"
@@ -51,6 +51,11 @@ class CrossLabel(Approach):
     def stages(self, config: ExperimentConfig) -> list[Stage]:
         """One network: any backbone, one softmax head over the four combinations."""
         return [Stage(FOUR_CLASS, build_network(config.model, config.data, {FOUR: len(CLASSES[FOUR])}, name="four_class_model"))]
+
+    def task_shares(self, config: ExperimentConfig, stage: str, data: ExperimentData) -> dict[str, float]:
+        """The merged set is shuffled whole: each dataset's share of it (before any confidence threshold)."""
+        sizes = {GENDER: len(data.gender_train), EMOTION: len(data.emotion_train)}
+        return {task: size / sum(sizes.values()) for task, size in sizes.items()}
 
     def training_batches(
         self, config: ExperimentConfig, stage: str, data: ExperimentData, merged_dir: Path | None

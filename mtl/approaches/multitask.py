@@ -62,6 +62,10 @@ class MultiTask(Approach):
         network = build_network(config.model, config.data, heads, name="multitask_model")
         return [Stage(MULTITASK, network, weighting.create(config.options, TASKS), robust_method(config, TASKS))]
 
+    def task_shares(self, config: ExperimentConfig, stage: str, data: ExperimentData) -> dict[str, float]:
+        share = emotion_share(config, {GENDER: len(data.gender_train), EMOTION: len(data.emotion_train)})
+        return {GENDER: 1 - share, EMOTION: share}
+
     def training_batches(
         self, config: ExperimentConfig, stage: str, data: ExperimentData, merged_dir: Path | None
     ) -> tuple[tf.data.Dataset, int]:

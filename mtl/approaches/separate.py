@@ -41,6 +41,9 @@ class Separate(Approach):
             for task in TASKS
         ]
 
+    def task_shares(self, config: ExperimentConfig, stage: str, data: ExperimentData) -> dict[str, float]:
+        return {stage: 1.0}
+
     def training_batches(
         self, config: ExperimentConfig, stage: str, data: ExperimentData, merged_dir: Path | None
     ) -> tuple[tf.data.Dataset, int]:

@@ -1,7 +1,7 @@
 """A search trial is a config trained exactly as `mtl train` trains it.
 
 `ApproachHyperModel.build(hp)` makes the approach's stages with its own builders, and `fit`
-fits them in order through `Approach.fit_stage`, the fit path of `mtl train`. Keras Tuner
+fits them in order through `mtl.experiment.fit_stage`, the fit path of `mtl train`. Keras Tuner
 sees one model per trial (`TrialModel`, holding every stage's trainer, so a checkpoint holds
 every network) and, from the last stage, per-epoch logs that also carry the earlier stages'
 best validation results, from which the two-task objective is computed.
@@ -18,7 +18,8 @@ from mtl.approaches.base import Approach, Stage
 from mtl.config import ExperimentConfig
 from mtl.data.pipeline import ExperimentData
 from mtl.errors import UserError
-from mtl.experiment import seed_everything
+from mtl.budget import Plan
+from mtl.experiment import fit_stage, seed_everything
 from mtl.tasks import TASKS
 from mtl.tuning.space import config_for
 
@@ -116,8 +117,11 @@ class ApproachHyperModel(kt.HyperModel):
             for index, stage in enumerate(model.stages):
                 last = index == len(model.stages) - 1
                 extra = [TrialView(callbacks, model, earlier)] if last else []
-                summary = self.approach.fit_stage(
-                    config, stage, self.data, self.merged_dir, None, epochs, initial_epoch, extra_callbacks=extra
+                batches, steps = self.approach.training_batches(config, stage.name, self.data, self.merged_dir)
+                # Hyperband sizes trials in epochs, so a search trains under the epochs budget.
+                summary = fit_stage(
+                    config, stage, batches, self.data, Plan(stage.name, epochs, steps, steps), None, initial_epoch,
+                    extra_callbacks=extra,
                 )
                 earlier.update(summary["best_validation"])
         finally:

@@ -123,6 +123,11 @@ def resolve_settings(args, config: ExperimentConfig, search: dict) -> SearchSett
     if tuner not in TUNERS:
         raise UserError(f"Unknown tuner '{tuner}'; expected one of: {', '.join(TUNERS)}.")
     approach = validate(config)
+    if config.train.budget.kind != "epochs":
+        raise UserError(
+            f"mtl tune sizes its trials in epochs (--max-epochs), so it refuses train.budget.kind={config.train.budget.kind}; "
+            "compare the searched configs under a budget with mtl compare --budget."
+        )
     objective = pick("objective", "objective", approach.default_objective)
     if objective not in OBJECTIVES:
         raise UserError(f"Unknown objective '{objective}'; expected one of: {', '.join(OBJECTIVES)}.")
