@@ -345,6 +345,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_names_early(args, plugin_modules: list[str]) -> None:
+    """Refuse a misspelt approach or backbone before TensorFlow starts, where no plug-in could add the name."""
+    from mtl import builtin_names
+    from mtl.registry import unknown_name
+
+    if plugin_modules:
+        return  # a plug-in may register the name: the registries, loaded with TensorFlow, decide
+    for what, field, value, names in (
+        ("approach", None, getattr(args, "approach", None), builtin_names.APPROACHES),
+        ("backbone", "model.backbone", getattr(args, "backbone", None), builtin_names.BACKBONES),
+    ):
+        if value is not None and value not in names:
+            raise UserError(unknown_name(what, value, names, field))
+
+
 def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Keras says this whenever a dataset of unknown length (ours skip unreadable images) ends,
@@ -353,8 +368,10 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        plugin_modules = plugins.requested(args.plugin)
+        check_names_early(args, plugin_modules)
         start_tensorflow()  # every command needs it; started here, its start-up noise is left out
-        plugins.load(plugins.requested(args.plugin))
+        plugins.load(plugin_modules)
         args.handler(args)
     except UserError as error:
         print(f"mtl: error: {error}", file=sys.stderr)

@@ -43,3 +43,26 @@ def test_another_entry_under_a_taken_name_is_refused_but_the_same_class_again_re
     things.add("net", Net)  # a module imported twice registers the same class again
     with pytest.raises(UserError, match="taken by"):
         things.add("net", dict)
+
+
+def test_the_names_known_before_tensorflow_starts_are_the_package_s_own_registrations():
+    from mtl import approaches, builtin_names
+    from mtl.models import backbones
+
+    own = lambda registry: [name for name, entry in registry.items() if entry.__module__.startswith("mtl.")]  # noqa: E731
+    assert own(approaches.APPROACHES) == list(builtin_names.APPROACHES)
+    assert own(backbones.BACKBONES) == list(builtin_names.BACKBONES)
+
+
+def test_a_misspelt_approach_is_refused_before_tensorflow_is_imported():
+    import os
+    import subprocess
+    import sys
+
+    check = (
+        "import sys; from mtl.cli import main; code = main(['train', 'multitsk']); "
+        "print(code, 'tensorflow' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env={**os.environ, "MTL_PLUGINS": ""})
+    assert done.stdout.split() == ["2", "False"], done.stderr
+    assert "did you mean 'multitask'?" in done.stderr

@@ -1,0 +1,9 @@
+"""The names the package itself registers, known without importing TensorFlow.
+
+`mtl train multitsk` is refused with a "did you mean" before TensorFlow's seconds of start-up
+(`mtl.cli.check_names_early`). The registries stay the truth: with a plug-in module named the
+check waits for them, and a test keeps these lists equal to what the registries hold without one.
+"""
+
+APPROACHES = ("separate", "crosslabel", "multitask")
+BACKBONES = ("lenet", "resnet", "dsresnet")
