@@ -150,6 +150,8 @@ class TrainConfig:
     # Where training runs (mtl.distribute): one device, every local GPU or logical CPU ("mirrored"),
     # or the machines TF_CONFIG lists ("multiworker"); data.batch_size is then the global batch.
     strategy: str = choice("none", "none", "mirrored", "multiworker")
+    # multiworker: how long a worker waits for the others to start before it gives up with exit status 2.
+    worker_wait_seconds: float = number(600.0, above=0, at_most=7 * 24 * 3600)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
 
 

@@ -10,6 +10,8 @@ writes the run, the other workers write theirs to a folder of their own that is 
 import json
 import os
 import shutil
+import socket
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,7 +33,7 @@ def strategy_for(config: TrainConfig) -> tf.distribute.Strategy:
     if config.strategy == "none":
         return tf.distribute.get_strategy()
     if config.strategy not in _STRATEGIES:
-        strategy = mirrored() if config.strategy == "mirrored" else multiworker()
+        strategy = mirrored() if config.strategy == "mirrored" else multiworker(config.worker_wait_seconds)
         print(f"Training with {strategy.num_replicas_in_sync} replicas in sync ({config.strategy}).", flush=True)
         _STRATEGIES[config.strategy] = strategy
     return _STRATEGIES[config.strategy]
@@ -43,10 +45,61 @@ def mirrored() -> tf.distribute.MirroredStrategy:
     return tf.distribute.MirroredStrategy([device.name for device in devices])
 
 
-def multiworker() -> tf.distribute.MultiWorkerMirroredStrategy:
-    """The strategy across the machines `TF_CONFIG` lists, once it says which of them this one is."""
-    check_tf_config(os.environ.get("TF_CONFIG"))
+def multiworker(wait_seconds: float) -> tf.distribute.MultiWorkerMirroredStrategy:
+    """The strategy across the machines `TF_CONFIG` lists, once every one of them has started.
+
+    TensorFlow's own wait for the other workers happens in native code that holds the
+    interpreter and no signal interrupts, so a worker that never starts would hang the others
+    for ever. Each worker therefore first waits for the others itself (`wait_for_peers`), saying
+    so, and gives up after `wait_seconds` with one sentence.
+    """
+    text = os.environ.get("TF_CONFIG")
+    check_tf_config(text)
+    tf_config = json.loads(text)
+    addresses = [address for addresses in tf_config["cluster"].values() for address in addresses]
+    own = tf_config["cluster"][tf_config["task"]["type"]][tf_config["task"]["index"]]
+    print(f"Waiting for the {len(addresses)} workers TF_CONFIG lists to start (giving up after {wait_seconds:g} s).", flush=True)
+    wait_for_peers(own, [address for address in addresses if address != own], wait_seconds)
     return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def wait_for_peers(own: str, peers: list[str], wait_seconds: float) -> None:
+    """Listen on this worker's own address while each peer's address is tried until it answers.
+
+    A peer answers once it is waiting here too (its listener) or has gone on into TensorFlow (its
+    server), so no two workers wait on each other; the listener is closed for TensorFlow to take
+    the port. A peer that does not answer within `wait_seconds` is a UserError naming it.
+    """
+    host, port = split_address(own)
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("" if host in ("localhost", "127.0.0.1") else host, port))
+    except OSError as error:
+        listener.close()
+        raise UserError(f"This worker cannot listen on its TF_CONFIG address {own} ({error.strerror}).") from None
+    listener.listen()
+    deadline = time.monotonic() + wait_seconds
+    try:
+        waiting = list(peers)
+        while waiting:
+            try:
+                socket.create_connection(split_address(waiting[0]), timeout=1).close()
+                waiting.pop(0)
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise UserError(
+                        f"Worker {waiting[0]} of TF_CONFIG did not start within {wait_seconds:g} s; start the same "
+                        "command on every machine TF_CONFIG lists, or raise train.worker_wait_seconds."
+                    ) from None
+                time.sleep(0.5)
+    finally:
+        listener.close()
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host, int(port)
 
 
 def check_tf_config(text: str | None) -> None:
@@ -59,6 +112,8 @@ def check_tf_config(text: str | None) -> None:
         cluster, task = tf_config["cluster"], tf_config["task"]
         addresses = cluster[task["type"]]
         placed = isinstance(addresses, list) and isinstance(task["index"], int) and 0 <= task["index"] < len(addresses)
+        every = [address for listed in cluster.values() for address in listed]
+        placed = placed and all(isinstance(address, str) and address.rpartition(":")[2].isdigit() for address in every)
     except (json.JSONDecodeError, KeyError, TypeError):
         placed = False
     if not placed:

@@ -75,7 +75,7 @@ def test_a_merge_is_checked_like_a_config_file():
         ([1, 2], "A config must be a mapping of field names to values, got [1, 2]."),
         ({"train": {"epoch": 3}}, "Unknown config field 'train.epoch'; expected one of: budget, deterministic, early_stopping_patience, "
          "epochs, four_class_epochs, label_smoothing, learning_rate, optimizer, schedule, seed, strategy, warmup_epochs, "
-         "weight_averaging, weight_decay."),
+         "weight_averaging, weight_decay, worker_wait_seconds."),
     ],
 )
 def test_a_refused_value_is_one_sentence_naming_the_field_the_value_and_what_is_allowed(values, sentence):

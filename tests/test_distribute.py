@@ -49,7 +49,8 @@ def free_port() -> int:
 @pytest.mark.parametrize(
     "text",
     [None, "", "not json", '{"cluster": {"worker": ["127.0.0.1:1"]}}',
-     '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 1}}'],
+     '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 1}}',
+     '{"cluster": {"worker": ["127.0.0.1"]}, "task": {"type": "worker", "index": 0}}'],
 )
 def test_a_missing_or_malformed_tf_config_is_refused_in_one_sentence(text):
     with pytest.raises(UserError, match="TF_CONFIG"):
@@ -88,6 +89,18 @@ def test_mirrored_over_two_devices_trains_as_one_device(tmp_path):
     for expected, got in zip(*(keras.models.load_model(tmp_path / name / "multitask_model.keras").get_weights()
                                for name in ("one", "two"))):
         np.testing.assert_allclose(got, expected, atol=5e-4)
+
+
+@pytest.mark.slow
+def test_a_worker_whose_peer_never_starts_says_so_and_gives_up_with_exit_2(tmp_path):
+    workers = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]  # nothing will listen on the second
+    tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": 0}}
+    result = mtl(*SAME_TRAINING, "--strategy", "multiworker", "--set", "train.worker_wait_seconds=5",
+                 "--runs-dir", tmp_path, env={**os.environ, "TF_CONFIG": json.dumps(tf_config)}, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Waiting for the 2 workers" in result.stdout
+    assert f"Worker {workers[1]} of TF_CONFIG did not start within 5 s" in result.stderr
+    assert not any(tmp_path.iterdir())  # nothing written
 
 
 @pytest.mark.slow
