@@ -62,7 +62,11 @@ class Registry(Generic[T]):
         return self._entries[name]
 
     def unknown(self, name) -> str:
-        return unknown_name(self.what, name, self.names(), self.field)
+        """The one sentence for an unknown name: the names there are, and the likeliest one meant."""
+        where = f" ({self.field})" if self.field else ""
+        closest = difflib.get_close_matches(str(name), self.names(), n=1)
+        hint = f"; did you mean '{closest[0]}'?" if closest else "."
+        return f"Unknown {self.what}{where} '{name}'; expected one of: {', '.join(self.names())}{hint}"
 
     def names(self) -> list[str]:
         return list(self._entries)
@@ -80,11 +84,3 @@ class Registry(Generic[T]):
 def _qualified_name(entry) -> str:
     kind = entry if isinstance(entry, type) or callable(entry) else type(entry)
     return f"{getattr(kind, '__module__', '?')}.{getattr(kind, '__qualname__', repr(kind))}"
-
-
-def unknown_name(what: str, name, names, field: str | None = None) -> str:
-    """The one sentence for an unknown name: the names there are, and the likeliest one meant."""
-    where = f" ({field})" if field else ""
-    closest = difflib.get_close_matches(str(name), list(names), n=1)
-    hint = f"; did you mean '{closest[0]}'?" if closest else "."
-    return f"Unknown {what}{where} '{name}'; expected one of: {', '.join(names)}{hint}"
