@@ -181,8 +181,8 @@ def open_run(run_dir: Path, config: ExperimentConfig) -> Path:
 def validation_accuracy(run_dir: Path) -> dict:
     """Each task's validation accuracy at the chosen epoch of the stage that answers it: what selection may use."""
     found = {}
-    for summary_file in sorted(Path(run_dir).glob("*_training.json")):
-        for key, value in json.loads(summary_file.read_text()).get("best_validation", {}).items():
+    for summary in stage_summaries(run_dir):
+        for key, value in summary.get("best_validation", {}).items():
             if key.endswith("_accuracy") and key != "val_mean_accuracy":
                 found[f"validation_{key.removeprefix('val_')}"] = value
     per_task = [found[f"validation_{task}_worst_group_accuracy"] for task in TASKS if f"validation_{task}_worst_group_accuracy" in found]
