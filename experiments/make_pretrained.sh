@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Train the two-head model that ships inside the package (mtl/pretrained/) on the full data
 # (../shared/data), copy it there, and keep its config and metrics under experiments/results/pretrained/.
-#   experiments/make_pretrained.sh            # experiments/configs/pretrained.json
+#   experiments/make_pretrained.sh [NAME]     # experiments/configs/pretrained.json, into runs/NAME
+# The run takes hours on a 2-core CPU: the same command again resumes it after its last whole epoch
+# (NAME defaults to pretrained-utk-20, so a plain rerun resumes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-name="pretrained-$(date +%Y%m%d-%H%M%S)"
+name="${1:-pretrained-utk-20}"
 mtl train multitask --config experiments/configs/pretrained.json --data-dir ../shared/data --name "$name"
 mkdir -p mtl/pretrained experiments/results/pretrained
 cp "runs/$name/model.keras" "runs/$name/config.json" "runs/$name/metrics.json" mtl/pretrained/
