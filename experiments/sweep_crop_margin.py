@@ -14,7 +14,7 @@ from pathlib import Path
 from mtl import faces
 from mtl.data.sources import happy_house
 from mtl.evaluate import predict_dataset
-from mtl.predict import load_inference_model
+from mtl.models.build import load_inference_model
 from mtl.tasks import EMOTION
 
 MARGINS = (0.7, 0.8, faces.CROP_MARGIN, 1.0, 1.1, 1.25, 1.5, 2.0)

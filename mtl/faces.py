@@ -6,20 +6,26 @@ only when its detector is asked for). Every face found in a photograph reaches a
 `crop_face`, so a detected face is framed like the tight training crops: a square of side
 `CROP_MARGIN` times the box's larger side around the box's centre, resized as every image is
 (`mtl.data.images.resize`).
+
+Detection and the crop rule need no TensorFlow (`mtl predict` through LiteRT loads none); the
+functions that resize or build a dataset import it themselves.
 """
+
+from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
 
-import h5py
 import numpy as np
-import tensorflow as tf
 from PIL import Image
 
 from mtl.data.images import read_pixels, resize
-from mtl.data.sources import ArraySource, ImageSource
 from mtl.errors import UserError
 from mtl.registry import Registry
+
+if TYPE_CHECKING:
+    from mtl.data.sources import ArraySource, ImageSource
 
 DEFAULT_DETECTOR = "yuface"
 
@@ -71,6 +77,9 @@ def yuface_detector(min_score: float = 0.5):
 @register_detector("mtcnn")
 def mtcnn_detector(min_score: float = 0.5):
     """MTCNN (the `mtcnn` package, TensorFlow): slower; kept as the measured alternative."""
+    from mtl.quiet import start_tensorflow
+
+    start_tensorflow()  # MTCNN runs on TensorFlow: started here without its start-up noise
     from mtcnn import MTCNN
 
     model = MTCNN()
@@ -122,6 +131,8 @@ def crop_square(image: np.ndarray, box: Box, margin: float = CROP_MARGIN) -> np.
 
 def crop_face(image: np.ndarray, box: Box, image_size: int, margin: float = CROP_MARGIN) -> np.ndarray:
     """The model's input for one detected face: uint8 [size, size, 3] by the crop rule."""
+    import tensorflow as tf
+
     return resize(tf.constant(crop_square(image, box, margin)), image_size).numpy()
 
 
@@ -132,6 +143,10 @@ def read_photo(path) -> np.ndarray:
 
 def _photos(source: ArraySource | ImageSource):
     """(index, full-resolution RGB photo) of each readable photo of a test set, in the source's order."""
+    import h5py
+
+    from mtl.data.sources import ArraySource
+
     if isinstance(source, ArraySource):
         with h5py.File(source.path, "r") as file:
             for index, row in enumerate(file[source.images_key]):
@@ -151,6 +166,8 @@ def detected_faces(source: ArraySource | ImageSource, image_size: int, detector_
 
     A photo where no face is found is classified whole, so every photo still counts in the accuracy.
     """
+    import tensorflow as tf
+
     detect = detector(detector_name)
     crops, kept, found = [], [], 0
     for index, photo in _photos(source):

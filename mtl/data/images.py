@@ -8,14 +8,22 @@ JPEG and PNG (the bulk of every dataset) are decoded by TensorFlow inside tf.dat
 format (GIF, BMP, WebP, TIFF, ...) by Pillow. Either way the size written in the file's header
 is checked against `MAX_PIXELS` before any pixel is decoded, so a small file that claims to be
 a huge picture (a decompression bomb) is refused instead of filling the memory.
+
+One image file read outside tf.data (`read_pixels`: `mtl predict`, detected faces) gets the same
+pixels without TensorFlow: its JPEGs are decoded by libjpeg-turbo with TensorFlow's settings
+(simplejpeg, fast integer DCT), so that `mtl predict` can answer without loading TensorFlow.
+TensorFlow is imported only by the functions that build graph ops (`decode`, `resize`).
 """
+
+from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 
 import numpy as np
-import tensorflow as tf
+import simplejpeg
 from PIL import Image, ImageOps
 
 from mtl.errors import UserError
@@ -23,6 +31,7 @@ from mtl.errors import UserError
 # Far above any face photo (a 24-megapixel camera frame passes), far below what would exhaust memory.
 MAX_PIXELS = 40_000_000
 MAX_FILE_BYTES = 200_000_000  # an uncompressed 40-megapixel RGB image is 120 MB
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 
 _JPEG = b"\xff\xd8\xff"
 _PNG = b"\x89PNG\r\n\x1a\n"
@@ -31,6 +40,7 @@ _SIGNATURES = (_JPEG, _PNG, b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
 # The JPEG markers before the pixels (APP1 "Exif", APP14 "Adobe") sit in the first kilobytes.
 _JPEG_MARKERS_BYTES = 65_536
 _PILLOW_JPEG = r"\C*(Exif\x00\x00|Adobe)\C*"  # RE2: \C is any byte, where "." would need UTF-8
+_PILLOW_JPEG_BYTES = re.compile(rb"Exif\x00\x00|Adobe")  # the same markers, for `_decode_file`
 
 
 def regular_file_size(path) -> int | None:
@@ -63,6 +73,7 @@ def decode(encoded: tf.Tensor) -> tf.Tensor:
 
     Fails (InvalidArgumentError) on bytes that are no image and on images over MAX_PIXELS.
     """
+    import tensorflow as tf
 
     def with_tensorflow(pixels):
         limit = tf.constant(MAX_PIXELS, tf.int64)
@@ -128,6 +139,8 @@ def _rgb(picture: Image.Image) -> np.ndarray:
 
 def resize(image: tf.Tensor, image_size: int) -> tf.Tensor:
     """Resize an [H, W, 3] image of any size to uint8 [size, size, 3]."""
+    import tensorflow as tf
+
     image = tf.image.resize(image, (image_size, image_size), antialias=True)
     return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
@@ -157,17 +170,30 @@ def read_pixels(path) -> np.ndarray:
         raise UserError(f"Image '{path}' is {size} bytes, over the limit of {MAX_FILE_BYTES} for one image file.")
     if over_pixel_limit(path):
         raise UserError(f"Image '{path}' is larger than the limit of {MAX_PIXELS} pixels.")
+    with open(path, "rb") as file:
+        encoded = file.read()
     try:
-        return decode(tf.io.read_file(str(path))).numpy()
-    except (tf.errors.InvalidArgumentError, ValueError):  # ValueError: the Pillow branch, run eagerly
-        pass  # a truncated JPEG or PNG that Pillow may still read
-    try:
-        with Image.open(path) as picture:
-            return _rgb(picture)
-    except Exception:  # noqa: BLE001  any failure of Pillow on a broken file, see _pillow_rgb
+        return _decode_file(encoded)
+    except ValueError:
         raise UserError(f"'{path}' is not a readable image (expected JPEG, PNG or another image format).") from None
+
+
+def _decode_file(encoded: bytes) -> np.ndarray:
+    """The pixels `decode` gives for these bytes, without TensorFlow; ValueError when undecodable.
+
+    A JPEG that `decode` gives TensorFlow goes to the same libjpeg-turbo with the same settings
+    (fast integer DCT, fancy upsampling); everything else goes to Pillow, as `decode` sends it.
+    """
+    if encoded.startswith(_JPEG) and not _PILLOW_JPEG_BYTES.search(encoded[:_JPEG_MARKERS_BYTES]):
+        try:
+            return simplejpeg.decode_jpeg(encoded, colorspace="RGB", fastdct=True)
+        except ValueError:
+            pass  # a truncated or damaged JPEG, which TensorFlow refuses and Pillow may still read
+    return _pillow_rgb(encoded)
 
 
 def read_image(path, image_size: int) -> np.ndarray:
     """One image file as uint8 [size, size, 3]: `read_pixels`, resized as in training; or a UserError."""
+    import tensorflow as tf
+
     return resize(tf.constant(read_pixels(path)), image_size).numpy()

@@ -29,14 +29,13 @@ import numpy as np
 import tensorflow as tf
 from sklearn.model_selection import train_test_split
 
-from mtl.data.images import MAX_PIXELS, decode, decode_and_resize, looks_like_image, over_pixel_limit, resize
+from mtl.data.images import IMAGE_SUFFIXES, MAX_PIXELS, decode, decode_and_resize, looks_like_image, over_pixel_limit, resize
 from mtl.errors import UserError
 from mtl.registry import Registry
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, MISSING, TASKS, split_four_class
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 FORMAT_NAMES = "JPEG, PNG, GIF, BMP, WebP or TIFF"
 
 
