@@ -10,4 +10,7 @@ name="${1:-pretrained-utk-20}"
 mtl train multitask --config experiments/configs/pretrained.json --data-dir ../shared/data --name "$name"
 mkdir -p mtl/pretrained experiments/results/pretrained
 cp "runs/$name/model.keras" "runs/$name/config.json" "runs/$name/metrics.json" mtl/pretrained/
+# The TFLite export that `mtl predict` answers with through LiteRT, made from the model just copied.
+rm -f mtl/pretrained/model.tflite mtl/pretrained/model.tflite.json
+mtl export --format tflite --output mtl/pretrained/model.tflite
 cp "runs/$name/config.json" "runs/$name/metrics.json" "runs/$name/multitask_training.json" experiments/results/pretrained/

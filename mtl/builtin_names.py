@@ -7,3 +7,5 @@ check waits for them, and a test keeps these lists equal to what the registries 
 
 APPROACHES = ("separate", "crosslabel", "multitask")
 BACKBONES = ("lenet", "resnet", "dsresnet")
+# What may answer `mtl predict` (mtl.predict): auto is LiteRT where the model's own export lies beside it, else Keras.
+RUNTIMES = ("auto", "litert", "keras")

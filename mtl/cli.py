@@ -16,6 +16,7 @@ from pathlib import Path
 from mtl import plugins
 from mtl import __version__
 from mtl.budget import HEADLINE as BUDGET_HEADLINE
+from mtl.builtin_names import RUNTIMES
 from mtl.errors import UserError
 from mtl.quiet import start_tensorflow
 from mtl.tuning.options import DEFAULT_MAX_TRIALS, OBJECTIVES, TUNERS
@@ -145,7 +146,8 @@ def cmd_predict(args) -> None:
     from mtl.predict import predict_command
 
     detector = None if args.no_detect else args.detector
-    predict_command(args.paths, as_json=args.json, annotate_dir=args.annotate, detector=detector)
+    predict_command(args.paths, as_json=args.json, annotate_dir=args.annotate, detector=detector,
+                    runtime=args.runtime)
 
 
 def cmd_export(args) -> None:
@@ -290,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser(
         "predict", help="gender, emotion and four-class labels of every face in photos",
-        usage="mtl predict [-h] [RUN_DIR] PATH [PATH ...] [--json] [--annotate OUT_DIR] [--no-detect] [--detector NAME]",
+        usage="mtl predict [-h] [RUN_DIR] PATH [PATH ...] [--json] [--annotate OUT_DIR] [--no-detect] [--detector NAME] [--runtime NAME]",
     )
     predict.add_argument("paths", nargs="+", metavar="PATH",
                          help="images or folders (recursive); a run directory first, else the bundled model")
@@ -298,7 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--annotate", metavar="OUT_DIR", help="write each image with its faces boxed and labelled")
     predict.add_argument("--no-detect", action="store_true", help="take every image as one face crop")
     predict.add_argument("--detector", default="yuface", help="face detector: yuface (default) or mtcnn")
-    predict.set_defaults(handler=cmd_predict)
+    predict.add_argument("--runtime", default="auto", choices=RUNTIMES,
+                         help="auto (default): LiteRT where the model's TFLite export lies beside it, as the "
+                              "bundled model's does (no TensorFlow: starts in about a second), else Keras")
+    # TensorFlow is started by the predictor only when Keras answers.
+    predict.set_defaults(handler=cmd_predict, needs_tensorflow=False)
 
     export = commands.add_parser("export", help="a serving model taking uint8 face crops of any size")
     export.add_argument("run_dir", nargs="?", help="run directory (default: the bundled model)")
@@ -374,7 +380,8 @@ def main(argv=None) -> int:
     try:
         plugin_modules = plugins.requested(args.plugin)
         check_names_early(args, plugin_modules)
-        start_tensorflow()  # every command needs it; started here, its start-up noise is left out
+        if getattr(args, "needs_tensorflow", True):
+            start_tensorflow()  # started here, its start-up noise is left out
         plugins.load(plugin_modules)
         args.handler(args)
     except UserError as error:

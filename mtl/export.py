@@ -22,21 +22,22 @@ import tensorflow as tf
 from mtl.data.images import resize
 from mtl.errors import UserError
 from mtl.faces import CROP_MARGIN
+from mtl.lite import METADATA_NAME, SIGNATURE, file_digest, sidecar
 from mtl.models.build import load_inference_model
-from mtl.predict import bundled_model_path
-from mtl.runs import MODEL_FILE, require_run
+from mtl.runs import MODEL_FILE, bundled_model_path, require_run
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
 
-SIGNATURE = "serve"
 DESCRIBE_SIGNATURE = "describe"
 CONTRACT_FILE = "mtl_contract.json"
-METADATA_NAME = "mtl_contract"
 FORMATS = ("savedmodel", "tflite")
 
 
-def contract(model) -> dict:
-    """What a server needs to know of an export: its input, its outputs' class names, how to frame a face."""
+def contract(model, model_file: Path | None = None) -> dict:
+    """What a server needs to know of an export: its input, its outputs' class names, how to frame a face,
+    and (given `model_file`) which Keras file it was made from, so that a stale export can be told apart."""
     size = model.input_shape[1]
+    made_from = {} if model_file is None else {
+        "exported_from": {"file": Path(model_file).name, "sha256": file_digest(model_file)}}
     return {
         "signature": SIGNATURE,
         "input": {
@@ -53,6 +54,7 @@ def contract(model) -> dict:
             "rule": "crop a square of side crop_margin times the larger side of the face detector's box, "
                     "centred on the box's centre",
         },
+        **made_from,
     }
 
 
@@ -92,10 +94,10 @@ def matrix_resize(images: tf.Tensor, image_size: int) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
 
-def write_savedmodel(model, output: Path, resizer=resize) -> None:
+def write_savedmodel(model, output: Path, resizer=resize, model_file: Path | None = None) -> None:
     import keras
 
-    described = json.dumps(contract(model), indent=2)
+    described = json.dumps(contract(model, model_file), indent=2)
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(SIGNATURE, serving_function(model, resizer))
@@ -107,13 +109,13 @@ def write_savedmodel(model, output: Path, resizer=resize) -> None:
     (output / "assets" / CONTRACT_FILE).write_text(described + "\n")
 
 
-def write_tflite(model, output: Path) -> None:
+def write_tflite(model, output: Path, model_file: Path | None = None) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         write_savedmodel(model, Path(scratch) / "savedmodel", matrix_resize)
         # Only `serve`: TFLite has no use for a signature without inputs, the contract goes in the metadata.
         converter = tf.lite.TFLiteConverter.from_saved_model(str(Path(scratch) / "savedmodel"), [SIGNATURE])
         flatbuffer = converter.convert()
-    described = json.dumps(contract(model), indent=2)
+    described = json.dumps(contract(model, model_file), indent=2)
     output.write_bytes(described_tflite(flatbuffer, described))
     sidecar(output).write_text(described + "\n")
 
@@ -142,11 +144,6 @@ def described_tflite(flatbuffer: bytes, described: str) -> bytes:
     return flatbuffer_utils.convert_object_to_bytearray(model)
 
 
-def sidecar(output: Path) -> Path:
-    """The JSON contract written beside a TFLite file: `model.tflite` -> `model.tflite.json`."""
-    return output.with_name(output.name + ".json")
-
-
 def export_command(run_dir: str | None, format: str, output: Path) -> None:
     """Export the run's model (or the bundled one) in `format` to `output`, which must not exist yet."""
     if format not in FORMATS:
@@ -169,7 +166,10 @@ def export_command(run_dir: str | None, format: str, output: Path) -> None:
                         "give the run directory (made by 'mtl train') to export.")
     model = load_inference_model(model_file)
     output.parent.mkdir(parents=True, exist_ok=True)
-    (write_savedmodel if format == "savedmodel" else write_tflite)(model, output)
+    if format == "savedmodel":
+        write_savedmodel(model, output, model_file=model_file)
+    else:
+        write_tflite(model, output, model_file=model_file)
     described = f"signature '{DESCRIBE_SIGNATURE}' and assets/{CONTRACT_FILE}" if format == "savedmodel" else (
         f"metadata '{METADATA_NAME}' and {sidecar(output)}")
     print(f"Exported {model_file} as {format} to {output} (signature '{SIGNATURE}': uint8 RGB or grey crops -> "

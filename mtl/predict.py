@@ -6,8 +6,15 @@
 same predictor with printing, annotated copies and one sentence for every input that cannot be used.
 
 In each photograph the face detector finds the faces, each is framed by the crop rule of
-`mtl.faces`, and the crops of a few images at a time are classified in one batch. An image that
+`mtl.faces`, and the crops of a few images at a time are classified together. An image that
 cannot be read is reported and skipped; only when nothing at all could be read is it a UserError.
+
+A model answers through one of two runtimes (`RUNTIMES`). Keras loads TensorFlow, which takes
+most of a one-photo command's time on a small CPU. LiteRT answers with the model's TFLite export
+(`mtl.lite`) in a fraction of that, when the export lies beside the model (the bundled one ships
+with it) and was made from that very file. Both resize a crop with the same filter and are given
+the same decoded pixels (`mtl.data.images.read_pixels`), so they give the same answers up to
+float rounding (tests/test_predict.py compares them).
 """
 
 import json
@@ -17,15 +24,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 from PIL import Image, ImageDraw, ImageFont
 
-from mtl import faces, plugins
-from mtl.data.images import looks_like_image, read_image, resize
-from mtl.data.sources import IMAGE_SUFFIXES
+from mtl import faces, lite, plugins
+from mtl.builtin_names import RUNTIMES
+from mtl.data.images import IMAGE_SUFFIXES, looks_like_image, read_pixels
 from mtl.errors import UserError
-from mtl.models.build import load_inference_model
-from mtl.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE, atomic_path, bundled_model_path, require_run
+from mtl.quiet import start_tensorflow
+from mtl.runs import (CONFIG_FILE, LITE_MODEL_FILE, METRICS_FILE, MODEL_FILE, atomic_path, bundled_model_path,
+                      require_run)
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
 
 ANSWERS = (GENDER, EMOTION, FOUR)
@@ -199,7 +206,7 @@ def _rgb_pixels(item: Item) -> np.ndarray:
 # ---------------------------------------------------------------- the predictor
 
 
-def which_model(model_dir: Path, bundled: bool) -> str:
+def which_model(model_dir: Path, bundled: bool, runtime: str | None = None) -> str:
     """One sentence saying which model answers, with its test accuracies when its metrics file has them."""
     which = f"the bundled model ({model_dir})" if bundled else f"the run {model_dir}"
     details = []
@@ -212,25 +219,50 @@ def which_model(model_dir: Path, bundled: bool) -> str:
     accuracies = [f"{task} {headline[f'{task}_accuracy']:.1%}" for task in (GENDER, EMOTION)
                   if headline.get(f"{task}_accuracy") is not None]
     details.append(f"test accuracy {', '.join(accuracies)}" if accuracies else "no test accuracy recorded")
+    if runtime == lite.LiteModel.runtime:
+        details.append(f"through LiteRT ({LITE_MODEL_FILE})")
     return f"Answering with {which}: {'; '.join(details)}."
+
+
+class KerasModel:
+    """Callable like `mtl.lite.LiteModel`: uint8 crops of any size -> each task's probabilities."""
+
+    runtime = "Keras"
+
+    def __init__(self, model):
+        self.model = model
+        self.image_size = model.input_shape[1]
+
+    def __call__(self, crops: list[np.ndarray]) -> dict:
+        import tensorflow as tf
+
+        from mtl.data.images import resize
+
+        batch = np.stack([resize(tf.constant(crop), self.image_size).numpy() for crop in crops])
+        # Called eagerly: predict_on_batch would trace a graph for every new number of faces (slow, and warned about).
+        outputs = self.model(batch.astype(np.float32), training=False)
+        return {task: np.asarray(outputs[task]) for task in ANSWERS}
 
 
 class Predictor:
     """A loaded mtl model that finds and classifies faces; made by `load`."""
 
     def __init__(self, model, model_dir: Path, bundled: bool):
-        self.model = model
+        self.model = model  # a KerasModel or a lite.LiteModel
         self.model_dir = model_dir
         self.bundled = bundled
-        self.image_size = model.input_shape[1]
 
     @property
     def name(self) -> str:
         """What answered, as every JSON line says it: "bundled", or the run directory."""
         return BUNDLED if self.bundled else str(self.model_dir)
 
+    @property
+    def runtime(self) -> str:
+        return self.model.runtime
+
     def summary(self) -> str:
-        return which_model(self.model_dir, self.bundled)
+        return which_model(self.model_dir, self.bundled, self.runtime)
 
     def predict(self, images, detect: bool = True, detector: str = faces.DEFAULT_DETECTOR):
         """The faces of one image (an ImageResult), or of many (a list): a list, a folder or a 4-D array.
@@ -248,26 +280,22 @@ class Predictor:
 
     def predict_each(self, items: list[Item], detect: bool = True, detector: str = faces.DEFAULT_DETECTOR,
                      keep_photos: bool = False, on_progress=lambda done: None):
-        """Yield an ImageResult per item, in order, classifying the faces of a few images in one batch."""
+        """Yield an ImageResult per item, in order, classifying the faces of a few images together."""
         find_faces = faces.detector(detector) if detect else None
         for start in range(0, len(items), IMAGES_PER_BATCH):
-            results, crops, counts = [], [], []
+            results, crops = [], []
             for done, item in enumerate(items[start:start + IMAGES_PER_BATCH], start=start + 1):
                 on_progress(done)
                 try:
-                    photo = self._photo(item) if detect or keep_photos else None
-                    if detect:
-                        boxes = find_faces(photo)
-                        crops += [faces.crop_face(photo, box, self.image_size) for box in boxes]
-                    else:
-                        boxes = [None]
-                        crops.append(self._crop(item))
+                    photo = self._photo(item)
                 except UserError as error:
                     results.append((ImageResult(item.source, error=str(error)), []))
                     continue
+                # Without detection the whole image is the crop, resized by the model as a crop is.
+                boxes = find_faces(photo) if detect else [None]
+                crops += [photo if box is None else faces.crop_square(photo, box) for box in boxes]
                 results.append((ImageResult(item.source, photo=photo if keep_photos else None), boxes))
-            # Called eagerly: predict_on_batch would trace a graph for every new number of faces (slow, and warned about).
-            outputs = self.model(np.stack(crops).astype(np.float32), training=False) if crops else None
+            outputs = self.model(crops) if crops else None
             index = 0
             for result, boxes in results:
                 result.faces = [Face(box, **_answers(outputs, index + k)) for k, box in enumerate(boxes)]
@@ -275,16 +303,17 @@ class Predictor:
                 yield result
 
     def _photo(self, item: Item) -> np.ndarray:
-        return faces.read_photo(item.path) if item.path is not None else _rgb_pixels(item)
-
-    def _crop(self, item: Item) -> np.ndarray:
-        if item.path is not None:
-            return read_image(item.path, self.image_size)  # exactly as the training crops were read
-        return resize(tf.constant(_rgb_pixels(item)), self.image_size).numpy()
+        return read_pixels(item.path) if item.path is not None else _rgb_pixels(item)
 
 
-def load(run_dir=None) -> Predictor:
-    """The predictor of a run directory (made by `mtl train`), or of the bundled model when none is given."""
+def load(run_dir=None, runtime: str = "auto") -> Predictor:
+    """The predictor of a run directory (made by `mtl train`), or of the bundled model when none is given.
+
+    `runtime`: "keras", "litert" (the TFLite export beside the model, which must have been made from
+    it) or "auto" (LiteRT when it can, else Keras).
+    """
+    if runtime not in RUNTIMES:
+        raise UserError(f"Unknown runtime '{runtime}'; expected one of: {', '.join(RUNTIMES)}.")
     if run_dir is None:
         if not bundled_model_path().is_file():
             raise UserError("This installation has no bundled model; give a run directory made by 'mtl train'.")
@@ -294,8 +323,31 @@ def load(run_dir=None) -> Predictor:
         if model_dir.is_dir() and not is_run(model_dir):
             refuse_run_folders(model_dir, as_images=False)
         require_run(model_dir)
+    return Predictor(_model(model_dir, runtime), model_dir, bundled)
+
+
+def _model(model_dir: Path, runtime: str):
+    """The model of `model_dir` through `runtime`, or a UserError saying why LiteRT cannot answer for it."""
+    lite_file, keras_file = model_dir / LITE_MODEL_FILE, model_dir / MODEL_FILE
+    if runtime == "auto":
+        runtime = "litert" if lite.available() and lite_file.is_file() and lite.is_export_of(lite_file, keras_file) \
+            else "keras"
+    if runtime == "litert":
+        if not lite.available():
+            raise UserError("The LiteRT runtime needs the package ai-edge-litert (pip install ai-edge-litert); "
+                            "or choose --runtime keras.")
+        if not lite_file.is_file():
+            raise UserError(f"'{model_dir}' has no {LITE_MODEL_FILE} for LiteRT; make it with 'mtl export "
+                            f"{model_dir} --format tflite --output {lite_file}', or choose --runtime keras.")
+        if not lite.is_export_of(lite_file, keras_file):
+            raise UserError(f"'{lite_file}' was not exported from '{keras_file}' as it is now (its contract "
+                            f"records another file); export it again, or choose --runtime keras.")
+        return lite.LiteModel(lite_file)
+    start_tensorflow()
     plugins.load_for_run(model_dir)  # its model may hold a plug-in's layers
-    return Predictor(load_inference_model(model_dir / MODEL_FILE), model_dir, bundled)
+    from mtl.models.build import load_inference_model
+
+    return KerasModel(load_inference_model(keras_file))
 
 
 # ---------------------------------------------------------------- what the command prints
@@ -418,7 +470,7 @@ def annotate(result: ImageResult) -> Image.Image:
 
 
 def predict_command(paths: list[str], as_json: bool = False, annotate_dir: str | None = None,
-                    detector: str | None = faces.DEFAULT_DETECTOR, out=None, err=None) -> None:
+                    detector: str | None = faces.DEFAULT_DETECTOR, runtime: str = "auto", out=None, err=None) -> None:
     """`mtl predict`: print every face's answers, optionally write annotated copies; UserError if nothing was read."""
     out, err = out or sys.stdout, err or sys.stderr
     run_dir, inputs = split_model_and_inputs(paths)
@@ -431,7 +483,7 @@ def predict_command(paths: list[str], as_json: bool = False, annotate_dir: str |
     targets = annotation_targets(items, Path(annotate_dir)) if annotate_dir is not None else {}
     for problem in problems:
         print(f"mtl: skipped: {problem}", file=err)
-    predictor = load(run_dir)
+    predictor = load(run_dir, runtime)
     progress = any_folder and err.isatty()
     if progress:
         print(predictor.summary(), file=err, flush=True)  # before the progress line, which it would break

@@ -18,6 +18,8 @@ NO_CUDA_DRIVER = re.compile(r"^I\d{4} .*Could not find cuda drivers on your mach
 # On a machine without a driver cuInit has to fail; with a driver, its failure is a real error and is shown.
 CUINIT_WITHOUT_DRIVER = re.compile(r"^E\d{4} .*failed call to cuInit: ")
 CPU_INSTRUCTIONS = re.compile(r"^(I\d{4} .*cpu_feature_guard\.cc.*|To enable the following instructions: .*)$")
+# LiteRT's (mtl.lite) one line when its interpreter first runs on the CPU.
+XNNPACK_DELEGATE = re.compile(r"^INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.$")
 
 _started = False
 
@@ -27,7 +29,7 @@ def start_tensorflow() -> None:
     global _started
     if _started:
         return
-    with _filtered_stderr():
+    with filtered_stderr():
         import tensorflow as tf
 
         tf.config.list_physical_devices()  # where CUDA is initialised, and says it has no driver
@@ -37,10 +39,11 @@ def start_tensorflow() -> None:
 def is_noise(line: str, no_driver_seen: bool) -> bool:
     """Whether one line of stderr is start-up noise (the cuInit failure only once no driver was reported)."""
     return bool(ABSL_PREAMBLE.match(line) or NO_CUDA_DRIVER.match(line) or CPU_INSTRUCTIONS.match(line)
+                or XNNPACK_DELEGATE.match(line)
                 or (no_driver_seen and CUINIT_WITHOUT_DRIVER.match(line)))
 
 
-class _filtered_stderr:
+class filtered_stderr:
     """File descriptor 2 goes through a pipe whose reader passes on every line that is not noise."""
 
     def __enter__(self):

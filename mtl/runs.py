@@ -24,6 +24,7 @@ from mtl.errors import UserError
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.keras"
+LITE_MODEL_FILE = "model.tflite"  # the TFLite export of MODEL_FILE beside it (the bundled model ships one)
 METRICS_FILE = "metrics.json"
 EVALUATION_DIR = "evaluation"  # the figures of METRICS_FILE, beside it
 LOCK_FILE = ".lock"  # held by the process writing the run; hidden, so readers of the run skip it
