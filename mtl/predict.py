@@ -6,7 +6,7 @@
 same predictor with printing, annotated copies and one sentence for every input that cannot be used.
 
 In each photograph the face detector finds the faces, each is framed by the crop rule of
-`mtl.faces`, and the crops of a few images at a time are classified together. An image that
+`mtl.faces`, and the crops of each image are classified together. An image that
 cannot be read is reported and skipped; only when nothing at all could be read is it a UserError.
 
 A model answers through one of two runtimes (`RUNTIMES`). Keras loads TensorFlow, which takes
@@ -36,7 +36,6 @@ from mtl.runs import (CONFIG_FILE, LITE_MODEL_FILE, METRICS_FILE, MODEL_FILE, at
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
 
 ANSWERS = (GENDER, EMOTION, FOUR)
-IMAGES_PER_BATCH = 32
 ANNOTATION_MIN_SIDE = 256  # small photos are drawn larger, so the labels stay legible
 BUNDLED = "bundled"  # the "model" of every JSON line answered by the bundled model
 RUNS_LISTED = 5  # a refused comparison root names this many of its runs
@@ -280,27 +279,21 @@ class Predictor:
 
     def predict_each(self, items: list[Item], detect: bool = True, detector: str = faces.DEFAULT_DETECTOR,
                      keep_photos: bool = False, on_progress=lambda done: None):
-        """Yield an ImageResult per item, in order, classifying the faces of a few images together."""
+        """Yield an ImageResult per item, in order, one image at a time: memory holds one photo and its crops."""
         find_faces = faces.detector(detector) if detect else None
-        for start in range(0, len(items), IMAGES_PER_BATCH):
-            results, crops = [], []
-            for done, item in enumerate(items[start:start + IMAGES_PER_BATCH], start=start + 1):
-                on_progress(done)
-                try:
-                    photo = self._photo(item)
-                except UserError as error:
-                    results.append((ImageResult(item.source, error=str(error)), []))
-                    continue
-                # Without detection the whole image is the crop, resized by the model as a crop is.
-                boxes = find_faces(photo) if detect else [None]
-                crops += [photo if box is None else faces.crop_square(photo, box) for box in boxes]
-                results.append((ImageResult(item.source, photo=photo if keep_photos else None), boxes))
+        for done, item in enumerate(items, start=1):
+            on_progress(done)
+            try:
+                photo = self._photo(item)
+            except UserError as error:
+                yield ImageResult(item.source, error=str(error))
+                continue
+            # Without detection the whole image is the crop, resized by the model as a crop is.
+            boxes = find_faces(photo) if detect else [None]
+            crops = [photo if box is None else faces.crop_square(photo, box) for box in boxes]
             outputs = self.model(crops) if crops else None
-            index = 0
-            for result, boxes in results:
-                result.faces = [Face(box, **_answers(outputs, index + k)) for k, box in enumerate(boxes)]
-                index += len(boxes)
-                yield result
+            yield ImageResult(item.source, faces=[Face(box, **_answers(outputs, k)) for k, box in enumerate(boxes)],
+                              photo=photo if keep_photos else None)
 
     def _photo(self, item: Item) -> np.ndarray:
         return read_pixels(item.path) if item.path is not None else _rgb_pixels(item)
