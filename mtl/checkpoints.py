@@ -98,7 +98,9 @@ class Checkpoints:
 
 @contextlib.contextmanager
 def writing(folder: Path, like: Path | None):
-    """Turns a full disk inside the block into a UserError naming `folder`, with the size of `like` as the need.
+    """Turns a full disk inside the block into a UserError naming the folder of checkpoints (not the
+    hidden one being written), needing about what the last checkpoint took, or what this one took
+    before the disk filled, whichever is more.
 
     The half-written folder is removed, so the newest whole checkpoint stays the one to resume from.
     """
@@ -107,9 +109,13 @@ def writing(folder: Path, like: Path | None):
     except Exception as error:
         if not disk_full(error):
             raise
+        needed = max(_size_of(folder), _size_of(like) if like is not None else 0)
         shutil.rmtree(folder, ignore_errors=True)
-        needed = sum(path.stat().st_size for path in like.iterdir()) if like is not None else 0
-        raise no_space(folder, needed) from None
+        raise no_space(folder.parent, needed) from None
+
+
+def _size_of(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) if folder.is_dir() else 0
 
 
 def save_weights(checkpoints: Checkpoints, epochs: int, model: keras.Model) -> None:

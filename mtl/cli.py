@@ -17,7 +17,7 @@ from mtl import plugins
 from mtl import __version__
 from mtl.budget import HEADLINE as BUDGET_HEADLINE
 from mtl.builtin_names import RUNTIMES
-from mtl.errors import UserError
+from mtl.errors import DiskFull, UserError
 from mtl.quiet import start_tensorflow
 from mtl.tuning.options import DEFAULT_MAX_TRIALS, OBJECTIVES, TUNERS
 
@@ -386,6 +386,8 @@ def main(argv=None) -> int:
         args.handler(args)
     except UserError as error:
         print(f"mtl: error: {error}", file=sys.stderr)
+        if isinstance(error, DiskFull):
+            leave_at_once(EXIT_USER_ERROR)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("mtl: interrupted; finished runs and files are kept.", file=sys.stderr)
@@ -399,8 +401,15 @@ def main(argv=None) -> int:
         # where it has one, else where the command writes.
         where = getattr(error, "filename", None) or getattr(args, "runs_dir", None) or os.getcwd()
         print(f"mtl: error: {no_space(where)}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        leave_at_once(EXIT_USER_ERROR)
     return 0
+
+
+def leave_at_once(status: int) -> None:
+    """End the process with `status` without the interpreter's teardown, which a full disk crashes (see DiskFull)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 if __name__ == "__main__":

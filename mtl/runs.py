@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from mtl.config import ExperimentConfig
-from mtl.errors import UserError
+from mtl.errors import DiskFull, UserError
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.keras"
@@ -148,13 +148,13 @@ def disk_full(error: BaseException) -> bool:
     )
 
 
-def no_space(path, needed: int = 0) -> UserError:
+def no_space(path, needed: int = 0) -> DiskFull:
     """The one sentence for a full disk: the path, about how much it needs, and that the command resumes."""
     path = Path(path)
     existing = next((folder for folder in (path, *path.parents) if folder.exists()), Path("/"))
     free = shutil.disk_usage(existing).free
     need = f"about {_size(needed)}" if needed else "more"
-    return UserError(
+    return DiskFull(
         f"The disk holding '{path}' is full: writing there needs {need} and {_size(free)} is free; "
         "free some space and run the same command again."
     )
