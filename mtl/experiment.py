@@ -139,8 +139,12 @@ def teachers(config: ExperimentConfig, directory: Path, data: ExperimentData) ->
         return Path(config.options.teachers)
     run_dir = Path(directory) / TEACHERS_DIR
     if not (run_dir / MODEL_FILE).is_file():
-        print("Training the teachers first.", flush=True)
         teacher_approach = approaches.teacher()
+        budget = config.train.budget.kind
+        length = f"{config.train.epochs} epochs each" if budget == "epochs" else f"under the {budget} budget"
+        print(f"Training the teachers first: the {teacher_approach.name} gender and emotion models ({length}, "
+              f"into {run_dir}), whose answers label the other task's images; options.teachers=RUN_DIR "
+              "reuses a finished one instead.", flush=True)
         # Teachers learn with the plain mean: a group-robust teacher would need teachers of its own.
         teacher_config = merge(config, {"approach": teacher_approach.name, "options": {"robust": "none"}})
         run_dir.mkdir(parents=True, exist_ok=True)
