@@ -9,6 +9,7 @@ read as it goes. Per variant, mean ± std over its finished seeds (accuracies in
 - the worst group and the confound gap of each task, and FER2013 and Happy House emotion.
 
     python experiments/group_report.py runs/generalisation --out experiments/results/generalisation
+    python experiments/group_report.py --metrics before=OLD.json --metrics after=NEW.json   # single runs
 """
 
 import argparse
@@ -49,6 +50,12 @@ def happy_sad_gap(metrics: dict, test_set: str) -> float | None:
     return max(gaps) if gaps else None
 
 
+def validation_mean(metrics: dict) -> float | None:
+    """The mean of both tasks' validation accuracy; None for metrics written by `mtl evaluate` alone."""
+    accuracies = [metrics["headline"].get(f"validation_{task}_accuracy") for task in ("gender", "emotion")]
+    return None if None in accuracies else statistics.mean(accuracies)
+
+
 # column -> (what it is, how to read it from one run's metrics.json)
 COLUMNS = {
     "gender_validation": ("gender, gender/Validation", lambda m: m["headline"].get("gender_accuracy")),
@@ -65,8 +72,7 @@ COLUMNS = {
     "emotion_fer": ("emotion, FER2013 test", lambda m: m["headline"].get("emotion_accuracy")),
     "emotion_sad_women": ("sad women called sad, FER2013 test", lambda m: group(m, "emotion_test", "emotion", "gender", "sad|female")),
     "happy_house_detected": ("emotion, Happy House detected faces", lambda m: m["headline"].get("happy_house_detected_accuracy")),
-    "validation_mean": ("validation mean (what may choose)", lambda m: statistics.mean(
-        [m["headline"]["validation_gender_accuracy"], m["headline"]["validation_emotion_accuracy"]])),
+    "validation_mean": ("validation mean (what may choose)", lambda m: validation_mean(m)),
     "validation_worst_group": ("validation worst group (class x source)", lambda m: m["headline"].get("validation_worst_group_accuracy")),
 }
 
@@ -89,10 +95,12 @@ def summary(values: list) -> str:
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
-def report(root: Path) -> tuple[str, list[dict]]:
-    runs = finished_runs(root)
+def report(root: Path | None, named: dict[str, Path] | None = None) -> tuple[str, list[dict]]:
+    runs = finished_runs(root) if root else {}
+    runs.update({name: [json.loads(path.read_text())] for name, path in (named or {}).items()})
     if not runs:
         raise SystemExit(f"group_report: no finished run (*/{SEED_DIR}*/metrics.json) under '{root}'.")
+    title = f"`{root.name}`" if root else ", ".join(f"`{name}`" for name in runs)
     rows = []
     for name, metrics in runs.items():
         row = {"variant": name, "seeds": len(metrics)}
@@ -100,7 +108,7 @@ def report(root: Path) -> tuple[str, list[dict]]:
             row[column] = summary([read(m) for m in metrics])
         rows.append(row)
     lines = [
-        f"# Per-group report of `{root.name}` ({sum(len(m) for m in runs.values())} finished runs)",
+        f"# Per-group report of {title} ({sum(len(m) for m in runs.values())} finished runs)",
         "",
         "Accuracies in %, mean ± std over the finished seeds (one value: one seed). Groups by the other task",
         "come from the reference labeller (the bundled model); UTKFace's age band and ethnicity are its labels.",
@@ -119,13 +127,25 @@ def report(root: Path) -> tuple[str, list[dict]]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("root", type=Path, help="a comparison folder made by mtl compare")
+    parser.add_argument("root", type=Path, nargs="?", help="a comparison folder made by mtl compare")
+    parser.add_argument("--metrics", action="append", default=[], metavar="NAME=FILE",
+                        help="a single run's metrics.json, as a row named NAME (repeatable)")
     parser.add_argument("--out", type=Path, help="write group_report.md and group_report.csv here")
     args = parser.parse_args(argv)
-    if not args.root.is_dir():
+    if args.root is not None and not args.root.is_dir():
         print(f"group_report: '{args.root}' is not a folder.", file=sys.stderr)
         return 2
-    text, rows = report(args.root)
+    named = {}
+    for entry in args.metrics:
+        name, _, path = entry.partition("=")
+        if not name or not Path(path).is_file():
+            print(f"group_report: --metrics '{entry}' is not NAME=FILE with an existing file.", file=sys.stderr)
+            return 2
+        named[name] = Path(path)
+    if args.root is None and not named:
+        print("group_report: give a comparison folder or --metrics NAME=FILE.", file=sys.stderr)
+        return 2
+    text, rows = report(args.root, named)
     print(text)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -35,3 +35,17 @@ def test_finished_seeds_are_averaged_and_children_are_not_adult_groups(tmp_path)
 def test_a_folder_without_finished_runs_says_so(tmp_path):
     with pytest.raises(SystemExit, match="no finished run"):
         group_report.report(tmp_path)
+
+
+def test_single_runs_given_by_their_metrics_file_are_rows_of_their_own(tmp_path):
+    for name, sad in (("before", 0.6), ("after", 0.8)):
+        metrics = run_metrics(sad)
+        if name == "before":  # written by `mtl evaluate` alone: no validation accuracies
+            del metrics["headline"]["validation_gender_accuracy"]
+        (tmp_path / f"{name}.json").write_text(json.dumps(metrics))
+    assert group_report.main(["--metrics", f"before={tmp_path / 'before.json'}",
+                              "--metrics", f"after={tmp_path / 'after.json'}", "--out", str(tmp_path)]) == 0
+    rows = (tmp_path / "group_report.csv").read_text().splitlines()
+    assert rows[1].startswith("before,1,95.0,") and rows[1].endswith(",-,-")
+    assert rows[2].startswith("after,1,95.0,") and ",85.0," in rows[2]  # the validation mean of 90% and 80%
+    assert group_report.main(["--metrics", "nothing"]) == 2
