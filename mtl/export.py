@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from mtl.compat import tflite_schema
 from mtl.data.images import resize
 from mtl.errors import UserError
 from mtl.faces import CROP_MARGIN
@@ -124,12 +125,10 @@ def described_tflite(flatbuffer: bytes, described: str) -> bytes:
     """The TFLite model with its tensors named after its signature's keys and `described` as metadata.
 
     tf.lite has no public API for either (tflite_support's metadata writers are not installed), so
-    this edits the flatbuffer with the schema tools TensorFlow ships; tests/test_export.py reads
-    both back, and fails if an upgrade breaks them.
+    this edits the flatbuffer with the schema tools TensorFlow ships (`mtl.compat.tflite_schema`);
+    tests/test_export.py reads both back, and fails if an upgrade breaks them.
     """
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
-
+    schema, flatbuffer_utils = tflite_schema()
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
     for signature in model.signatureDefs:
         tensors = model.subgraphs[signature.subgraphIndex].tensors

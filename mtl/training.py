@@ -24,6 +24,7 @@ from mtl.checkpoints import (  # noqa: F401  epochs_finished: for callers that a
     BEST_STATE, BEST_WEIGHTS, RANDOM_STATES, Checkpoints, epochs_finished, keep_arrays, load_arrays, save_arrays,
     save_json, save_weights,
 )
+from mtl.compat import random_generator_states
 from mtl.config import ApproachConfig, TrainConfig
 from mtl.data.sources import SOURCE
 from mtl.errors import UserError
@@ -405,7 +406,7 @@ class RandomStates(keras.callbacks.Callback):
         self.checkpoints = checkpoints
 
     def states(self) -> list:
-        return [generator.state for layer in self.model._flatten_layers() for generator in getattr(layer, "_seed_generators", [])]
+        return random_generator_states(self.model)
 
     def on_train_begin(self, logs=None):
         saved = load_arrays(self.checkpoints.restored, RANDOM_STATES)

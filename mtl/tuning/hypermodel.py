@@ -15,6 +15,7 @@ import keras_tuner as kt
 from keras import callbacks as keras_callbacks
 
 from mtl.approaches.base import Approach, Stage
+from mtl.compat import forget_custom_gradients
 from mtl.config import ExperimentConfig
 from mtl.data.pipeline import ExperimentData
 from mtl.errors import UserError
@@ -141,19 +142,3 @@ def with_both_tasks(logs: dict) -> dict:
         if values:
             logs["val_mean_accuracy" if kind == "accuracy" else "val_worst_group_accuracy"] = combine(values)
     return logs
-
-
-def forget_custom_gradients() -> None:
-    """Drop the gradient functions TensorFlow registered while tracing a trial's training step.
-
-    A `tf.custom_gradient` inside a traced function (Keras's all-reduce of the gradients is one)
-    registers its gradient under a new name in a process-wide registry that is never emptied, and
-    each entry keeps the whole traced graph alive: tens of MB a trial, which Keras's
-    `clear_session` does not free. Only tracing looks them up, and a finished trial is never traced again.
-    """
-    from tensorflow.python.framework import ops
-
-    registry = getattr(getattr(ops, "_gradient_registry", None), "_registry", None)
-    if isinstance(registry, dict):
-        for name in [name for name in registry if name.startswith("CustomGradient-")]:
-            del registry[name]

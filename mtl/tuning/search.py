@@ -44,7 +44,8 @@ from mtl.errors import UserError
 from mtl.experiment import TEACHERS_DIR, cross_labelled_images, validate
 from mtl.pseudo_labels import MERGED_DIR
 from mtl.runs import run_directory
-from mtl.tuning.hypermodel import ApproachHyperModel, SearchStopped, forget_custom_gradients
+from mtl.compat import forget_custom_gradients, set_tuner_worker_timeout
+from mtl.tuning.hypermodel import ApproachHyperModel, SearchStopped
 from mtl.tuning.options import DEFAULT_FACTOR, DEFAULT_MAX_TRIALS, OBJECTIVES, TUNERS
 from mtl.tuning.report import BEST_CONFIG_FILE, TENSORBOARD_DIR, report
 from mtl.tuning.space import check_space, choice_configs, default_space
@@ -278,9 +279,7 @@ def run_tuning(args, config: ExperimentConfig, search: dict | None = None) -> di
             merged_dir = cross_labels_for_trials(config, directory, data, worker)
             forget_custom_gradients()  # the teachers' training graphs, as after every trial
         if worker:
-            from keras_tuner.src.distribute import oracle_client
-
-            oracle_client.TIMEOUT = WORKER_TIMEOUT_SECONDS
+            set_tuner_worker_timeout(WORKER_TIMEOUT_SECONDS)
         hypermodel = ApproachHyperModel(approach, config, settings.space, data, merged_dir)
         try:
             tuner = make_tuner(settings, hypermodel, directory, config.train.seed)
