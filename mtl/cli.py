@@ -210,6 +210,7 @@ def _compare(args, only: list[str] | None) -> None:
 
 def cmd_tune(args) -> None:
     from mtl.config import config_from_dict, merge
+    from mtl.tuning.options import TuneRequest
     from mtl.tuning.search import read_search_file, run_tuning  # TensorFlow and Keras Tuner: only once a search runs
 
     base, search = read_search_file(args.config)  # a plain config, or {"base": config, "search": settings}
@@ -219,7 +220,7 @@ def cmd_tune(args) -> None:
             f"mtl tune trains each trial on one device, not with train.strategy '{config.train.strategy}'; "
             "spread a search over machines with --chief and --worker."
         )
-    run_tuning(args, config, search)
+    run_tuning(TuneRequest.from_arguments(args), config, search)
 
 
 def _add_data_options(parser, experiment=True) -> None:

@@ -166,6 +166,23 @@ def test_mistaken_search_options_are_one_sentence_and_exit_2(tmp_path, options, 
     assert code == 2 and message in err and "Traceback" not in err
 
 
+def test_a_search_is_asked_for_by_a_plain_dataclass_which_the_command_line_fills():
+    from mtl.cli import build_parser
+    from mtl.tuning.options import TuneRequest
+    from mtl.tuning.search import resolve_settings
+
+    arguments = build_parser().parse_args(["tune", "multitask", "--tuner", "random", "--max-trials", "3",
+                                           "--hp", "batch_size=[32,64]", "--backbone", "lenet", "--chief"])
+    request = TuneRequest.from_arguments(arguments)
+    assert request == TuneRequest(tuner="random", max_trials=3, hp=("batch_size=[32,64]",), backbone="lenet", chief=True)
+
+    settings = resolve_settings(request, ExperimentConfig(approach="multitask"), {})
+    assert (settings.tuner, settings.max_trials, settings.space["backbone"], settings.space["batch_size"]) == (
+        "random", 3, "lenet", [32, 64])
+    with pytest.raises(Exception, match="positive whole numbers"):  # the same checks as the command line's
+        resolve_settings(TuneRequest(tuner="random", max_trials=0), ExperimentConfig(approach="multitask"), {})
+
+
 @pytest.mark.slow
 def test_a_killed_search_resumes_without_repeating_finished_trials(tmp_path):
     directory = tmp_path / "search"

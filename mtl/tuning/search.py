@@ -46,7 +46,7 @@ from mtl.pseudo_labels import MERGED_DIR
 from mtl.runs import run_directory
 from mtl.compat import forget_custom_gradients, set_tuner_worker_timeout
 from mtl.tuning.hypermodel import ApproachHyperModel, SearchStopped
-from mtl.tuning.options import DEFAULT_FACTOR, DEFAULT_MAX_TRIALS, OBJECTIVES, TUNERS
+from mtl.tuning.options import DEFAULT_FACTOR, DEFAULT_MAX_TRIALS, OBJECTIVES, TUNERS, TuneRequest
 from mtl.tuning.report import BEST_CONFIG_FILE, TENSORBOARD_DIR, report
 from mtl.tuning.space import check_space, choice_configs, default_space
 
@@ -98,11 +98,11 @@ def read_search_file(path: str | None) -> tuple[dict, dict]:
     return values.get("base") or {}, search
 
 
-def _space_overrides(args) -> dict:
+def _space_overrides(request: TuneRequest) -> dict:
     overrides = {}
-    if getattr(args, "backbone", None):
-        overrides["backbone"] = args.backbone
-    for item in getattr(args, "hp", None) or []:
+    if request.backbone:
+        overrides["backbone"] = request.backbone
+    for item in request.hp:
         name, separator, text = item.partition("=")
         if not separator:
             raise UserError(f"--hp expects NAME=SPEC (for example batch_size=[32,64]), got '{item}'.")
@@ -113,11 +113,11 @@ def _space_overrides(args) -> dict:
     return overrides
 
 
-def resolve_settings(args, config: ExperimentConfig, search: dict) -> SearchSettings:
+def resolve_settings(request: TuneRequest, config: ExperimentConfig, search: dict) -> SearchSettings:
     """Command-line options over the search file over the defaults, checked."""
 
     def pick(option, key, default=None):
-        value = getattr(args, option, None)
+        value = getattr(request, option)
         return value if value is not None else search.get(key, default)
 
     tuner = pick("tuner", "tuner", "hyperband")
@@ -145,7 +145,7 @@ def resolve_settings(args, config: ExperimentConfig, search: dict) -> SearchSett
     if not isinstance(max_epochs, int) or max_epochs < 1 or (max_trials is not None and max_trials < 1):
         raise UserError("--max-epochs and --max-trials must be positive whole numbers.")
 
-    space = {**default_space(approach), **(search.get("space") or {}), **_space_overrides(args)}
+    space = {**default_space(approach), **(search.get("space") or {}), **_space_overrides(request)}
     check_space(approach, space)
     return SearchSettings(
         config.approach, tuner, objective, max_epochs, max_trials, factor, space, config.data.data_dir, config.to_dict()
@@ -193,22 +193,22 @@ def claim_directory(directory: Path, settings: SearchSettings, overwrite: bool, 
 
 
 @contextlib.contextmanager
-def distributed_role(args):
+def distributed_role(request: TuneRequest):
     """Keras Tuner's environment for --chief / --worker ID during the search; yields the tuner id or None.
 
     Without either option, KERASTUNER_* variables already set (Keras Tuner's own way) still apply.
     """
     names = ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
     saved = {name: os.environ.get(name) for name in names}
-    chief, worker = getattr(args, "chief", False), getattr(args, "worker", None)
+    chief, worker = request.chief, request.worker
     try:
         if chief or worker:
             if worker and "chief" in worker:
                 raise UserError(f"Worker ID '{worker}' contains 'chief', which Keras Tuner reserves for the chief.")
             os.environ["KERASTUNER_TUNER_ID"] = "chief" if chief else worker
-            os.environ["KERASTUNER_ORACLE_IP"] = args.oracle_ip or saved["KERASTUNER_ORACLE_IP"] or "127.0.0.1"
-            os.environ["KERASTUNER_ORACLE_PORT"] = str(args.oracle_port or saved["KERASTUNER_ORACLE_PORT"] or 8000)
-        elif getattr(args, "oracle_ip", None) or getattr(args, "oracle_port", None):
+            os.environ["KERASTUNER_ORACLE_IP"] = request.oracle_ip or saved["KERASTUNER_ORACLE_IP"] or "127.0.0.1"
+            os.environ["KERASTUNER_ORACLE_PORT"] = str(request.oracle_port or saved["KERASTUNER_ORACLE_PORT"] or 8000)
+        elif request.oracle_ip or request.oracle_port:
             raise UserError("--oracle-ip and --oracle-port go with --chief or --worker ID.")
         if "KERASTUNER_ORACLE_IP" not in os.environ:
             yield None
@@ -262,16 +262,17 @@ def make_tuner(settings: SearchSettings, hypermodel: ApproachHyperModel, directo
     return kt.RandomSearch(max_trials=settings.max_trials, **shared)
 
 
-def run_tuning(args, config: ExperimentConfig, search: dict | None = None) -> dict | None:
+def run_tuning(request: TuneRequest, config: ExperimentConfig, search: dict | None = None) -> dict | None:
     """Run (or resume, or serve, or work for) a search; returns the best trial's summary, None on a worker."""
-    settings = resolve_settings(args, config, search or {})
+    settings = resolve_settings(request, config, search or {})
     approach = validate(config)
-    directory = Path(args.directory) if args.directory else run_directory(args.runs_dir, args.name or f"tune-{config.approach}")
-    with distributed_role(args) as tuner_id:
+    directory = Path(request.directory) if request.directory else run_directory(
+        request.runs_dir, request.name or f"tune-{config.approach}")
+    with distributed_role(request) as tuner_id:
         chief = tuner_id is not None and "chief" in tuner_id
         worker = tuner_id if tuner_id is not None and not chief else None
         data = ExperimentData.load(config.data, config.train.seed)  # checks the data first
-        claim_directory(directory, settings, args.overwrite, worker is not None)
+        claim_directory(directory, settings, request.overwrite, worker is not None)
         done = len(list((directory / PROJECT).glob("trial_*/trial.json")))
         print(f"{'Resuming' if done else 'Starting'} the {settings.tuner} search in {directory}.", flush=True)
         merged_dir = None
