@@ -160,22 +160,13 @@ def cmd_export(args) -> None:
 
 def cmd_prepare(args) -> None:
     from mtl.data.pipeline import data_root
-    from mtl.data.prepared import prepare, prepare_cross_labelled, report
-    from mtl.pseudo_labels import read_merged
-    from mtl.tasks import TASKS
+    from mtl.data.prepared import prepare, report
 
     config = _experiment_config(args, None)
     folder = args.folder or config.data.prepared
     if not folder:
         raise UserError("mtl prepare needs a folder to prepare the datasets into: name it, or set data.prepared.")
-    # Read here, not in the data layer, which sits below pseudo-labels; and first, so a folder without shards
-    # is refused before anything is prepared.
-    merged = Path(args.cross_labelled) if args.cross_labelled else None
-    parts = {task: read_merged(merged, source=task) for task in TASKS} if merged else None
-    builders = prepare(config.data, data_root(config.data), Path(folder), config.train.seed)
-    if merged:
-        builders["cross_labelled"] = prepare_cross_labelled(merged, parts, Path(folder), config.data.image_size)
-    for name, builder in builders.items():
+    for name, builder in prepare(config.data, data_root(config.data), Path(folder), config.train.seed).items():
         print(report(name, builder))
 
 
@@ -314,13 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=cmd_export)
 
     prepare = commands.add_parser(
-        "prepare", help="decode, check and resize the datasets once into TFDS record files (data.prepared)"
+        "prepare", help="decode, check and resize the training folders once into TFDS record files (data.prepared)"
     )
     prepare.add_argument("folder", nargs="?", help="where the prepared datasets go (default: the config's data.prepared)")
     prepare.add_argument("--config", help="JSON config file: image size, validation share, train.seed of the split")
-    prepare.add_argument(
-        "--cross-labelled", metavar="MERGED_DIR", help="also prepare a run's cross-labelled set (its crosslabeled/ folder)"
-    )
     _add_data_options(prepare, experiment=False)
     prepare.set_defaults(handler=cmd_prepare)
 

@@ -1,12 +1,13 @@
 """Datasets prepared once with TensorFlow Datasets: decoded, checked and resized into record files.
 
-Four builders, one per kind of source: a single-task image folder (`TaskFolder`: train and
-validation splits from `sources.stratified_split`, the test folder a test split), the Happy House
-HDF5 file (`HappyHouse`), a jointly labelled folder (`JointFolder`) and the cross-labelled merged
-set (`CrossLabelled`: true labels, both teachers' probabilities and the dataset each image came
-from). The readers of `sources` list the files, leave out the ones that are not images or do not
-decode (counted in the dataset's metadata) and give the labels, -1 where a task is missing.
-Images are stored as `data.image_size` uint8 pixels, so reading decodes nothing.
+One builder, the one that is measured to help (a first pass over the training images 2.3x faster
+than decoding the folders, experiments/results/benchmarks/prepared.md): a single-task image folder
+(`TaskFolder`: train and validation splits from `sources.stratified_split`, the test folder a test
+split), read by training through `data.prepared`. (Builders for the Happy House file, a joint
+folder and the cross-labelled set were removed: no command read what they wrote.) The readers of
+`sources` list the files, leave out the ones that are not images or do not decode (counted in the
+dataset's metadata) and give the labels, -1 where a task is missing. Images are stored as
+`data.image_size` uint8 pixels, so reading decodes nothing.
 
 A prepared dataset lives under `<prepared>/<builder>/<config>/<version>`; the config name holds
 everything the records depend on (image size, validation share and seed, the source folder), so
@@ -31,7 +32,7 @@ from mtl.config import DataConfig
 from mtl.data import sources
 from mtl.data.images import decode_and_resize
 from mtl.errors import UserError
-from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, TASKS
+from mtl.tasks import CLASSES, EMOTION, GENDER, TASKS
 
 VERSION = tfds.core.Version("1.0.0")
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
@@ -180,89 +181,6 @@ class TaskFolder(_Prepared):
         return _folder_examples(source, root, self.image_size)
 
 
-class JointFolder(_Prepared):
-    """A jointly labelled folder {happy_female,happy_male,sad_female,sad_male}/: one test split, both labels."""
-
-    def __init__(self, *, root, image_size: int, **kwargs):
-        self.root = Path(root)
-        description = f"Faces labelled with both tasks, {image_size}x{image_size} RGB."
-        config = _config(f"joint-{image_size}px", description, self.root)
-        super().__init__(image_size=image_size, description=description, config=config, **kwargs)
-
-    def _split_generators(self, dl_manager):
-        source = sources.joint_folder(self.root)
-        self.info.metadata["left_out"] = {TEST: _left_out(self.root, source, CLASSES[FOUR], "Joint dataset")}
-        return {TEST: self._generate_examples(source)}
-
-    def _generate_examples(self, source):
-        return _folder_examples(source, self.root, self.image_size)
-
-
-class HappyHouse(_Prepared):
-    """The Happy House HDF5 file: one test split of emotion labels (gender -1), rows named `file[row]`."""
-
-    def __init__(self, *, path, image_size: int, **kwargs):
-        self.path = Path(path)
-        description = f"Happy House photos, {image_size}x{image_size} RGB; happy or not happy (taken as sad)."
-        config = _config(f"happy_house-{image_size}px", description, self.path)
-        super().__init__(image_size=image_size, description=description, config=config, **kwargs)
-
-    def _split_generators(self, dl_manager):
-        source = sources.happy_house(self.path)
-        # The file is refused whole if any row is unreadable, so nothing is ever left out.
-        self.info.metadata["left_out"] = {TEST: {"not_images": 0, "undecodable": 0}}
-        return {TEST: self._generate_examples(source)}
-
-    def _generate_examples(self, source):
-        for row, (image, labels) in enumerate(source.dataset(self.image_size).as_numpy_iterator()):
-            name = f"{self.path.name}[{row}]"
-            yield name, {"image": image, **{task: labels[task] for task in TASKS}, "file_name": name}
-
-
-class CrossLabelled(_Prepared):
-    """The merged set `pseudo_labels.cross_label` writes: both training splits with their true labels,
-    both teachers' probabilities and the dataset each image came from; one train split.
-
-    `parts` maps each source dataset's task to its (image, labels, predictions) examples, as
-    `pseudo_labels.read_merged(merged_dir, source=task)` reads them (this layer does not import it).
-    """
-
-    def __init__(self, *, merged_dir, image_size: int, parts: dict[str, tf.data.Dataset], **kwargs):
-        self.merged_dir, self.parts = Path(merged_dir), parts
-        description = (
-            f"Cross-labelled training images, {image_size}x{image_size} RGB: true labels (-1 where missing), "
-            "both teachers' probabilities, and the dataset each came from."
-        )
-        config = _config(f"crosslabelled-{image_size}px", description, self.merged_dir)
-        super().__init__(image_size=image_size, description=description, config=config, **kwargs)
-
-    def _features(self) -> tfds.features.FeaturesDict:
-        probabilities = {
-            f"{task}_probs": tfds.features.Tensor(shape=(len(CLASSES[task]),), dtype=np.float32, doc=f"the {task} teacher's")
-            for task in TASKS
-        }
-        source = tfds.features.Text(doc="the dataset the image came from: gender or emotion")
-        image = _image_feature(self.image_size)
-        return tfds.features.FeaturesDict({"image": image, **_label_features(), **probabilities, "source": source})
-
-    def _split_generators(self, dl_manager):
-        self.info.metadata["left_out"] = {TRAIN: {"not_images": 0, "undecodable": 0}}
-        return {TRAIN: self._generate_examples()}
-
-    def _generate_examples(self):
-        shape = (self.image_size, self.image_size, 3)
-        for source, examples in self.parts.items():
-            for index, (image, labels, predictions) in enumerate(examples.as_numpy_iterator()):
-                if image.shape != shape:
-                    raise UserError(
-                        f"Cross-labelled images in '{self.merged_dir}' are {image.shape[0]}x{image.shape[1]} pixels; "
-                        f"expected data.image_size {self.image_size}, the size they were labelled at."
-                    )
-                probabilities = {f"{task}_probs": predictions[task] for task in TASKS}
-                task_labels = {task: labels[task] for task in TASKS}
-                yield f"{source}-{index}", {"image": image, **task_labels, **probabilities, "source": source}
-
-
 # ---------------------------------------------------------------------- preparing ---
 
 
@@ -342,22 +260,9 @@ def task_builders(config: DataConfig, root: Path, prepared_dir: Path, seed: int)
     }
 
 
-def prepare(config: DataConfig, root: Path, prepared_dir: Path, seed: int) -> dict[str, _Prepared]:
-    """Every dataset `config` names under `root`, prepared under `prepared_dir`: the two task folders
-    (validation drawn with `seed`), Happy House and, when given, the joint folder."""
-    builders: dict[str, _Prepared] = dict(task_builders(config, root, prepared_dir, seed))
-    size = config.image_size
-    builders["happy_house"] = _ready(HappyHouse, path=root / config.happy_house_test, image_size=size, data_dir=prepared_dir)
-    if config.joint_test:
-        builders["joint"] = _ready(JointFolder, root=config.joint_test, image_size=size, data_dir=prepared_dir)
-    return builders
-
-
-def prepare_cross_labelled(
-    merged_dir: Path, parts: dict[str, tf.data.Dataset], prepared_dir: Path, image_size: int
-) -> CrossLabelled:
-    """The merged set of `merged_dir` (its examples per source dataset in `parts`), prepared under `prepared_dir`."""
-    return _ready(CrossLabelled, merged_dir=merged_dir, image_size=image_size, parts=parts, data_dir=prepared_dir)
+def prepare(config: DataConfig, root: Path, prepared_dir: Path, seed: int) -> dict[str, TaskFolder]:
+    """The two task folders `config` names under `root`, prepared under `prepared_dir` (validation drawn with `seed`)."""
+    return task_builders(config, root, prepared_dir, seed)
 
 
 def counts(builder: _Prepared) -> dict:
@@ -401,22 +306,6 @@ def _image_and_labels(example):
     labels = {task: tf.cast(example[task], tf.int32) for task in TASKS}
     labels[sources.SOURCE] = tf.zeros([], tf.int32)  # a prepared task folder is its task's only source
     return example["image"], labels
-
-
-def cross_labelled_examples(
-    builder: CrossLabelled, seed: int, source: str | None = None, input_context: tf.distribute.InputContext | None = None
-) -> tf.data.Dataset:
-    """(uint8 image, labels, predictions) of the prepared merged set, as `pseudo_labels.read_merged` gives
-    them, optionally of one source dataset."""
-    examples = read(builder, TRAIN, seed, input_context)
-    if source is not None:
-        examples = examples.filter(lambda example: tf.equal(example["source"], source))
-
-    def split_example(example):
-        image, labels = _image_and_labels(example)
-        return image, labels, {task: example[f"{task}_probs"] for task in TASKS}
-
-    return examples.map(split_example, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 @dataclass
