@@ -21,12 +21,16 @@ import io
 import os
 import re
 import stat
+from typing import TYPE_CHECKING
 
 import numpy as np
 import simplejpeg
 from PIL import Image, ImageOps
 
 from mtl.errors import UserError
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 # Far above any face photo (a 24-megapixel camera frame passes), far below what would exhaust memory.
 MAX_PIXELS = 40_000_000
