@@ -111,7 +111,7 @@ def report(root: Path | None, named: dict[str, Path] | None = None) -> tuple[str
         f"# Per-group report of {title} ({sum(len(m) for m in runs.values())} finished runs)",
         "",
         "Accuracies in %, mean ± std over the finished seeds (one value: one seed). Groups by the other task",
-        "come from the reference labeller (the bundled model); UTKFace's age band and ethnicity are its labels.",
+        "come from the reference labeller (mtl/reference_labeller, the bundled model of November 2026); UTKFace's age band and ethnicity are its labels.",
         "",
         "| column | what it is |",
         "| --- | --- |",

@@ -7,7 +7,8 @@ labelled folder when one is given.
 
 Each task is also scored per group of people, because a model right on average can be wrong for
 one group: by the other task's class (true where the set labels it, else the reference
-labeller's answer, the same model for every run so that groups are comparable), and by each
+labeller's answer (`mtl.runs.reference_labeller_path`: one fixed model, not the bundled one, so
+that groups are comparable across runs and across bundled models)), and by each
 attribute a source carries (UTKFace: age band and ethnicity), each crossed with the true class.
 The worst group's accuracy and the confound gap (within one true class, how far apart the other
 task's groups are: "are sad women called women as often as happy ones") are first-class metrics.
@@ -35,7 +36,7 @@ from mtl.metrics import headline
 from mtl.models.build import load_inference_model
 from mtl.provenance import provenance
 from mtl.pseudo_labels import MERGED_DIR, read_merged
-from mtl.runs import CONFIG_FILE, MODEL_FILE, atomic_path, bundled_model_path, require_run, write_json
+from mtl.runs import CONFIG_FILE, MODEL_FILE, atomic_path, reference_labeller_path, require_run, write_json
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, TASKS, four_class_index
 
 CORRECT_FILE = "correct.npz"  # in the evaluation folder: per test set and task, whether each image was right
@@ -181,7 +182,7 @@ def reference_answers(source, task: str) -> np.ndarray:
 
 @functools.cache
 def _reference_labeller() -> keras.Model:
-    return load_inference_model(bundled_model_path())
+    return load_inference_model(reference_labeller_path())
 
 
 def test_set_groups(source) -> dict[str, np.ndarray]:
@@ -191,7 +192,7 @@ def test_set_groups(source) -> dict[str, np.ndarray]:
     for task in TASKS:
         if (source.labels[task] >= 0).all():
             groups[task] = np.array(CLASSES[task])[source.labels[task]]
-        elif (source.labels[OTHER_TASK[task]] >= 0).any() and bundled_model_path().is_file():
+        elif (source.labels[OTHER_TASK[task]] >= 0).any() and reference_labeller_path().is_file():
             groups[task] = reference_answers(source, task)
     return groups
 

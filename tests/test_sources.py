@@ -132,3 +132,19 @@ def test_validation_worst_group_is_the_lowest_accuracy_over_class_and_source():
     assert float(metric.result()) == 0.5
     metric.update_state(true_class, right, None, np.zeros(6, np.float32))  # unlabelled faces change nothing
     assert float(metric.result()) == 0.5
+
+
+def test_groups_by_the_other_task_come_from_the_fixed_reference_labeller_not_the_bundled_model(monkeypatch, tmp_path):
+    from mtl import evaluate, runs
+    from mtl.models.build import load_inference_model
+
+    source = sources.task_folder(SAMPLE / "gender" / "Validation", GENDER)
+    labeller = load_inference_model(runs.reference_labeller_path())
+    probabilities, _, _ = evaluate.predict_dataset(labeller, source.dataset(64), 64)
+    expected = np.array(["happy", "sad"])[probabilities[EMOTION].argmax(axis=1)]
+
+    # Whatever the bundled model is (here there is none), the groups are the reference labeller's answers.
+    monkeypatch.setattr(runs, "bundled_model_path", lambda: tmp_path / "none" / "model.keras")
+    evaluate._REFERENCE_ANSWERS.clear()
+    assert np.array_equal(evaluate.test_set_groups(source)[EMOTION], expected)
+    assert set(expected) == {"happy", "sad"}
