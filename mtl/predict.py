@@ -14,7 +14,7 @@ most of a one-photo command's time on a small CPU. LiteRT answers with the model
 (`mtl.lite`) in a fraction of that, when the export lies beside the model (the bundled one ships
 with it) and was made from that very file. Both resize a crop with the same filter and are given
 the same decoded pixels (`mtl.data.images.read_pixels`), so they give the same answers up to
-float rounding (tests/test_predict.py compares them).
+float rounding (tests/test_lite.py compares them).
 """
 
 import json
