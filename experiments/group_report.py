@@ -125,6 +125,18 @@ def report(root: Path | None, named: dict[str, Path] | None = None) -> tuple[str
     return "\n".join(lines), rows
 
 
+def named_files(entries: list[str], program: str, what: str) -> dict[str, Path] | None:
+    """NAME=FILE arguments as {name: path}; None, after one sentence on stderr, when one is not that."""
+    named = {}
+    for entry in entries:
+        name, _, path = entry.partition("=")
+        if not name or not Path(path).is_file():
+            print(f"{program}: '{entry}' is not NAME=FILE with an existing {what}.", file=sys.stderr)
+            return None
+        named[name] = Path(path)
+    return named
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("root", type=Path, nargs="?", help="a comparison folder made by mtl compare")
@@ -135,13 +147,9 @@ def main(argv=None) -> int:
     if args.root is not None and not args.root.is_dir():
         print(f"group_report: '{args.root}' is not a folder.", file=sys.stderr)
         return 2
-    named = {}
-    for entry in args.metrics:
-        name, _, path = entry.partition("=")
-        if not name or not Path(path).is_file():
-            print(f"group_report: --metrics '{entry}' is not NAME=FILE with an existing file.", file=sys.stderr)
-            return 2
-        named[name] = Path(path)
+    named = named_files(args.metrics, "group_report", "metrics file")
+    if named is None:
+        return 2
     if args.root is None and not named:
         print("group_report: give a comparison folder or --metrics NAME=FILE.", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from experiments.group_report import named_files  # noqa: E402
 from mtl.comparison_stats import mcnemar_p  # noqa: E402
 
 
@@ -35,13 +36,9 @@ def main(argv=None) -> int:
     parser.add_argument("models", nargs=2, metavar="NAME=CORRECT_NPZ")
     parser.add_argument("--out", type=Path, help="also write the table here")
     args = parser.parse_args(argv)
-    named = {}
-    for entry in args.models:
-        name, _, path = entry.partition("=")
-        if not name or not Path(path).is_file():
-            print(f"paired_test: '{entry}' is not NAME=FILE with an existing correct.npz.", file=sys.stderr)
-            return 2
-        named[name] = Path(path)
+    named = named_files(args.models, "paired_test", "correct.npz")
+    if named is None:
+        return 2
     text = table(named)
     print(text, end="")
     if args.out:
