@@ -343,9 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
 def check_names_early(args, plugin_modules: list[str]) -> None:
     """Refuse a misspelt approach or backbone before TensorFlow starts, where no plug-in could add the name:
     the config's own sentence, with the likeliest name meant."""
-    import difflib
-
     from mtl import builtin_names
+    from mtl.registry import did_you_mean
 
     if plugin_modules:
         return  # a plug-in may register the name: the registries, loaded with TensorFlow, decide
@@ -354,9 +353,8 @@ def check_names_early(args, plugin_modules: list[str]) -> None:
         ("model.backbone", getattr(args, "backbone", None), builtin_names.BACKBONES),
     ):
         if value is not None and value not in names:
-            closest = difflib.get_close_matches(value, names, n=1)
-            hint = f"; did you mean '{closest[0]}'?" if closest else "."
-            raise UserError(f"Config field '{field}' must be one of: {', '.join(names)}, got {value!r}{hint}")
+            raise UserError(f"Config field '{field}' must be one of: {', '.join(names)}, got {value!r}"
+                            f"{did_you_mean(value, names)}")
 
 
 def main(argv=None) -> int:

@@ -56,7 +56,6 @@ class LiteModel:
     def __init__(self, path: Path):
         from ai_edge_litert.interpreter import Interpreter
 
-        self.path = path
         # LiteRT says "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on stderr: not a problem.
         with filtered_stderr():
             interpreter = Interpreter(model_path=str(path), num_threads=os.cpu_count())

@@ -64,9 +64,7 @@ class Registry(Generic[T]):
     def unknown(self, name) -> str:
         """The one sentence for an unknown name: the names there are, and the likeliest one meant."""
         where = f" ({self.field})" if self.field else ""
-        closest = difflib.get_close_matches(str(name), self.names(), n=1)
-        hint = f"; did you mean '{closest[0]}'?" if closest else "."
-        return f"Unknown {self.what}{where} '{name}'; expected one of: {', '.join(self.names())}{hint}"
+        return f"Unknown {self.what}{where} '{name}'; expected one of: {', '.join(self.names())}{did_you_mean(name, self.names())}"
 
     def names(self) -> list[str]:
         return list(self._entries)
@@ -84,3 +82,9 @@ class Registry(Generic[T]):
 def _qualified_name(entry) -> str:
     kind = entry if isinstance(entry, type) or callable(entry) else type(entry)
     return f"{getattr(kind, '__module__', '?')}.{getattr(kind, '__qualname__', repr(kind))}"
+
+
+def did_you_mean(name, names) -> str:
+    """The end of a sentence refusing `name`: "; did you mean 'closest'?" where one of `names` is close, else "."."""
+    closest = difflib.get_close_matches(str(name), list(names), n=1)
+    return f"; did you mean '{closest[0]}'?" if closest else "."
