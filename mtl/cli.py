@@ -59,7 +59,8 @@ def _overrides(args) -> dict:
     if getattr(args, "epochs", None) is not None:
         set_dotted(overrides, "train.epochs", args.epochs)
     if getattr(args, "backbone", None):
-        set_dotted(overrides, "model.backbone", args.backbone)
+        # The type only: a config's options for the same backbone are kept, another one starts from its defaults.
+        set_dotted(overrides, "model.backbone.type", args.backbone)
     if getattr(args, "strategy", None):
         set_dotted(overrides, "train.strategy", args.strategy)
     if getattr(args, "budget", None):

@@ -79,7 +79,7 @@ def hparams_columns(configs: dict[str, ExperimentConfig]) -> list[str]:
 def hparams_of(config: ExperimentConfig, columns: list[str]) -> dict:
     values = {
         "approach": config.approach,
-        "backbone": config.model.backbone,
+        "backbone": config.model.backbone.type,
         "color": config.data.color,
         "budget": config.train.budget.kind,
         "epochs": config.train.epochs,

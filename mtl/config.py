@@ -19,6 +19,7 @@ from typing import Any
 
 from mtl.budget import KINDS as BUDGET_KINDS
 from mtl.errors import UserError
+from mtl.registry import did_you_mean
 
 
 # Upper bounds of the settings with a physical size, far above any use and below what fails inside
@@ -48,6 +49,61 @@ def choice(default: str, *values: str, registry: str | None = None):
     `mtl --help` must not.
     """
     return field(default=default, metadata={"choices": values, "registry": registry})
+
+
+@dataclass(frozen=True)
+class PluginOptions:
+    """A plug-in's name and its own options, as a config writes them: `{"type": "dwa", "temperature": 2.0}`.
+
+    A plug-in with options declares them as a subclass (its `Options`), fields made with `number`
+    and `choice` like every other; one without options is this class. In a config a plug-in is
+    either its name alone, which takes its defaults, or a mapping of `type` and the options it sets
+    (Model Garden's OneOf configs). The plug-in itself is given only its own options.
+    """
+
+    type: str
+
+
+def plugin(default: str, registry: str):
+    """A field naming a plug-in of the registry `registry` ("module:REGISTRY") with the plug-in's own options.
+
+    The registry is imported when a config is checked or made, never when this module is: it imports TensorFlow.
+    """
+    return field(default_factory=lambda: plugin_options(registry, default), metadata={"plugin": registry})
+
+
+def _registry(name: str):
+    module, attribute = name.split(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def plugin_options(registry: str, name: str, values: dict | None = None, where: str = "") -> PluginOptions:
+    """The options of the plug-in `name` of `registry`: its defaults updated by `values`, each checked."""
+    entries = _registry(registry)
+    if name not in entries:
+        names = entries.names()
+        raise UserError(f"Config field '{where}' must be one of: {', '.join(names)}, got {name!r}{did_you_mean(name, names)}")
+    options = getattr(entries.get(name), "Options", PluginOptions)
+    own = sorted(item.name for item in dataclasses.fields(options) if item.name != "type")
+    unknown = sorted(set(values or {}) - set(own), key=str)
+    if unknown:
+        expected = f"has the options: {', '.join(own)}" if own else "has no options"
+        raise UserError(f"Unknown config field '{where}.{unknown[0]}'; the {entries.what} '{name}' {expected}.")
+    return _build(options, {**(values or {}), "type": name}, where)
+
+
+class WithPlugins:
+    """A config section with plug-in fields: made in Python, such a field may be given as a name or a
+    mapping too (`ModelConfig(backbone="resnet")`), and becomes that plug-in's checked options."""
+
+    SECTION = ""  # its key in an ExperimentConfig, for the sentences
+
+    def __post_init__(self):
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if "plugin" in item.metadata and not isinstance(value, PluginOptions):
+                where = f"{self.SECTION}.{item.name}"
+                object.__setattr__(self, item.name, _checked_plugin(item.metadata["plugin"], value, where))
 
 
 @dataclass
@@ -102,10 +158,10 @@ class DataConfig:
 
 
 @dataclass
-class ModelConfig:
-    backbone: str = choice("lenet", registry="mtl.models.backbones:names")
-    width: int = number(32, at_least=1, at_most=1024)  # channels of the first stage (resnet, dsresnet; LeNet is fixed)
-    depth: int = number(1, at_least=1, at_most=64)  # residual blocks per stage (resnet, dsresnet)
+class ModelConfig(WithPlugins):
+    SECTION = "model"
+    # Its own options beside the name: {"type": "resnet", "width": 32, "depth": 1} (mtl.models.backbones).
+    backbone: PluginOptions = plugin("lenet", registry="mtl.models.backbones:BACKBONES")
     dropout: float = number(0.5, at_least=0, below=1)
     # The saved model answers the mean of its answers for the face and its mirror image.
     flip_test_time_augmentation: bool = False
@@ -156,24 +212,24 @@ class TrainConfig:
 
 
 @dataclass
-class ApproachConfig:
+class ApproachConfig(WithPlugins):
     """Options of the approaches; each approach reads the ones that concern it."""
+
+    SECTION = "options"
 
     # A separate-approach run whose models cross-label; None: train them inside this run.
     teachers: str | None = None
-    # Where a missing task's labels come from (mtl.labels): "none" (masked), "hard", "soft", "threshold".
-    pseudo_labels: str = choice("hard", registry="mtl.labels:names")
-    confidence_threshold: float = number(0.9, above=0, at_most=1)
-    # How the losses of the heads combine.
-    loss_weighting: str = choice("fixed", registry="mtl.weighting:names")
-    gender_loss_weight: float = number(1.0, at_least=0)
-    emotion_loss_weight: float = number(1.0, at_least=0)
-    dwa_temperature: float = number(2.0, above=0)  # "dwa": higher evens out the heads' weights
-    gradnorm_alpha: float = number(1.5, at_least=0)  # "gradnorm": higher pulls harder on heads that train slowly
+    # Each of the three below is a plug-in: its name, or {"type": name, its options...}.
+    # Where a missing task's labels come from (mtl.labels): "none" (masked), "hard", "soft",
+    # {"type": "threshold", "confidence": 0.9}.
+    pseudo_labels: PluginOptions = plugin("hard", registry="mtl.labels:LABEL_SOURCES")
+    # How the losses of the heads combine (mtl.weighting): {"type": "fixed", "gender_weight": 1.0,
+    # "emotion_weight": 1.0}, {"type": "dwa", "temperature": 2.0}, {"type": "gradnorm", "alpha": 1.5}, ...
+    loss_weighting: PluginOptions = plugin("fixed", registry="mtl.weighting:WEIGHTINGS")
     # How a head's per-example losses become its loss (mtl.robust): "none" (the weighted mean),
-    # "balanced" or "group_dro" over groups of class x other task's class x source (mtl.groups).
-    robust: str = choice("none", registry="mtl.robust:names")
-    group_dro_step_size: float = number(0.01, above=0)  # "group_dro": eta of the update of q
+    # "balanced" or {"type": "group_dro", "step_size": 0.01} over groups of class x other task's
+    # class x source (mtl.groups).
+    robust: PluginOptions = plugin("none", registry="mtl.robust:METHODS")
 
 
 @dataclass
@@ -284,6 +340,9 @@ def _checked(cls, name: str, value, where: str):
     kind, optional = _kind(typing.get_type_hints(cls)[name])
     if value is None and optional:
         return None
+    rules = next(item.metadata for item in dataclasses.fields(cls) if item.name == name)
+    if "plugin" in rules:
+        return _checked_plugin(rules["plugin"], value, where)
     if dataclasses.is_dataclass(kind):
         if not isinstance(value, dict):
             allowed = "a mapping of its fields" + (" or null" if optional else "")
@@ -291,11 +350,23 @@ def _checked(cls, name: str, value, where: str):
         default = getattr(cls(), name)
         start = dataclasses.asdict(default) if default is not None else {}
         return _build(kind, {**start, **value}, where)
-    rules = next(item.metadata for item in dataclasses.fields(cls) if item.name == name)
     converted = _converted(value, kind, rules)
     if converted is _REFUSED:
         raise UserError(f"Config field '{where}' must be {_allowed(kind, rules, optional)}, got {value!r}.")
     return converted
+
+
+def _checked_plugin(registry: str, value, where: str) -> PluginOptions:
+    """A plug-in field's value, a name or a mapping with "type", as that plug-in's checked options."""
+    if isinstance(value, PluginOptions):
+        value = dataclasses.asdict(value)
+    if isinstance(value, str):
+        return plugin_options(registry, value, where=where)
+    if isinstance(value, dict) and isinstance(value.get("type"), str):
+        return plugin_options(registry, value["type"], {key: item for key, item in value.items() if key != "type"}, where)
+    raise UserError(
+        f"Config field '{where}' must be a plug-in's name or a mapping with its \"type\" and options, got {value!r}."
+    )
 
 
 def _build(cls, values: dict[str, Any], where: str):
@@ -313,8 +384,54 @@ def config_from_dict(values: dict[str, Any]) -> ExperimentConfig:
     """An ExperimentConfig from a (possibly partial) nested dict, every value checked.
 
     An unknown key, a value of the wrong type or outside what its field allows is a UserError.
+    A config written before the plug-ins carried their options is read as its new form.
     """
-    return _build(ExperimentConfig, values, "")
+    return _build(ExperimentConfig, migrated(values), "")
+
+
+# Fields that plug-in options replaced (December 2026): (section, old field) -> (plug-in field,
+# the plug-ins that read it, its name among their options). Every saved run and committed result
+# of before holds them, so they are still read; `migrated` moves each into its plug-in.
+OLD_PLUGIN_FIELDS = {
+    ("model", "width"): ("backbone", ("resnet", "dsresnet"), "width"),
+    ("model", "depth"): ("backbone", ("resnet", "dsresnet"), "depth"),
+    ("options", "confidence_threshold"): ("pseudo_labels", ("threshold",), "confidence"),
+    ("options", "gender_loss_weight"): ("loss_weighting", ("fixed",), "gender_weight"),
+    ("options", "emotion_loss_weight"): ("loss_weighting", ("fixed",), "emotion_weight"),
+    ("options", "dwa_temperature"): ("loss_weighting", ("dwa",), "temperature"),
+    ("options", "gradnorm_alpha"): ("loss_weighting", ("gradnorm",), "alpha"),
+    ("options", "group_dro_step_size"): ("robust", ("group_dro",), "step_size"),
+}
+# The plug-in each field named by default then, for an old field set beside no plug-in name.
+_OLD_DEFAULTS = {"backbone": "lenet", "pseudo_labels": "hard", "loss_weighting": "fixed", "robust": "none"}
+
+
+def migrated(values, within: dict | None = None):
+    """`values` with every old plug-in field (`model.width`, `options.dwa_temperature`, ...) moved
+    into the options of the plug-in it served; dropped where the config names another plug-in,
+    which never read it. Anything else is returned as it is, for `_build` to check.
+
+    `within`: the config that `values`, a partial override (a comparison's variant), is merged into;
+    where `values` names no plug-in, that config's is the one the old field served.
+    """
+    if not isinstance(values, dict) or not any(
+        isinstance(values.get(section), dict) and old in values[section] for section, old in OLD_PLUGIN_FIELDS
+    ):
+        return values
+    values = {key: dict(value) if isinstance(value, dict) else value for key, value in values.items()}
+    for (section, old), (field_name, readers, option) in OLD_PLUGIN_FIELDS.items():
+        bag = values.get(section)
+        if not isinstance(bag, dict) or old not in bag:
+            continue
+        setting = bag.pop(old)
+        around = (within or {}).get(section)
+        inherited = around.get(field_name) if isinstance(around, dict) else None
+        chosen = bag.get(field_name, inherited or _OLD_DEFAULTS[field_name])
+        chosen = {"type": chosen} if isinstance(chosen, str) else dict(chosen) if isinstance(chosen, dict) else chosen
+        if isinstance(chosen, dict) and chosen.get("type") in readers:
+            chosen[option] = setting  # over a default the dict may hold: a merge of an old override into a new config
+            bag[field_name] = chosen
+    return values
 
 
 # ------------------------------------------------------------------ files and merges ---
@@ -352,11 +469,17 @@ def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any
     """base updated by overrides, merging nested dicts instead of replacing them."""
     merged = dict(base)
     for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and _same_plugin(merged[key], value):
             merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged
+
+
+def _same_plugin(base: dict, override: dict) -> bool:
+    """False where `override` names another plug-in than `base`: it then starts from that plug-in's
+    defaults instead of inheriting options the other plug-in had."""
+    return override.get("type", base.get("type")) == base.get("type")
 
 
 def set_dotted(overrides: dict[str, Any], dotted: str, value: Any) -> None:
@@ -364,7 +487,9 @@ def set_dotted(overrides: dict[str, Any], dotted: str, value: Any) -> None:
     *parents, leaf = dotted.split(".")
     node = overrides
     for part in parents:
-        if not isinstance(node.get(part), dict):
+        if isinstance(node.get(part), str):
+            node[part] = {"type": node[part]}  # `--set model.backbone=resnet --set model.backbone.width=48`
+        elif not isinstance(node.get(part), dict):
             node[part] = {}  # a later `--set train.epochs=3` after `--set train=5` wins, as any later one does
         node = node[part]
     node[leaf] = value

@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
 
-from mtl.config import ApproachConfig, DataConfig, load_config
+from mtl.config import ApproachConfig, DataConfig, PluginOptions, load_config
 from mtl.dashboard.figures import confusion_matrix_image, save_png
 from mtl.data.pipeline import evaluation_batches, test_sets
 from mtl.faces import detected_faces
@@ -205,7 +205,7 @@ def pseudo_label_agreement(model: keras.Model, run_dir: Path, batch_size: int) -
     merged = run_dir / MERGED_DIR
     if not merged.is_dir():
         return None
-    hard = ApproachConfig(pseudo_labels="hard")
+    hard = ApproachConfig(pseudo_labels=PluginOptions("hard"))
     matches, total = 0, 0
     for images, labels, predictions in read_merged(merged).batch(batch_size):
         targets, _ = four_class_targets(labels, predictions, hard)
@@ -251,7 +251,7 @@ def evaluate_run(run_dir: Path, data: DataConfig | None = None, artifacts_dir: P
     config = load_config(run_dir / CONFIG_FILE)
     data = data or config.data
     model = load_inference_model(run_dir / MODEL_FILE, data.image_size)
-    metrics = {"run": run_dir.name, "approach": config.approach, "backbone": config.model.backbone, "test_sets": {}}
+    metrics = {"run": run_dir.name, "approach": config.approach, "backbone": config.model.backbone.type, "test_sets": {}}
     samples, correct = {}, {}
     for name, size, examples, extra, groups in scored_sets(data, detect):
         print(f"evaluating on {name} ({size} images)", flush=True)

@@ -7,12 +7,16 @@ it needs teachers at all:
 - "none": true labels only; the missing task is masked out.
 - "hard": the teacher's most likely class (the notebook's cross-labelling).
 - "soft": the teacher's probabilities.
-- "threshold": the teacher's most likely class, only where its confidence reaches the threshold.
+- "threshold": the teacher's most likely class, only where its confidence reaches the option
+  `confidence` (`{"type": "threshold", "confidence": 0.9}`).
+A source's options are its `Options` (a `PluginOptions` subclass), given to `missing`.
 """
+
+from dataclasses import dataclass
 
 import tensorflow as tf
 
-from mtl.config import ApproachConfig
+from mtl.config import ApproachConfig, PluginOptions, number
 from mtl.registry import Registry
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, TASKS
 
@@ -21,12 +25,14 @@ class LabelSource:
     """Targets for the examples that lack a task's true label; subclasses are registered with `@register`."""
 
     needs_teachers = True  # False: the teachers' cross-labelling is never made for it
+    Options = PluginOptions  # its options; this one has none
 
-    def missing(self, placeholder, probabilities, options: ApproachConfig):
+    def missing(self, placeholder, probabilities, options: PluginOptions):
         """(target probabilities, weight) per example from the teacher's `probabilities` of one task.
 
         `placeholder` is the one-hot tensor the true labels would give (class 0 where missing),
-        for its shape; `probabilities` is None when the source needs no teachers.
+        for its shape; `probabilities` is None when the source needs no teachers; `options` are
+        the source's own (`config.options.pseudo_labels`).
         """
         raise NotImplementedError
 
@@ -46,7 +52,7 @@ def teacher_sources() -> list[str]:
 
 
 def needs_teachers(options: ApproachConfig) -> bool:
-    return LABEL_SOURCES.get(options.pseudo_labels).needs_teachers
+    return LABEL_SOURCES.get(options.pseudo_labels.type).needs_teachers
 
 
 @register("none")
@@ -71,9 +77,13 @@ class SoftLabels(LabelSource):
 
 @register("threshold")
 class ConfidentHardLabels(LabelSource):
+    @dataclass(frozen=True)
+    class Options(PluginOptions):
+        confidence: float = number(0.9, above=0, at_most=1)  # the teacher's probability a pseudo-label needs
+
     def missing(self, placeholder, probabilities, options):
         hard, _ = HardLabels().missing(placeholder, probabilities, options)
-        confident = tf.reduce_max(probabilities, axis=-1) >= options.confidence_threshold
+        confident = tf.reduce_max(probabilities, axis=-1) >= options.confidence
         return hard, tf.cast(confident, tf.float32)
 
 
@@ -82,13 +92,13 @@ def task_targets(labels: dict, predictions: dict | None, options: ApproachConfig
 
     Without predictions (no teachers), a missing label is masked whatever the source.
     """
-    source = TrueLabelsOnly() if predictions is None else LABEL_SOURCES.get(options.pseudo_labels)()
+    source = TrueLabelsOnly() if predictions is None else LABEL_SOURCES.get(options.pseudo_labels.type)()
     targets, weights = {}, {}
     for task in TASKS:
         known = labels[task] >= 0
         truth = tf.one_hot(tf.maximum(labels[task], 0), len(CLASSES[task]))
         probabilities = predictions[task] if source.needs_teachers else None
-        pseudo, pseudo_weight = source.missing(truth, probabilities, options)
+        pseudo, pseudo_weight = source.missing(truth, probabilities, options.pseudo_labels)
         targets[task] = tf.where(known[..., None], truth, pseudo)
         weights[task] = tf.where(known, 1.0, pseudo_weight)
     return targets, weights

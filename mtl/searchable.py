@@ -41,5 +41,5 @@ class Hyperparameter:
 
 # The pseudo-label choices of the approaches that learn from the teachers.
 CONFIDENCE_THRESHOLD = Hyperparameter(
-    {"min": 0.6, "max": 0.95, "step": 0.05}, "options.confidence_threshold", when=("pseudo_labels", ("threshold",))
+    {"min": 0.6, "max": 0.95, "step": 0.05}, "options.pseudo_labels.confidence", when=("pseudo_labels", ("threshold",))
 )

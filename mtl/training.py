@@ -54,8 +54,8 @@ class Trainer(keras.Model):
         super().__init__(**kwargs)
         self.network = network
         self.heads = list(network.output.keys())
-        self.weighting = weighting or Weighting(ApproachConfig(), self.heads)
-        self.robust = robust or create_robust_method(ApproachConfig(robust="none"), self.heads, {})
+        self.weighting = weighting or Weighting(Weighting.Options("sum"), self.heads)
+        self.robust = robust or create_robust_method(ApproachConfig(), self.heads, {})  # robust "none"
         # A weighting that reads gradients of the representation needs it as a tensor of its own: the
         # backbone and the heads are then called apart (same layers, same weights as the network).
         self.backbone, self.head_layers = None, None

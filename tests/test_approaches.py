@@ -86,7 +86,8 @@ def test_separate_trains_a_gender_and_an_emotion_model(trained_run, joint_folder
 
 @pytest.mark.parametrize("pseudo_labels", ["hard", "soft", "threshold"])
 def test_crosslabel_trains_a_four_class_model_on_the_teachers_labels(tmp_path, run_config, pseudo_labels):
-    config = run_config("crosslabel", pseudo_labels=pseudo_labels, confidence_threshold=0.51)
+    threshold = {"type": "threshold", "confidence": 0.51}
+    config = run_config("crosslabel", pseudo_labels=threshold if pseudo_labels == "threshold" else pseudo_labels)
 
     metrics = train_and_evaluate(config, tmp_path / "run").metrics
 

@@ -251,19 +251,23 @@ REFUSED_SETTINGS = [
     "train.learning_rate=abc", "train.learning_rate=0", "train.learning_rate=-1",
     "train.four_class_epochs=0", "train.seed=-1", "train.weight_decay=-0.1",
     "data.batch_size=0", "data.image_size=0", "data.image_size=15",
-    "model.dropout=2", "model.dropout=1", "model.dropout=-0.1", "model.width=0",
+    "model.dropout=2", "model.dropout=1", "model.dropout=-0.1", "model.backbone.width=0",
     "data.validation_fraction=0", "data.validation_fraction=1",
     "data.emotion_proportion=0", "data.emotion_proportion=1",
     "train=5", "data.augment=[0.1]", "data.gender_train=null", "data.data_dir=3",
     "data.augment.flip=1", "data.augment.zoom=[0.1]", "data.augment.zoom=[0,0.1,0.2]", "data.augment.zoom=[-1,0]",
     "data.augment.rotation=-0.1", "data.augment.translation=-0.1", "data.augment.contrast=-0.2",
     "data.augment.brightness=-0.2", "data.augment.grayscale_probability=1.5",
-    "options.confidence_threshold=0", "options.confidence_threshold=1.01", "options.emotion_loss_weight=-1",
+    "options.pseudo_labels.confidence=0", "options.pseudo_labels.confidence=1.01", "options.loss_weighting.emotion_weight=-1",
     "data.color=sepia", "train.schedule=step", "train.optimizer=rmsprop", "options.pseudo_labels=fuzzy",
     "approach=ensemble", "model.backbone=vgg16", "options.loss_weighting=magic",
     "train.epochs=1e23", "train.epochs=100001", "data.image_size=100000", "data.batch_size=1000000",
-    "model.width=100000", "train.seed=4294967296", "train.warmup_epochs=1e30",
+    "model.backbone.width=100000", "model.backbone.depth=65", "train.seed=4294967296", "train.warmup_epochs=1e30",
 ]
+# A plug-in option's setting is tried on a plug-in that has it: LeNet and hard labels have none.
+PLUGIN_WITH_THE_OPTION = {
+    "model.backbone.": ("--backbone", "resnet"), "options.pseudo_labels.": ("--set", "options.pseudo_labels=threshold"),
+}
 
 
 @pytest.mark.parametrize("setting", REFUSED_SETTINGS)
@@ -273,7 +277,8 @@ def test_a_refused_setting_is_one_sentence_and_leaves_no_run_directory(tmp_path,
         value = json.loads(text)
     except json.JSONDecodeError:
         value = text  # --set takes what is not JSON as a string
-    code, _, err = run_cli("train", "multitask", "--set", setting, "--runs-dir", tmp_path / "runs", "--name", "r")
+    plugin = next((chosen for prefix, chosen in PLUGIN_WITH_THE_OPTION.items() if field.startswith(prefix)), ())
+    code, _, err = run_cli("train", "multitask", *plugin, "--set", setting, "--runs-dir", tmp_path / "runs", "--name", "r")
     assert_one_error_line(code, err, f"'{field}'", f"got {value!r}")
     assert "must be" in err
     assert not (tmp_path / "runs").exists()  # else retrying with the same --name fails: "already exists"

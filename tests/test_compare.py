@@ -175,8 +175,11 @@ def test_tensorboard_shows_every_run_with_its_approach_and_accuracy(comparison, 
 def test_a_comparison_saved_before_a_config_field_was_added_is_the_same_comparison(tmp_path):
     variant = config.ExperimentConfig().to_dict()
     described = {"seeds": 1, "baseline": "separate", "variants": {"separate": variant}}
-    older = {"seeds": 1, "baseline": "separate", "variants": {"separate": {**variant, "options": {
-        key: value for key, value in variant["options"].items() if key != "gradnorm_alpha"}}}}
+    # Saved before `options.robust` existed and before plug-ins carried their options.
+    options = {"teachers": None, "pseudo_labels": "hard", "confidence_threshold": 0.9, "loss_weighting": "fixed",
+               "gender_loss_weight": 1.0, "emotion_loss_weight": 1.0, "dwa_temperature": 2.0}
+    model = {**variant["model"], "backbone": "lenet", "width": 32, "depth": 1}
+    older = {"seeds": 1, "baseline": "separate", "variants": {"separate": {**variant, "model": model, "options": options}}}
     (tmp_path / "comparison.json").write_text(json.dumps(older))
 
     assert compare.claim_root(tmp_path, described)  # resumed, not refused

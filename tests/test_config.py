@@ -8,7 +8,7 @@ from pathlib import Path
 import keras
 import pytest
 
-from mtl.config import ExperimentConfig, config_from_dict, deep_merge, load_config, merge
+from mtl.config import ExperimentConfig, ModelConfig, config_from_dict, deep_merge, load_config, merge
 from mtl.errors import UserError
 from mtl.models import backbones
 from mtl.training import make_optimizer
@@ -31,10 +31,11 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
         ({"data": {"augment": None}}, ("data", "augment"), None),
         ({"data": {"augment": {"zoom": [-0.5, 1]}}}, ("data", "augment", "zoom"), (-0.5, 1.0)),
         ({"data": {"augment": {"rotation": 0}}}, ("data", "augment", "rotation"), 0.0),
-        ({"options": {"confidence_threshold": 1}}, ("options", "confidence_threshold"), 1.0),
-        ({"options": {"pseudo_labels": "none"}}, ("options", "pseudo_labels"), "none"),
+        ({"options": {"pseudo_labels": {"type": "threshold", "confidence": 1}}}, ("options", "pseudo_labels", "confidence"), 1.0),
+        ({"options": {"pseudo_labels": "none"}}, ("options", "pseudo_labels", "type"), "none"),
         ({"train": {"optimizer": "sgd", "schedule": "cosine"}}, ("train", "optimizer"), "sgd"),
-        ({"approach": "multitask", "model": {"backbone": "dsresnet"}}, ("model", "backbone"), "dsresnet"),
+        ({"approach": "multitask", "model": {"backbone": "dsresnet"}}, ("model", "backbone", "type"), "dsresnet"),
+        ({"model": {"backbone": {"type": "resnet", "width": 48}}}, ("model", "backbone", "width"), 48),
     ],
 )
 def test_edge_values_are_accepted_as_their_declared_type(values, field, expected):
@@ -53,8 +54,8 @@ def test_a_saved_config_reads_back_as_the_same_config():
 def test_a_merge_is_checked_like_a_config_file():
     # Search trials and --set values reach the config through merge.
     with pytest.raises(UserError) as error:
-        merge(ExperimentConfig(), {"options": {"confidence_threshold": 1.5}})
-    assert str(error.value) == "Config field 'options.confidence_threshold' must be a number in (0, 1], got 1.5."
+        merge(ExperimentConfig(), {"options": {"pseudo_labels": {"type": "threshold", "confidence": 1.5}}})
+    assert str(error.value) == "Config field 'options.pseudo_labels.confidence' must be a number in (0, 1], got 1.5."
 
 
 @pytest.mark.parametrize(
@@ -89,9 +90,66 @@ def test_registry_choices_follow_what_is_registered():
         config_from_dict({"model": {"backbone": "tiny"}})
     backbones.register("tiny")(backbones.lenet)
     try:
-        assert config_from_dict({"model": {"backbone": "tiny"}}).model.backbone == "tiny"
+        assert config_from_dict({"model": {"backbone": "tiny"}}).model.backbone.type == "tiny"
     finally:
         backbones.BACKBONES.remove("tiny")
+
+
+def test_a_plugin_is_its_name_or_its_type_with_the_options_it_declares():
+    by_name = config_from_dict({"model": {"backbone": "resnet"}, "options": {"loss_weighting": "dwa"}})
+    assert by_name.to_dict()["model"]["backbone"] == {"type": "resnet", "width": 32, "depth": 1}
+    assert by_name.to_dict()["options"]["loss_weighting"] == {"type": "dwa", "temperature": 2.0}
+    with_options = config_from_dict({"options": {"robust": {"type": "group_dro", "step_size": 0.1}}})
+    assert with_options.options.robust.step_size == 0.1
+    # Made in Python, a section takes a plug-in's name too.
+    assert ModelConfig(backbone="dsresnet").backbone == config_from_dict({"model": {"backbone": "dsresnet"}}).model.backbone
+
+
+@pytest.mark.parametrize(
+    "values,sentence",
+    [
+        ({"model": {"backbone": {"type": "resnet", "widht": 8}}},
+         "Unknown config field 'model.backbone.widht'; the backbone 'resnet' has the options: depth, width."),
+        ({"model": {"backbone": {"type": "lenet", "width": 8}}},
+         "Unknown config field 'model.backbone.width'; the backbone 'lenet' has no options."),
+        ({"options": {"loss_weighting": {"temperature": 3}}},
+         "Config field 'options.loss_weighting' must be a plug-in's name or a mapping with its \"type\" and options, "
+         "got {'temperature': 3}."),
+        ({"options": {"robust": {"type": "group_dro", "step_size": 0}}},
+         "Config field 'options.robust.step_size' must be a number > 0, got 0."),
+    ],
+)
+def test_a_plugins_options_are_checked_like_every_field(values, sentence):
+    with pytest.raises(UserError) as error:
+        config_from_dict(values)
+    assert str(error.value) == sentence
+
+
+def test_a_merge_naming_another_plugin_starts_from_its_defaults_and_the_same_one_keeps_its_options():
+    base = config_from_dict({"model": {"backbone": {"type": "resnet", "width": 48}}})
+    assert merge(base, {"model": {"backbone": {"depth": 2}}}).model.backbone.width == 48
+    assert merge(base, {"model": {"backbone": {"type": "resnet", "depth": 2}}}).model.backbone.width == 48
+    assert merge(base, {"model": {"backbone": {"type": "dsresnet"}}}).model.backbone.width == 32
+    assert merge(base, {"model": {"backbone": "lenet"}}).to_dict()["model"]["backbone"] == {"type": "lenet"}
+
+
+def test_a_config_written_before_plugins_had_options_reads_as_its_new_form():
+    old = {
+        "model": {"backbone": "resnet", "width": 48, "depth": 2, "dropout": 0.3},
+        "options": {"pseudo_labels": "threshold", "confidence_threshold": 0.8, "loss_weighting": "dwa",
+                    "dwa_temperature": 3.0, "gradnorm_alpha": 1.5, "gender_loss_weight": 2.0, "robust": "group_dro",
+                    "group_dro_step_size": 0.05},
+    }
+    new = {
+        "model": {"backbone": {"type": "resnet", "width": 48, "depth": 2}, "dropout": 0.3},
+        "options": {"pseudo_labels": {"type": "threshold", "confidence": 0.8},
+                    "loss_weighting": {"type": "dwa", "temperature": 3.0},  # gradnorm's and fixed's settings meant nothing
+                    "robust": {"type": "group_dro", "step_size": 0.05}},
+    }
+    assert config_from_dict(old) == config_from_dict(new)
+    # Without a plug-in named, the old fields served the old defaults: LeNet has no width, "fixed" its weights.
+    defaults = config_from_dict({"model": {"width": 64}, "options": {"emotion_loss_weight": 2.0}})
+    assert defaults.model.backbone.type == "lenet" and defaults.options.loss_weighting.emotion_weight == 2.0
 
 
 def test_reading_the_config_module_loads_no_tensorflow():

@@ -58,13 +58,13 @@ def test_lenet_is_the_notebooks_architecture():
 
 
 def test_dsresnet_builds_with_the_configured_width_and_depth(faces):
-    config = ModelConfig(backbone="dsresnet", width=8, depth=1)
+    config = ModelConfig(backbone={"type": "dsresnet", "width": 8, "depth": 1})
     network = two_head_network(model=config)
 
     outputs = network(faces, training=False)
 
     separable = [layer for layer in network.layers if isinstance(layer, layers.SeparableConv2D)]
-    assert len(separable) == 3 * config.depth * 2  # three stages of `depth` blocks, two convolutions each
+    assert len(separable) == 3 * config.backbone.depth * 2  # three stages of `depth` blocks, two convolutions each
     assert [layer.filters for layer in separable[::2]] == [8, 16, 32]
     assert set(outputs) == {GENDER, EMOTION}
     assert outputs[GENDER].shape == outputs[EMOTION].shape == (8, 2)

@@ -1,8 +1,9 @@
 """Plug-ins from outside the package: one module, imported with `--plugin` or MTL_PLUGINS, runs every command.
 
 The module below is written into a temporary folder, never into the package. It defines an
-approach, a backbone with a layer of its own, a loss weighting and a label source; the commands
-find all of them through the registries, and a finished run imports the module again by itself.
+approach, a backbone with a layer of its own, a loss weighting and a label source, the last three
+each with an option of its own; the commands find all of them through the registries, and a
+finished run imports the module again by itself.
 """
 
 import json
@@ -23,12 +24,14 @@ PLUGIN = "faces_plugin"
 ROOT = Path(mtl.__file__).resolve().parents[1]  # the checkout under test, for the subprocesses
 # One epoch of the plug-in's backbone on 16 px faces: the numbers mean nothing, the commands run.
 TINY = (
-    "--epochs", "1", "--backbone", "tiny", "--set", "data.image_size=16", "--set", "model.width=4",
+    "--epochs", "1", "--backbone", "tiny", "--set", "data.image_size=16", "--set", "model.backbone.width=4",
     "--set", "data.batch_size=32", "--set", "train.seed=7",
 )
 
 PLUGIN_SOURCE = '''
 """A user's plug-ins: an approach, a backbone, a loss weighting and a label source, outside the package."""
+
+from dataclasses import dataclass
 
 import keras
 import tensorflow as tf
@@ -37,6 +40,7 @@ from keras import layers
 from mtl import labels, weighting
 from mtl.approaches import batches
 from mtl.approaches.base import Approach, Stage, register
+from mtl.config import PluginOptions, number
 from mtl.models import backbones
 from mtl.models.build import build_network
 from mtl.searchable import Hyperparameter
@@ -78,28 +82,45 @@ class Scale(layers.Layer):
         return images / 255.0
 
 
-@backbones.register("tiny", min_image_size=8, search_defaults={"width": [4, 8]})
+@dataclass(frozen=True)
+class TinyOptions(PluginOptions):
+    width: int = number(4, at_least=1, at_most=64)  # channels of its one convolution
+
+
+@backbones.register("tiny", options=TinyOptions, min_image_size=8, search_defaults={"width": [4, 8]})
 def tiny(images, config):
     x = Scale()(images)
-    x = layers.Conv2D(config.width, 3, strides=2, activation="relu")(x)
+    x = layers.Conv2D(config.backbone.width, 3, strides=2, activation="relu")(x)
     x = layers.GlobalAveragePooling2D()(x)
     return layers.Dropout(config.dropout)(x)
 
 
 @weighting.register("emotion_half")
 class EmotionHalf(Weighting):
-    """The emotion head's loss counts half."""
+    """The emotion head's loss counts `share` of the gender head's (half by default)."""
+
+    @dataclass(frozen=True)
+    class Options(PluginOptions):
+        share: float = number(0.5, at_least=0, at_most=1)
+
+    def __init__(self, options, heads, **kwargs):
+        super().__init__(options, heads, **kwargs)
+        self.share = options.share
 
     def total_loss(self, losses, present):
-        return sum(loss * (0.5 if head == EMOTION else 1.0) for head, loss in losses.items())
+        return sum(loss * (self.share if head == EMOTION else 1.0) for head, loss in losses.items())
 
 
 @labels.register("soft_half")
 class SoftHalf(labels.LabelSource):
-    """The teacher's probabilities, weighing half as much as a true label."""
+    """The teacher's probabilities, weighing `weight` of a true label (half by default)."""
+
+    @dataclass(frozen=True)
+    class Options(PluginOptions):
+        weight: float = number(0.5, above=0, at_most=1)
 
     def missing(self, placeholder, probabilities, options):
-        return probabilities, 0.5 * tf.ones_like(placeholder[..., 0])
+        return probabilities, options.weight * tf.ones_like(placeholder[..., 0])
 '''
 
 
@@ -130,7 +151,8 @@ def plugin_run(plugin_folder, tmp_path_factory) -> Path:
     runs = tmp_path_factory.mktemp("runs")
     result = mtl_command(
         "train", "multitask", "--plugin", PLUGIN, *TINY, "--set", "options.loss_weighting=emotion_half",
-        "--set", "options.pseudo_labels=soft_half", "--runs-dir", runs, "--name", "run", plugin_folder=plugin_folder,
+        "--set", "options.loss_weighting.share=0.25", "--set", "options.pseudo_labels=soft_half",
+        "--set", "options.pseudo_labels.weight=0.75", "--runs-dir", runs, "--name", "run", plugin_folder=plugin_folder,
     )
     assert result.returncode == 0, result.stderr
     return runs / "run"
@@ -139,9 +161,9 @@ def plugin_run(plugin_folder, tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_train_runs_a_plugin_backbone_weighting_and_label_source_and_records_the_module(plugin_run):
     config = json.loads((plugin_run / "config.json").read_text())
-    assert (config["model"]["backbone"], config["options"]["loss_weighting"], config["options"]["pseudo_labels"]) == (
-        "tiny", "emotion_half", "soft_half"
-    )
+    assert config["model"]["backbone"] == {"type": "tiny", "width": 4}
+    assert config["options"]["loss_weighting"] == {"type": "emotion_half", "share": 0.25}
+    assert config["options"]["pseudo_labels"] == {"type": "soft_half", "weight": 0.75}
     assert json.loads((plugin_run / PLUGINS_FILE).read_text()) == [PLUGIN]
     assert (plugin_run / "teachers" / "model.keras").is_file()  # soft_half needs teachers, so they were trained
     assert (plugin_run / "metrics.json").is_file()
@@ -195,8 +217,8 @@ def test_a_one_trial_search_of_the_plugin_approach_on_the_plugin_backbone(plugin
     settings = json.loads((tmp_path / "search" / "search_settings.json").read_text())
     assert settings["space"]["head_dropout"] == [0.1, 0.2]
     best = json.loads((tmp_path / "search" / "best_config.json").read_text())
-    assert best["approach"] == "half_and_half" and best["model"]["backbone"] == "tiny"
-    assert best["model"]["width"] in (16, 32)  # width is searched for every backbone that reads it
+    assert best["approach"] == "half_and_half" and best["model"]["backbone"]["type"] == "tiny"
+    assert best["model"]["backbone"]["width"] in (16, 32)  # width is searched for every backbone that has it
 
 
 @pytest.mark.slow

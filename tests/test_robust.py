@@ -91,7 +91,8 @@ def test_group_robust_methods_keep_the_worst_group_far_above_the_plain_mean(meth
 
 
 def one_head(method: str, count: int = 4, **options):
-    return robust.create(ApproachConfig(robust=method, **options), [GENDER], {GENDER: count})
+    """The method `method` with these options of its own, for one gender head of `count` groups."""
+    return robust.create(ApproachConfig(robust={"type": method, **options}), [GENDER], {GENDER: count})
 
 
 def test_robust_none_gives_the_masked_mean_of_today_in_a_training_step():
@@ -131,7 +132,7 @@ def test_balanced_weighs_each_present_group_alike_then_by_its_running_count():
 
 def test_group_dro_moves_q_towards_the_groups_with_the_highest_loss_and_keeps_absent_ones():
     step_size = 0.5
-    dro = one_head("group_dro", group_dro_step_size=step_size)
+    dro = one_head("group_dro", step_size=step_size)
     np.testing.assert_allclose(np.array(dro.group_weights(GENDER)), [0.25] * 4, rtol=1e-6)
     losses = tf.constant([1.0, 3.0, 2.0, 9.0])
     weights = tf.constant([1.0, 1.0, 1.0, 0.0])  # group 3's only example has no label: group 3 is absent
@@ -153,7 +154,7 @@ def test_a_trainer_with_group_dro_saves_and_restores_its_group_weights(tmp_path)
         keras.utils.set_random_seed(seed)
         inputs = keras.Input((2,))
         network = keras.Model(inputs, {GENDER: keras.layers.Dense(2, activation="softmax", name=GENDER)(inputs)})
-        return Trainer(network, robust=one_head("group_dro", group_dro_step_size=1.0))
+        return Trainer(network, robust=one_head("group_dro", step_size=1.0))
 
     trainer = trainer_of(0)
     trainer.compile(optimizer=keras.optimizers.SGD(0.1))
@@ -189,8 +190,7 @@ def test_an_unknown_robust_method_is_one_sentence_listing_the_names():
     with pytest.raises(UserError) as refused:
         robust.create(ApproachConfig(robust="groupdro"), [GENDER], {GENDER: 8})
     assert str(refused.value) == (
-        "Unknown group-robust method (options.robust) 'groupdro'; expected one of: none, balanced, group_dro; "
-        "did you mean 'group_dro'?"
+        "Config field 'options.robust' must be one of: none, balanced, group_dro, got 'groupdro'; did you mean 'group_dro'?"
     )
     with pytest.raises(UserError, match="'options.robust' must be one of: none, balanced, group_dro, got 'dro'"):
         config_from_dict({"options": {"robust": "dro"}})

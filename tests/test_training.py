@@ -116,7 +116,8 @@ PREDICTIONS = {
 
 
 def targets_for(pseudo_labels, threshold=0.9):
-    options = ApproachConfig(pseudo_labels=pseudo_labels, confidence_threshold=threshold)
+    source = {"type": "threshold", "confidence": threshold} if pseudo_labels == "threshold" else pseudo_labels
+    options = ApproachConfig(pseudo_labels=source)
     targets, weights = labels.task_targets(LABELS, PREDICTIONS, options)
     return {t: v.numpy() for t, v in targets.items()}, {t: v.numpy() for t, v in weights.items()}
 

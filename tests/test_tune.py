@@ -91,10 +91,10 @@ def test_hyperparameters_set_config_fields_and_inactive_ones_keep_the_base_value
     multitask = approaches.get("multitask")
     config = config_for(hp, multitask, default_space(multitask), base)
 
-    assert (config.model.backbone, config.data.batch_size) == ("lenet", 128)
-    assert config.model.width == base.model.width  # width means nothing to LeNet
-    assert config.options.confidence_threshold == 0.7
-    assert config.options.emotion_loss_weight == base.options.emotion_loss_weight  # not a fixed weighting
+    assert (config.model.backbone.type, config.data.batch_size) == ("lenet", 128)
+    assert config.to_dict()["model"]["backbone"] == {"type": "lenet"}  # width means nothing to LeNet
+    assert config.options.pseudo_labels.confidence == 0.7
+    assert config.options.loss_weighting.type == "uncertainty"  # the fixed weights' ratio is not searched with it
     assert config.data.augment.rotation == 0 and not config.data.augment.flip
     assert config.data.augment.grayscale_probability == base.data.augment.grayscale_probability
 

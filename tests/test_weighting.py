@@ -51,15 +51,16 @@ def layer_weights(network, name):
     return [np.array(variable) for variable in network.get_layer(name).weights]
 
 
-def create(**options):
-    return weighting.create(ApproachConfig(**options), TASKS)
+def create(loss_weighting: str, **options):
+    """The weighting `loss_weighting` with these options of its own, for the two tasks' heads."""
+    return weighting.create(ApproachConfig(loss_weighting={"type": loss_weighting, **options}), TASKS)
 
 
 # ---------------------------------------------------------------- fixed ---------------------
 
 
 def test_fixed_weights_scale_each_head_loss_in_the_total():
-    fixed = create(loss_weighting="fixed", gender_loss_weight=2.0, emotion_loss_weight=0.5)
+    fixed = create("fixed", gender_weight=2.0, emotion_weight=0.5)
     trainer = Trainer(toy_network(), fixed)
 
     history = train(trainer, toy_batch())
@@ -121,7 +122,7 @@ def test_dwa_weights_follow_the_ratio_of_the_last_two_epoch_losses():
 
 
 def test_dwa_learns_each_epoch_end_while_fitting_and_weighs_the_total():
-    dwa = create(loss_weighting="dwa", dwa_temperature=0.5)
+    dwa = create("dwa", temperature=0.5)
 
     history = train(Trainer(toy_network(), dwa), toy_batch(), steps=1, epochs=3, learning_rate=1.0)
 
@@ -200,7 +201,7 @@ def test_gradnorm_weights_move_to_balance_the_gradient_norms_of_heads_of_very_di
 
 def test_gradnorm_weight_gradient_is_that_of_its_own_objective_with_the_target_held_constant():
     heads = ["a", "b", "c"]
-    gradnorm = weighting.create(ApproachConfig(loss_weighting="gradnorm", gradnorm_alpha=1.5), heads)
+    gradnorm = weighting.create(ApproachConfig(loss_weighting={"type": "gradnorm", "alpha": 1.5}), heads)
     gradnorm.loss_weights.assign([0.5, 1.0, 1.5])
     gradnorm.initial_losses.assign([2.0, 1.0, 1.0])
     losses = {"a": tf.constant(1.0), "b": tf.constant(0.8), "c": tf.constant(0.3)}
@@ -321,8 +322,8 @@ def test_a_gradient_weighting_that_sums_the_heads_gradients_trains_like_the_plai
 
 
 def test_an_unknown_weighting_is_a_user_error_naming_the_choices():
-    with pytest.raises(UserError, match=r"loss weighting \(options.loss_weighting\) 'equal'; expected one of: .*dwa, fixed.*pcgrad"):
-        create(loss_weighting="equal")
+    with pytest.raises(UserError, match=r"'options.loss_weighting' must be one of: .*dwa, fixed.*pcgrad.*, got 'equal'"):
+        create("equal")
 
 
 @pytest.mark.parametrize("name", weighting.names())

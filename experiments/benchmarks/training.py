@@ -72,7 +72,8 @@ def experiment_config(args, backbone: str, approach: str, batch_size: int):
     return config_from_dict({
         "approach": approach,
         "data": {"data_dir": args.data_dir, "batch_size": batch_size},
-        "model": {"backbone": backbone, "width": 32, "depth": 1},
+        # The residual networks at the comparison's size; LeNet has no size to set.
+        "model": {"backbone": backbone if backbone == "lenet" else {"type": backbone, "width": 32, "depth": 1}},
         "options": APPROACH_OPTIONS[approach],
     })
 
@@ -87,7 +88,7 @@ def measure(config, data, stage, merged_dir, args, jit_compile="auto") -> dict:
     rates = step_rates(stage.trainer, {MEMORY: memory, PIPELINE: batches}, batch_size, args.steps, args.repeats)
     multiply_adds = count_multiply_adds(stage.network)
     return {
-        "backbone": config.model.backbone,
+        "backbone": config.model.backbone.type,
         "approach": config.approach,
         "network": stage.network.name,
         "batch_size": batch_size,

@@ -93,7 +93,7 @@ def sources_per_task(config: ExperimentConfig) -> dict[str, int]:
 
 def uses_groups(config: ExperimentConfig) -> bool:
     """Whether the group-robust method `options.robust` names reads groups, so training needs the teachers."""
-    return robust.METHODS.get(config.options.robust).needs_groups
+    return robust.METHODS.get(config.options.robust.type).needs_groups
 
 
 def robust_method(config: ExperimentConfig, heads) -> robust.RobustMethod:

@@ -2,7 +2,7 @@
 
 Options (ApproachConfig): pseudo_labels, any label source that learns from teachers (`mtl.labels`):
 "hard" (the notebook), "soft" (the teacher's probabilities), "threshold" (hard, leaving out images
-below confidence_threshold) or a plug-in's.
+below its option `confidence`) or a plug-in's.
 """
 
 from pathlib import Path
@@ -27,7 +27,7 @@ FOUR_CLASS = "four_class"
 class CrossLabel(Approach):
     name = "crosslabel"
     hyperparameters = {
-        "pseudo_labels": Hyperparameter(labels.teacher_sources, "options.pseudo_labels", categorical=True),
+        "pseudo_labels": Hyperparameter(labels.teacher_sources, "options.pseudo_labels.type", categorical=True),
         "confidence_threshold": CONFIDENCE_THRESHOLD,
     }
 
@@ -39,14 +39,14 @@ class CrossLabel(Approach):
             # Its one four-class head has no task whose confounder the groups of mtl.groups name.
             raise UserError(
                 "The crosslabel approach trains no group-robust method: "
-                f"set options.robust=none, not '{config.options.robust}'."
+                f"set options.robust=none, not '{config.options.robust.type}'."
             )
 
     def needs_teachers(self, config: ExperimentConfig) -> bool:
         return True
 
     def hparams(self, config: ExperimentConfig) -> dict:
-        return {"pseudo_labels": config.options.pseudo_labels}
+        return {"pseudo_labels": config.options.pseudo_labels.type}
 
     def stages(self, config: ExperimentConfig) -> list[Stage]:
         """One network: any backbone, one softmax head over the four combinations."""

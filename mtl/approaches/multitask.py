@@ -37,12 +37,13 @@ class MultiTask(Approach):
     name = "multitask"
     hyperparameters = {
         # Registries' names, read when a search starts: a plug-in's label source or weighting is a choice too.
-        "pseudo_labels": Hyperparameter(labels.names, "options.pseudo_labels", categorical=True),
+        "pseudo_labels": Hyperparameter(labels.names, "options.pseudo_labels.type", categorical=True),
         "confidence_threshold": CONFIDENCE_THRESHOLD,
-        "loss_weighting": Hyperparameter(weighting.names, "options.loss_weighting", categorical=True),
+        "loss_weighting": Hyperparameter(weighting.names, "options.loss_weighting.type", categorical=True),
         # Only the ratio of the two fixed weights matters; the gender weight stays at the base value.
         "emotion_loss_weight": Hyperparameter(
-            {"min": 0.5, "max": 2.0, "sampling": "log"}, "options.emotion_loss_weight", when=("loss_weighting", ("fixed",))
+            {"min": 0.5, "max": 2.0, "sampling": "log"}, "options.loss_weighting.emotion_weight",
+            when=("loss_weighting", ("fixed",)),
         ),
         "emotion_proportion": Hyperparameter({"min": 0.3, "max": 0.7, "step": 0.1}, "data.emotion_proportion"),
     }
@@ -52,9 +53,9 @@ class MultiTask(Approach):
 
     def hparams(self, config: ExperimentConfig) -> dict:
         return {
-            "pseudo_labels": config.options.pseudo_labels,
-            "loss_weighting": config.options.loss_weighting,
-            "robust": config.options.robust,
+            "pseudo_labels": config.options.pseudo_labels.type,
+            "loss_weighting": config.options.loss_weighting.type,
+            "robust": config.options.robust.type,
         }
 
     def stages(self, config: ExperimentConfig) -> list[Stage]:

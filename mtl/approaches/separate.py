@@ -29,7 +29,7 @@ class Separate(Approach):
         return uses_groups(config)
 
     def hparams(self, config: ExperimentConfig) -> dict:
-        return {"robust": config.options.robust}
+        return {"robust": config.options.robust.type}
 
     def stages(self, config: ExperimentConfig) -> list[Stage]:
         return [

@@ -2,8 +2,9 @@
 
 Each takes the Keras input tensor and the ModelConfig and returns the feature tensor. `@register`
 makes one selectable as `model.backbone` (timm's `@register_model`), with what it declares about
-itself: the smallest image it can see and the values a search tries for the ModelConfig fields it
-reads. Every approach can use any backbone.
+itself: its own options (a `PluginOptions` subclass: `{"type": "resnet", "width": 32, "depth": 1}`
+in a config), the smallest image it can see and the values a search tries for its options. Every
+approach can use any backbone.
 """
 
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from typing import Callable
 import keras
 from keras import layers
 
-from mtl.config import DataConfig, ModelConfig
+from mtl.config import DataConfig, ModelConfig, PluginOptions, number
 from mtl.errors import UserError
 from mtl.registry import Registry
 
@@ -23,7 +24,9 @@ class Backbone:
 
     build: Callable  # (image tensor, ModelConfig) -> feature tensor
     min_image_size: int = 1  # data.image_size below this leaves the network nothing to see
-    # ModelConfig fields it reads beyond dropout, each with the values a search tries by default.
+    # Its own options, read from `config.backbone` (a config's `model.backbone`).
+    Options: type = PluginOptions
+    # Its options a search varies, each with the values it tries by default.
     search_defaults: dict[str, list] = field(default_factory=dict)
     searched: bool = True  # among the default search's backbone choices
 
@@ -38,11 +41,15 @@ class Backbone:
 BACKBONES: Registry[Backbone] = Registry("backbone", "model.backbone")
 
 
-def register(name: str, *, min_image_size: int = 1, search_defaults: dict | None = None, searched: bool = True):
-    """Decorator: make a build function `(images, ModelConfig) -> features` selectable as `model.backbone`."""
+def register(
+    name: str, *, options: type = PluginOptions, min_image_size: int = 1, search_defaults: dict | None = None,
+    searched: bool = True,
+):
+    """Decorator: make a build function `(images, ModelConfig) -> features` selectable as `model.backbone`,
+    with its options declared as `options`, a `PluginOptions` subclass."""
 
     def add(build: Callable) -> Callable:
-        BACKBONES.add(name, Backbone(build, min_image_size, search_defaults or {}, searched))
+        BACKBONES.add(name, Backbone(build, min_image_size, options, search_defaults or {}, searched))
         return build
 
     return add
@@ -59,15 +66,23 @@ def get(name: str) -> Backbone:
 
 def check_image_size(model: ModelConfig, data: DataConfig) -> None:
     """Refuse, in one sentence, images smaller than the backbone can see."""
-    smallest = get(model.backbone).min_image_size
+    smallest = get(model.backbone.type).min_image_size
     if data.image_size < smallest:
         raise UserError(
-            f"Config field 'data.image_size' must be >= {smallest} for the {model.backbone} backbone, "
+            f"Config field 'data.image_size' must be >= {smallest} for the {model.backbone.type} backbone, "
             f"got {data.image_size}."
         )
 
 
-# Width and depth searched for the residual networks; LeNet's layers are fixed.
+@dataclass(frozen=True)
+class ResidualOptions(PluginOptions):
+    """The size of a residual network; LeNet's layers are fixed and it has no options."""
+
+    width: int = number(32, at_least=1, at_most=1024)  # channels of the first stage
+    depth: int = number(1, at_least=1, at_most=64)  # residual blocks per stage
+
+
+# Width and depth searched for the residual networks.
 RESIDUAL_SEARCH = {"width": [16, 32], "depth": [1, 2]}
 
 
@@ -109,16 +124,17 @@ def _residual_network(images, config: ModelConfig, conv):
     """Stem at half resolution, then three stages (width, 2*width, 4*width channels) of `depth`
     residual blocks, halving the resolution between stages; global average pooling."""
     x = layers.Rescaling(1.0 / 255)(images)
-    x = _conv_bn_relu(x, config.width, stride=2)
+    size = config.backbone
+    x = _conv_bn_relu(x, size.width, stride=2)
     for stage in range(3):
-        for block in range(config.depth):
+        for block in range(size.depth):
             stride = 2 if (block == 0 and stage > 0) else 1
-            x = _residual_block(x, config.width * 2**stage, stride, conv)
+            x = _residual_block(x, size.width * 2**stage, stride, conv)
     x = layers.GlobalAveragePooling2D()(x)
     return layers.Dropout(config.dropout)(x)
 
 
-@register("resnet", search_defaults=RESIDUAL_SEARCH)
+@register("resnet", options=ResidualOptions, search_defaults=RESIDUAL_SEARCH)
 def resnet(images, config: ModelConfig):
     """A small ResNet sized for a 2-core CPU: about 4x LeNet's compute, a third of its parameters.
 
@@ -129,7 +145,7 @@ def resnet(images, config: ModelConfig):
 
 
 # Not in the default search: measured slower per multiply-add and less accurate than resnet (README).
-@register("dsresnet", search_defaults=RESIDUAL_SEARCH, searched=False)
+@register("dsresnet", options=ResidualOptions, search_defaults=RESIDUAL_SEARCH, searched=False)
 def dsresnet(images, config: ModelConfig):
     """The same network with depthwise-separable convolutions in its blocks: far fewer
     parameters and multiply-adds, but slower per multiply-add on this CPU."""

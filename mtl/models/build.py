@@ -69,7 +69,7 @@ def build_network(model: ModelConfig, data: DataConfig, heads: dict[str, int], n
     """Backbone named in `model` with one softmax head per entry of `heads` (name -> classes)."""
     images = image_input(data)
     x = Grayscale(name="grayscale")(images) if data.color == "gray" else images
-    features = backbones.get(model.backbone)(x, model)
+    features = backbones.get(model.backbone.type)(x, model)
     outputs = {head: layers.Dense(classes, activation="softmax", name=head)(features) for head, classes in heads.items()}
     return keras.Model(images, outputs, name=name)
 

@@ -1,6 +1,7 @@
 """Group-robust training: how a head's per-example losses become its loss, each method selectable by name.
 
-`options.robust` names a method registered in `METHODS`; `create` makes it for a network's heads
+`options.robust` names a method registered in `METHODS`, with its options (`{"type": "group_dro",
+"step_size": 0.01}`); `create` makes it for a network's heads
 and their numbers of groups (`mtl.groups`). A method is one small `RobustMethod` subclass in its
 own module (or a user's file), registered with `@METHODS.register("name")`:
 - none:      the weighted mean of the labelled examples (what training always did).
@@ -21,8 +22,8 @@ def names() -> list[str]:
 
 
 def create(options: ApproachConfig, heads, num_groups: dict[str, int]) -> RobustMethod:
-    """The method `options.robust` names, for these heads with `{head: number of groups}`."""
-    return METHODS.get(options.robust)(options, heads, num_groups)
+    """The method `options.robust` names, given its options, for these heads with `{head: number of groups}`."""
+    return METHODS.get(options.robust.type)(options.robust, heads, num_groups)
 
 
 # Importing the built-in methods registers them, `none` first: they import METHODS from above.

@@ -15,7 +15,7 @@ every weight finite from the first step, which is then the mean over the present
 
 from keras import ops
 
-from mtl.config import ApproachConfig
+from mtl.config import PluginOptions
 from mtl.losses import weighted_mean
 from mtl.robust import METHODS
 from mtl.robust.base import RobustMethod, group_sums
@@ -25,7 +25,7 @@ from mtl.robust.base import RobustMethod, group_sums
 class GroupBalanced(RobustMethod):
     """Weighted mean with each example's weight divided by its group's running count."""
 
-    def __init__(self, options: ApproachConfig, heads, num_groups: dict[str, int], **kwargs):
+    def __init__(self, options: PluginOptions, heads, num_groups: dict[str, int], **kwargs):
         super().__init__(options, heads, num_groups, **kwargs)
         # "mean" lets replicas update it in step (each adds its share); exact on one replica.
         self.group_counts = {

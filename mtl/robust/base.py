@@ -9,7 +9,7 @@ example has neither a label nor a pseudo-label for the head) and the group ids (
 import keras
 import tensorflow as tf
 
-from mtl.config import ApproachConfig
+from mtl.config import PluginOptions
 
 
 class RobustMethod(keras.layers.Layer):
@@ -17,8 +17,10 @@ class RobustMethod(keras.layers.Layer):
 
     # False: the method never reads groups, and batches need not carry them.
     needs_groups = True
+    # Its options (a `PluginOptions` subclass), given to `__init__`; this one has none.
+    Options = PluginOptions
 
-    def __init__(self, options: ApproachConfig, heads, num_groups: dict[str, int], **kwargs):
+    def __init__(self, options: PluginOptions, heads, num_groups: dict[str, int], **kwargs):
         super().__init__(**kwargs)
         self.heads = list(heads)
         self.num_groups = dict(num_groups)

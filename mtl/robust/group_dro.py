@@ -7,18 +7,19 @@ its q before the renormalisation, as in the authors' code), then the head's loss
 sum_g q_g * loss_g with q as a constant. The groups whose loss stays highest come to weigh the
 most, so the model minimises its worst groups' loss rather than the average.
 
-eta is `options.group_dro_step_size`: 0.01 by default, the authors' default `--robust_step_size`
+eta is the option `step_size` (`{"type": "group_dro", "step_size": 0.01}`): 0.01 by default, the authors' default `--robust_step_size`
 (kohpangwei/group_DRO, run_expt.py) and the value of their experiments.
 q is kept as log q, renormalised with logsumexp: the same distribution, but a group whose q falls
 below float32's smallest number is not stuck at 0 for the rest of the run.
 """
 
 import math
+from dataclasses import dataclass
 
 import keras
 from keras import ops
 
-from mtl.config import ApproachConfig
+from mtl.config import PluginOptions, number
 from mtl.robust import METHODS
 from mtl.robust.base import RobustMethod, group_sums
 
@@ -27,9 +28,13 @@ from mtl.robust.base import RobustMethod, group_sums
 class GroupDRO(RobustMethod):
     """sum_g q_g * (mean loss of group g), with q updated by exponentiated gradient ascent each step."""
 
-    def __init__(self, options: ApproachConfig, heads, num_groups: dict[str, int], **kwargs):
+    @dataclass(frozen=True)
+    class Options(PluginOptions):
+        step_size: float = number(0.01, above=0)  # eta of the update of q
+
+    def __init__(self, options: Options, heads, num_groups: dict[str, int], **kwargs):
         super().__init__(options, heads, num_groups, **kwargs)
-        self.step_size = options.group_dro_step_size
+        self.step_size = options.step_size
         # Uniform at the start: log q = -log G. "mean" lets replicas update it in step; exact on one replica.
         self.log_group_weights = {
             head: self.add_weight(

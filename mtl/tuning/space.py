@@ -41,12 +41,12 @@ def shared_hyperparameters() -> dict[str, Hyperparameter]:
     Built when a search starts, so a plug-in backbone is a choice and its fields are searched.
     """
     searched = [name for name, backbone in backbones.BACKBONES.items() if backbone.searched]
-    shared = {"backbone": Hyperparameter(searched, "model.backbone", categorical=True)}
+    shared = {"backbone": Hyperparameter(searched, "model.backbone.type", categorical=True)}
     for _, backbone in backbones.BACKBONES.items():
         for field, spec in backbone.search_defaults.items():
             if field not in shared:  # the first backbone to declare a field gives its default spec
                 readers = tuple(other for other, entry in backbones.BACKBONES.items() if field in entry.search_defaults)
-                shared[field] = Hyperparameter(spec, f"model.{field}", when=("backbone", readers))
+                shared[field] = Hyperparameter(spec, f"model.backbone.{field}", when=("backbone", readers))
     return {
         **shared,
         "dropout": Hyperparameter({"min": 0.0, "max": 0.5, "step": 0.1}, "model.dropout"),

@@ -1,8 +1,9 @@
 """How the losses of several heads combine into one update, each method selectable by name.
 
-`options.loss_weighting` names a method registered here; `create` makes it for a network's
-heads. A method is one small `Weighting` subclass in its own module (or in a user's file),
-made selectable with `@register("name")`; the Trainer never branches on the name.
+`options.loss_weighting` names a method registered here, with its options (`{"type": "dwa",
+"temperature": 2.0}`); `create` makes it for a network's heads. A method is one small `Weighting`
+subclass in its own module (or in a user's file), made selectable with `@register("name")`, its
+options declared as its `Options` (a `PluginOptions` subclass); the Trainer never branches on the name.
 """
 
 from mtl.config import ApproachConfig
@@ -11,7 +12,7 @@ from mtl.weighting.base import Weighting, split_variables
 
 WEIGHTINGS: Registry[type[Weighting]] = Registry("loss weighting", "options.loss_weighting")
 
-# Class decorator: makes a `Weighting` subclass, built as `cls(options, heads)`, selectable as `name`.
+# Class decorator: makes a `Weighting` subclass, built as `cls(its options, heads)`, selectable as `name`.
 register = WEIGHTINGS.register
 
 
@@ -20,8 +21,8 @@ def names() -> list[str]:
 
 
 def create(options: ApproachConfig, heads) -> Weighting:
-    """The weighting that `options.loss_weighting` names, for a network with these heads."""
-    return WEIGHTINGS.get(options.loss_weighting)(options, heads)
+    """The weighting that `options.loss_weighting` names, given its options, for a network with these heads."""
+    return WEIGHTINGS.get(options.loss_weighting.type)(options.loss_weighting, heads)
 
 
 # Importing the built-in methods registers them; they import `register` from above.

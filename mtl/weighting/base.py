@@ -10,7 +10,7 @@ output, much cheaper than one through every shared weight).
 
 import keras
 
-from mtl.config import ApproachConfig
+from mtl.config import PluginOptions
 from mtl.errors import UserError
 
 # What the per-head gradients a weighting reads are taken of (`Weighting.gradients_of`).
@@ -31,7 +31,10 @@ class Weighting(keras.layers.Layer):
     # SHARED_VARIABLES: one gradient per shared variable; REPRESENTATION: one gradient, of the backbone's output.
     gradients_of = SHARED_VARIABLES
 
-    def __init__(self, options: ApproachConfig, heads, **kwargs):
+    # Its options (a `PluginOptions` subclass), given to `__init__`; this one has none.
+    Options = PluginOptions
+
+    def __init__(self, options: PluginOptions, heads, **kwargs):
         super().__init__(**kwargs)
         self.heads = list(heads)
 

@@ -2,14 +2,16 @@
 
 A head whose loss fell more slowly over the last epoch weighs more in the next:
 w_k(t) = K exp(r_k(t-1) / T) / sum_i exp(r_i(t-1) / T), with r_k(t-1) = L_k(t-1) / L_k(t-2),
-L_k the head's mean training loss of an epoch and T = `options.dwa_temperature`.
+L_k the head's mean training loss of an epoch and T the option `temperature` (`{"type": "dwa", "temperature": 2.0}`).
 The first two epochs, which have no such history, weigh every head 1.
 """
+
+from dataclasses import dataclass
 
 import numpy as np
 from keras import ops
 
-from mtl.config import ApproachConfig
+from mtl.config import PluginOptions, number
 from mtl.weighting import register
 from mtl.weighting.base import Weighting
 
@@ -18,9 +20,13 @@ from mtl.weighting.base import Weighting
 class DynamicWeightAverage(Weighting):
     """Weights fixed within an epoch, recomputed from the two epochs before it at every epoch's end."""
 
-    def __init__(self, options: ApproachConfig, heads, **kwargs):
+    @dataclass(frozen=True)
+    class Options(PluginOptions):
+        temperature: float = number(2.0, above=0)  # higher evens out the heads' weights
+
+    def __init__(self, options: Options, heads, **kwargs):
         super().__init__(options, heads, **kwargs)
-        self.temperature = options.dwa_temperature
+        self.temperature = options.temperature
         count = len(self.heads)
         # Variables, so the loss history is saved and restored with the Trainer's weights.
         self.loss_weights = self.add_weight(name="loss_weights", shape=(count,), initializer="ones", trainable=False)

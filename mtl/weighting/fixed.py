@@ -1,6 +1,8 @@
 """Fixed weights: total loss = sum of each head's loss times the weight configured for its task."""
 
-from mtl.config import ApproachConfig
+from dataclasses import dataclass
+
+from mtl.config import PluginOptions, number
 from mtl.tasks import EMOTION, GENDER
 from mtl.weighting import register
 from mtl.weighting.base import Weighting
@@ -8,11 +10,16 @@ from mtl.weighting.base import Weighting
 
 @register("fixed")
 class FixedWeights(Weighting):
-    """`options.gender_loss_weight` and `options.emotion_loss_weight`; any other head weighs 1."""
+    """Each task's head weighs its configured weight; any other head (the four-class one) weighs 1."""
 
-    def __init__(self, options: ApproachConfig, heads, **kwargs):
+    @dataclass(frozen=True)
+    class Options(PluginOptions):
+        gender_weight: float = number(1.0, at_least=0)
+        emotion_weight: float = number(1.0, at_least=0)
+
+    def __init__(self, options: Options, heads, **kwargs):
         super().__init__(options, heads, **kwargs)
-        self.task_weights = {GENDER: options.gender_loss_weight, EMOTION: options.emotion_loss_weight}
+        self.task_weights = {GENDER: options.gender_weight, EMOTION: options.emotion_weight}
 
     def total_loss(self, losses: dict, present: dict):
         return sum(self.task_weights.get(head, 1.0) * loss for head, loss in losses.items())

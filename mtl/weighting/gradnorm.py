@@ -12,12 +12,14 @@ the last shared layer's weights: one backward pass per head that stops at the ba
 G_i = w_i ||grad L_i|| for w_i > 0, the gradient of L_grad by w_i is sign(G_i - target_i) ||grad L_i||,
 computed here in closed form instead of by a second backward pass. A head without labels in a
 batch takes no part: no gradient for its weight, and it counts in neither mean.
-alpha is `options.gradnorm_alpha` (1.5, as in the paper's NYUv2 experiments).
+alpha is the option `alpha` (`{"type": "gradnorm", "alpha": 1.5}`; 1.5 as in the paper's NYUv2 experiments).
 """
+
+from dataclasses import dataclass
 
 from keras import ops
 
-from mtl.config import ApproachConfig
+from mtl.config import PluginOptions, number
 from mtl.weighting import register
 from mtl.weighting.base import REPRESENTATION, Weighting
 
@@ -29,9 +31,13 @@ class GradNorm(Weighting):
     reads_task_gradients = True
     gradients_of = REPRESENTATION
 
-    def __init__(self, options: ApproachConfig, heads, **kwargs):
+    @dataclass(frozen=True)
+    class Options(PluginOptions):
+        alpha: float = number(1.5, at_least=0)  # higher pulls harder on heads that train slowly
+
+    def __init__(self, options: Options, heads, **kwargs):
         super().__init__(options, heads, **kwargs)
-        self.alpha = options.gradnorm_alpha
+        self.alpha = options.alpha
         count = len(self.heads)
         self.loss_weights = self.add_weight(name="loss_weights", shape=(count,), initializer="ones")
         # Each head's loss in the first batch that had its labels (0: not seen yet), the L_i(0) of r_i.

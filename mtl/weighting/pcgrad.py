@@ -9,7 +9,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from mtl.config import ApproachConfig
+from mtl.config import PluginOptions
 from mtl.weighting import register
 from mtl.weighting.base import Weighting
 
@@ -20,7 +20,7 @@ class PCGrad(Weighting):
 
     needs_gradients = True
 
-    def __init__(self, options: ApproachConfig, heads, **kwargs):
+    def __init__(self, options: PluginOptions, heads, **kwargs):
         super().__init__(options, heads, **kwargs)
         self.seed_generator = keras.random.SeedGenerator()
 

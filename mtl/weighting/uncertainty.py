@@ -2,7 +2,7 @@
 
 from keras import ops
 
-from mtl.config import ApproachConfig
+from mtl.config import PluginOptions
 from mtl.weighting import register
 from mtl.weighting.base import Weighting
 
@@ -15,7 +15,7 @@ class UncertaintyWeighting(Weighting):
     log-variance is not pushed down by batches that cannot inform it.
     """
 
-    def __init__(self, options: ApproachConfig, heads, **kwargs):
+    def __init__(self, options: PluginOptions, heads, **kwargs):
         super().__init__(options, heads, **kwargs)
         self.log_variances = {
             head: self.add_weight(name=f"{head}_log_variance", shape=(), initializer="zeros") for head in self.heads
