@@ -119,7 +119,7 @@ def cmd_evaluate(args) -> None:
         plugins.load_for_run(run_dir)
         config = load_config(run_dir / CONFIG_FILE)
     else:  # the bundled model, scored on the bundled sample unless --data-dir; the package is not written to
-        from mtl.predict import bundled_model_path
+        from mtl.predict import bundled_model_path, which_model
 
         run_dir = require_run(bundled_model_path().parent)
         output = Path(args.output or BUNDLED_METRICS_FILE)
@@ -129,6 +129,8 @@ def cmd_evaluate(args) -> None:
     if output.exists() and not args.overwrite:
         raise UserError(f"'{output}' already exists; pass --output for another file or --overwrite to replace it.")
     config = merge(config, _overrides(args))
+    if not args.run_dir:  # as `mtl predict` says which model answers; after the refusals above, which stay one sentence
+        print(which_model(run_dir, bundled=True, doing="Scoring"), file=sys.stderr, flush=True)
     # Writing into a run (its metrics.json) waits for no one: a run that another process holds is refused.
     writes_run = args.run_dir and output.resolve().parent == run_dir.resolve()
     with run_lock(run_dir) if writes_run else contextlib.nullcontext():

@@ -205,8 +205,9 @@ def _rgb_pixels(item: Item) -> np.ndarray:
 # ---------------------------------------------------------------- the predictor
 
 
-def which_model(model_dir: Path, bundled: bool, runtime: str | None = None) -> str:
-    """One sentence saying which model answers, with its test accuracies when its metrics file has them."""
+def which_model(model_dir: Path, bundled: bool, runtime: str | None = None, doing: str = "Answering with") -> str:
+    """One sentence saying which model answers (or, with `doing`, is scored: "Scoring"), with its test
+    accuracies when its metrics file has them."""
     which = f"the bundled model ({model_dir})" if bundled else f"the run {model_dir}"
     details = []
     if (model_dir / CONFIG_FILE).is_file():
@@ -220,7 +221,7 @@ def which_model(model_dir: Path, bundled: bool, runtime: str | None = None) -> s
     details.append(f"test accuracy {', '.join(accuracies)}" if accuracies else "no test accuracy recorded")
     if runtime == lite.LiteModel.runtime:
         details.append(f"through LiteRT ({LITE_MODEL_FILE})")
-    return f"Answering with {which}: {'; '.join(details)}."
+    return f"{doing} {which}: {'; '.join(details)}."
 
 
 class KerasModel:
