@@ -379,6 +379,16 @@ def test_the_parser_loads_no_tensorflow():
     subprocess.run([sys.executable, "-c", check], check=True, timeout=60)
 
 
+def test_a_misspelt_command_is_refused_in_one_sentence_with_the_likeliest_one_before_tensorflow_loads():
+    check = (
+        "import sys; from mtl.cli import main; code = main(['trian', 'multitask']); "
+        "assert not any(m.startswith(('tensorflow', 'keras')) for m in sys.modules); sys.exit(code)"
+    )
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
+    assert_one_error_line(result.returncode, result.stderr, "'trian' is not an mtl command", "did you mean 'train'?")
+    assert result.stdout == ""
+
+
 @pytest.mark.parametrize("command", ["train", "tune"])
 def test_command_help_answers(command):
     result = subprocess.run([sys.executable, "-m", "mtl.cli", command, "--help"], capture_output=True, text=True, timeout=60)
