@@ -120,7 +120,7 @@ def cmd_evaluate(args) -> None:
         plugins.load_for_run(run_dir)
         config = load_config(run_dir / CONFIG_FILE)
     else:  # the bundled model, scored on the bundled sample unless --data-dir; the package is not written to
-        from mtl.predict import bundled_model_path
+        from mtl.predict import bundled_model_path, which_model
 
         run_dir = require_run(bundled_model_path().parent)
         output = Path(args.output or BUNDLED_METRICS_FILE)
@@ -130,6 +130,8 @@ def cmd_evaluate(args) -> None:
     if output.exists() and not args.overwrite:
         raise UserError(f"'{output}' already exists; pass --output for another file or --overwrite to replace it.")
     config = merge(config, _overrides(args))
+    if not args.run_dir:  # as `mtl predict` says which model answers; after the refusals above, which stay one sentence
+        print(which_model(run_dir, bundled=True, doing="Scoring"), file=sys.stderr, flush=True)
     # Writing into a run (its metrics.json) waits for no one: a run that another process holds is refused.
     writes_run = args.run_dir and output.resolve().parent == run_dir.resolve()
     with run_lock(run_dir) if writes_run else contextlib.nullcontext():
@@ -338,7 +340,21 @@ def build_parser() -> argparse.ArgumentParser:
             "--plugin", action="append", metavar="MODULE",
             help=f"import this module first, registering its plug-ins (repeatable; also ${plugins.ENVIRONMENT_VARIABLE})",
         )
+    parser.command_names = list(commands.choices)  # for unknown_command: argparse's "invalid choice" suggests none
     return parser
+
+
+def unknown_command(argv: list[str], command_names: list[str]) -> str | None:
+    """The sentence refusing a misspelt command, with the likeliest one meant; None when the command is known.
+
+    The top-level options (--help, --version) take no value, so a first argument that is not an option is the command.
+    """
+    from mtl.registry import did_you_mean
+
+    if not argv or argv[0].startswith("-") or argv[0] in command_names:
+        return None
+    return (f"'{argv[0]}' is not an mtl command; expected one of: {', '.join(command_names)}"
+            f"{did_you_mean(argv[0], command_names)}")
 
 
 def check_names_early(args, plugin_modules: list[str]) -> None:
@@ -364,6 +380,10 @@ def main(argv=None) -> int:
     # which is how every validation pass ends: not a problem, so not shown.
     warnings.filterwarnings("ignore", message="Your input ran out of data")
     parser = build_parser()
+    refusal = unknown_command(sys.argv[1:] if argv is None else list(argv), parser.command_names)
+    if refusal:
+        print(f"mtl: error: {refusal}", file=sys.stderr)
+        return EXIT_USER_ERROR
     args = parser.parse_args(argv)
     try:
         plugin_modules = plugins.requested(args.plugin)

@@ -48,10 +48,12 @@ def write_tables(rows: list[dict], per_seed: list[dict], root: Path, appendix: s
         cells += [_mean_and_std(row, key) for key in shown] + [f"{row[column]:.4f}" if column in row else "-" for column in tests]
         lines.append("| " + " | ".join(cells) + " |")
     made = provenance()
+    # Every variant of a comparison has the same number of seeds; at one seed no cell has a ± to explain.
+    several_seeds = any(row["seeds"] > 1 for row in rows)
     lines += [
         "",
-        "Accuracies in %, mean ± standard deviation over seeds; p: exact McNemar test against the baseline on the "
-        "same test images (seed-0 runs).",
+        f"Accuracies in %, {'mean ± standard deviation over seeds' if several_seeds else 'single runs (one seed)'}; "
+        f"p: exact McNemar test against the baseline on the same test images{' (seed-0 runs)' if several_seeds else ''}.",
         f"Made by commit {made['commit']}{' (uncommitted changes)' if made['dirty'] else ''}, Python {made['python']}, "
         f"TensorFlow {made['tensorflow']}, Keras {made['keras']}, Keras Tuner {made['keras-tuner']}, "
         f"{made['cpu']} ({made['cpu_count']} cores){', GPU ' + ', '.join(made['gpus']) if made['gpus'] else ''}.",

@@ -21,6 +21,7 @@ import json
 import os
 import sys
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -205,22 +206,27 @@ def _rgb_pixels(item: Item) -> np.ndarray:
 # ---------------------------------------------------------------- the predictor
 
 
-def which_model(model_dir: Path, bundled: bool, runtime: str | None = None) -> str:
-    """One sentence saying which model answers, with its test accuracies when its metrics file has them."""
+def recorded_test_accuracies(model_dir: Path) -> dict[str, float]:
+    """The gender and emotion headline test accuracies (0-1) of the model's metrics file, those it records."""
+    headline = {}
+    if (model_dir / METRICS_FILE).is_file():
+        headline = json.loads((model_dir / METRICS_FILE).read_text()).get("headline", {})
+    return {task: headline[f"{task}_accuracy"] for task in (GENDER, EMOTION) if headline.get(f"{task}_accuracy") is not None}
+
+
+def which_model(model_dir: Path, bundled: bool, runtime: str | None = None, doing: str = "Answering with") -> str:
+    """One sentence saying which model answers (or, with `doing`, is scored: "Scoring"), with its test
+    accuracies when its metrics file has them."""
     which = f"the bundled model ({model_dir})" if bundled else f"the run {model_dir}"
     details = []
     if (model_dir / CONFIG_FILE).is_file():
         config = json.loads((model_dir / CONFIG_FILE).read_text())
         details.append(f"{config.get('approach')}, {config.get('model', {}).get('backbone')}")
-    headline = {}
-    if (model_dir / METRICS_FILE).is_file():
-        headline = json.loads((model_dir / METRICS_FILE).read_text()).get("headline", {})
-    accuracies = [f"{task} {headline[f'{task}_accuracy']:.1%}" for task in (GENDER, EMOTION)
-                  if headline.get(f"{task}_accuracy") is not None]
+    accuracies = [f"{task} {accuracy:.1%}" for task, accuracy in recorded_test_accuracies(model_dir).items()]
     details.append(f"test accuracy {', '.join(accuracies)}" if accuracies else "no test accuracy recorded")
     if runtime == lite.LiteModel.runtime:
         details.append(f"through LiteRT ({LITE_MODEL_FILE})")
-    return f"Answering with {which}: {'; '.join(details)}."
+    return f"{doing} {which}: {'; '.join(details)}."
 
 
 class KerasModel:
@@ -255,6 +261,11 @@ class Predictor:
     def name(self) -> str:
         """What answered, as every JSON line says it: "bundled", or the run directory."""
         return BUNDLED if self.bundled else str(self.model_dir)
+
+    @cached_property
+    def test_accuracy(self) -> dict[str, float]:
+        """The test accuracies its summary states, as every JSON line gives them: {"gender": 0.96, ...}."""
+        return recorded_test_accuracies(self.model_dir)
 
     @property
     def runtime(self) -> str:
@@ -360,14 +371,16 @@ def describe(result: ImageResult) -> list[str]:
     return lines
 
 
-def json_lines(result: ImageResult, model: str) -> list[str]:
-    """One JSON object per face (`face` numbered from 1); `"face": null` when the image has none."""
+def json_lines(result: ImageResult, model: str, test_accuracy: dict[str, float]) -> list[str]:
+    """One JSON object per face (`face` numbered from 1); `"face": null` when the image has none. Each names the
+    model and its recorded test accuracies (`model_test_accuracy`, empty when it has none)."""
+    answered_by = {"model": model, "model_test_accuracy": test_accuracy}
     if not result.faces:
-        return [json.dumps({"image": result.source, "faces": 0, "face": None, "model": model})]
+        return [json.dumps({"image": result.source, "faces": 0, "face": None, **answered_by})]
     return [
         json.dumps({"image": result.source, "faces": len(result.faces), "face": number,
                     "box": None if face.box is None else face.box.as_dict(),
-                    **{task: asdict(face.answer(task)) for task in ANSWERS}, "model": model})
+                    **{task: asdict(face.answer(task)) for task in ANSWERS}, **answered_by})
         for number, face in enumerate(result.faces, start=1)
     ]
 
@@ -496,7 +509,7 @@ def predict_command(paths: list[str], as_json: bool = False, annotate_dir: str |
         if not answered and not progress:
             print(predictor.summary(), file=err, flush=True)  # with the first answer: an error alone stays one sentence
         answered += 1
-        for line in json_lines(result, predictor.name) if as_json else describe(result):
+        for line in json_lines(result, predictor.name, predictor.test_accuracy) if as_json else describe(result):
             print(line, file=out, flush=True)
         if targets:
             target = targets[result.source]

@@ -6,12 +6,14 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import h5py
 import numpy as np
 import pytest
 
 from conftest import SAMPLE, copy_sample_images, run_cli, write_image
+from mtl import predict
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
 
 MTL = Path(sys.executable).parent / "mtl"
@@ -382,6 +384,16 @@ def test_the_parser_loads_no_tensorflow():
     subprocess.run([sys.executable, "-c", check], check=True, timeout=60)
 
 
+def test_a_misspelt_command_is_refused_in_one_sentence_with_the_likeliest_one_before_tensorflow_loads():
+    check = (
+        "import sys; from mtl.cli import main; code = main(['trian', 'multitask']); "
+        "assert not any(m.startswith(('tensorflow', 'keras')) for m in sys.modules); sys.exit(code)"
+    )
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
+    assert_one_error_line(result.returncode, result.stderr, "'trian' is not an mtl command", "did you mean 'train'?")
+    assert result.stdout == ""
+
+
 @pytest.mark.parametrize("command", ["train", "tune"])
 def test_command_help_answers(command):
     result = subprocess.run([sys.executable, "-m", "mtl.cli", command, "--help"], capture_output=True, text=True, timeout=60)
@@ -412,3 +424,20 @@ def test_evaluate_without_a_run_scores_the_bundled_model_on_the_sample(tmp_path,
     metrics = json.loads((tmp_path / "bundled_model_metrics.json").read_text())
     assert metrics["approach"] == "multitask" and metrics["test_sets"]["gender_test"]["gender"]["images"] > 0
     assert metrics["headline"]["gender_accuracy"] > 0.75  # a trained model, well above chance on real faces
+    assert predict.which_model(predict.bundled_model_path().parent, bundled=True, doing="Scoring") in err.splitlines()
+
+
+def test_evaluate_without_a_run_says_on_stderr_that_it_scores_the_bundled_model(tmp_path, monkeypatch):
+    # The evaluation itself (minutes on the sample) is the slow test's; here only what the command says.
+    import mtl.evaluate
+
+    monkeypatch.setattr(mtl.evaluate, "evaluate_run", lambda *args, **kwargs: SimpleNamespace(metrics={"headline": {}}))
+    monkeypatch.chdir(tmp_path)
+
+    code, out, err = run_cli("evaluate")
+
+    assert code == 0, err
+    shipped = predict.bundled_model_path().parent
+    assert err.splitlines() == [predict.which_model(shipped, bundled=True, doing="Scoring")]
+    assert err.startswith(f"Scoring the bundled model ({shipped}): multitask, resnet; test accuracy gender ")
+    assert out.startswith("Metrics written to bundled_model_metrics.json")

@@ -281,6 +281,8 @@ def test_stderr_and_every_json_line_say_which_run_answered_with_its_accuracies(r
     assert err.splitlines() == [
         f"Answering with the run {evaluated}: multitask, lenet; test accuracy gender 81.2%, emotion 70.0%."]
     assert [json.loads(line)["model"] for line in out.splitlines()] == [str(evaluated)] * 2
+    assert [json.loads(line)["model_test_accuracy"] for line in out.splitlines()] == [
+        {"gender": 0.8123, "emotion": 0.7}] * 2
 
 
 def test_the_bundled_model_says_so_and_json_lines_name_it(run_dir, album, monkeypatch):
@@ -289,6 +291,7 @@ def test_the_bundled_model_says_so_and_json_lines_name_it(run_dir, album, monkey
     assert code == 0, err
     assert err.startswith(f"Answering with the bundled model ({run_dir})")
     assert {json.loads(line)["model"] for line in out.splitlines()} == {"bundled"}
+    assert all(json.loads(line)["model_test_accuracy"] == {} for line in out.splitlines())  # untrained: no metrics file
 
 
 def test_the_shipped_bundled_model_is_announced_with_its_test_accuracies():
