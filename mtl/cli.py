@@ -111,7 +111,8 @@ def _training_results(metrics_file: Path) -> dict:
 def cmd_evaluate(args) -> None:
     from mtl.config import load_config, merge
     from mtl.evaluate import evaluate_run, write_metrics
-    from mtl.runs import CONFIG_FILE, METRICS_FILE, evaluation_dir, replaced_folder, require_run, run_lock
+    from mtl.runs import (CONFIG_FILE, METRICS_FILE, check_output_path, evaluation_dir, replaced_folder, require_run,
+                          run_lock)
 
     if args.run_dir:
         run_dir = require_run(Path(args.run_dir))
@@ -124,6 +125,7 @@ def cmd_evaluate(args) -> None:
         run_dir = require_run(bundled_model_path().parent)
         output = Path(args.output or BUNDLED_METRICS_FILE)
         config = merge(load_config(run_dir / CONFIG_FILE), {"data": {"data_dir": None}})
+    check_output_path(output)
     if output.is_dir():
         raise UserError(f"--output '{output}' is a folder; expected the metrics file (JSON) to write.")
     if output.exists() and not args.overwrite:

@@ -12,7 +12,6 @@ every output, the input, the framing rule of a face), so it can be served withou
 """
 
 import json
-import os
 import tempfile
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from mtl.errors import UserError
 from mtl.faces import CROP_MARGIN
 from mtl.lite import METADATA_NAME, SIGNATURE, file_digest, sidecar
 from mtl.models.build import load_inference_model
-from mtl.runs import MODEL_FILE, bundled_model_path, require_run
+from mtl.runs import MODEL_FILE, bundled_model_path, check_output_path, require_run
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
 
 DESCRIBE_SIGNATURE = "describe"
@@ -151,11 +150,7 @@ def export_command(run_dir: str | None, format: str, output: Path) -> None:
         raise UserError(f"'{output}' already exists; choose another --output.")
     if format == "tflite" and sidecar(output).exists():
         raise UserError(f"'{sidecar(output)}', where the description of '{output}' goes, already exists; choose another --output.")
-    if output.is_symlink():  # a dangling link: writing would create whatever it points at
-        raise UserError(f"--output '{output}' is a symbolic link to '{os.readlink(output)}'; choose a new path.")
-    existing = next(folder for folder in output.absolute().parents if folder.exists())
-    if not existing.is_dir():
-        raise UserError(f"--output '{output}' cannot be written: '{existing}' is a file, not a folder.")
+    check_output_path(output)  # a dangling link: writing would create whatever it points at
     if run_dir is not None:
         model_file = require_run(Path(run_dir)) / MODEL_FILE
     elif bundled_model_path().is_file():

@@ -57,6 +57,19 @@ def run_directory(runs_dir, name: str) -> Path:
     return runs_dir / name
 
 
+def check_output_path(path: Path, option: str = "--output") -> None:
+    """Refuse, before any work, an output path that writing could not make or would misplace: a symbolic link
+    (dangling or not, writing would follow it or replace it), or one under a file or a folder this process cannot write."""
+    path = Path(path)
+    if path.is_symlink():
+        raise UserError(f"{option} '{path}' is a symbolic link to '{os.readlink(path)}'; choose a new path.")
+    existing = next(folder for folder in path.absolute().parents if folder.exists())
+    if not existing.is_dir():
+        raise UserError(f"{option} '{path}' cannot be written: '{existing}' is a file, not a folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{option} '{path}' cannot be written: '{existing}' is not writable.")
+
+
 def create_run(directory: Path, config: ExperimentConfig) -> Path:
     """Make a new run directory holding the resolved config; an existing non-empty one is an error."""
     directory = Path(directory)

@@ -137,6 +137,32 @@ def test_evaluate_to_an_existing_folder_is_refused_in_one_sentence(trained_run, 
     assert_one_error_line(code, err, tmp_path, "is a folder")
 
 
+def untrained_run(directory: Path) -> Path:
+    """A run of an untrained model with its config: enough for a command to check its arguments against."""
+    from mtl.config import ExperimentConfig
+    from photos import save_untrained_run
+
+    run = save_untrained_run(directory)
+    (run / "config.json").write_text(json.dumps(ExperimentConfig().to_dict()))
+    return run
+
+
+def test_evaluate_to_a_path_under_a_file_or_to_a_link_is_refused_before_any_work(tmp_path):
+    run = untrained_run(tmp_path / "run")
+    (tmp_path / "a_file").write_text("kept")
+
+    code, out, err = run_cli("evaluate", run, "--output", tmp_path / "a_file" / "metrics.json")
+    assert_one_error_line(code, err, f"'{tmp_path / 'a_file'}' is a file")
+    assert "evaluating" not in out and (tmp_path / "a_file").read_text() == "kept"
+
+    (tmp_path / "elsewhere.json").write_text("{}")
+    for link, target in [("link.json", tmp_path / "elsewhere.json"), ("dangling.json", tmp_path / "nowhere" / "m.json")]:
+        (tmp_path / link).symlink_to(target)
+        code, out, err = run_cli("evaluate", run, "--output", tmp_path / link, "--overwrite")
+        assert_one_error_line(code, err, tmp_path / link, "symbolic link")
+    assert (tmp_path / "elsewhere.json").read_text() == "{}" and not (tmp_path / "nowhere").exists()
+
+
 @pytest.mark.slow
 def test_evaluate_to_another_file_scores_the_joint_folder(trained_run, joint_folder, tmp_path):
     output = tmp_path / "with_joint.json"
