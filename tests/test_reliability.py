@@ -522,6 +522,29 @@ def test_a_keras_file_whose_json_would_inflate_past_the_limit_is_refused_without
         load_inference_model(path)
 
 
+def test_a_keras_file_holding_a_layer_not_a_model_is_refused_by_predict_evaluate_and_export(tmp_path):
+    import keras
+    from keras.src.saving import saving_lib  # keras.saving.save_model takes models only; a foreign tool need not
+
+    from mtl.config import ExperimentConfig
+
+    run = tmp_path / "run"
+    run.mkdir()
+    layer = keras.layers.Dense(3)
+    layer.build((None, 4))
+    saving_lib.save_model(layer, run / MODEL_FILE)
+    (run / "config.json").write_text(json.dumps(ExperimentConfig().to_dict()))
+    photo = write_image(tmp_path / "face.png", size=(64, 64))
+
+    for command in (["predict", run, photo, "--no-detect", "--runtime", "keras"],
+                    ["evaluate", run, "--output", tmp_path / "metrics.json"],
+                    ["export", run, "--output", tmp_path / "exported"]):
+        code, _, err = run_cli(*command)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert f"Model file '{run / MODEL_FILE}' holds a Dense layer, not a model" in err
+    assert not (tmp_path / "metrics.json").exists() and not (tmp_path / "exported").exists()
+
+
 def test_a_happy_house_file_declaring_huge_images_is_refused_before_reading(tmp_path):
     path = tmp_path / "bomb.h5"
     with h5py.File(path, "w") as file:
