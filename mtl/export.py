@@ -24,7 +24,8 @@ from mtl.errors import UserError
 from mtl.faces import CROP_MARGIN
 from mtl.lite import METADATA_NAME, SIGNATURE, file_digest, sidecar
 from mtl.models.build import load_inference_model
-from mtl.runs import MODEL_FILE, bundled_model_path, check_output_path, require_run
+from mtl.runs import (MODEL_FILE, atomic_folder, atomic_path, bundled_model_path, check_output_path, disk_full, no_space,
+                      require_run)
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
 
 DESCRIBE_SIGNATURE = "describe"
@@ -116,8 +117,11 @@ def write_tflite(model, output: Path, model_file: Path | None = None) -> None:
         converter = tf.lite.TFLiteConverter.from_saved_model(str(Path(scratch) / "savedmodel"), [SIGNATURE])
         flatbuffer = converter.convert()
     described = json.dumps(contract(model, model_file), indent=2)
-    output.write_bytes(described_tflite(flatbuffer, described))
-    sidecar(output).write_text(described + "\n")
+    # Both written aside; the description is renamed into place first, so a TFLite file at `output` is a whole export.
+    with atomic_path(output) as lite_file:
+        lite_file.write_bytes(described_tflite(flatbuffer, described))
+        with atomic_path(sidecar(output)) as description:
+            description.write_text(described + "\n")
 
 
 def described_tflite(flatbuffer: bytes, described: str) -> bytes:
@@ -160,10 +164,16 @@ def export_command(run_dir: str | None, format: str, output: Path) -> None:
                         "give the run directory (made by 'mtl train') to export.")
     model = load_inference_model(model_file)
     output.parent.mkdir(parents=True, exist_ok=True)
-    if format == "savedmodel":
-        write_savedmodel(model, output, model_file=model_file)
-    else:
-        write_tflite(model, output, model_file=model_file)
+    try:  # written aside and renamed when whole: a kill or a full disk leaves no half export blocking the retry
+        if format == "savedmodel":
+            with atomic_folder(output) as folder:
+                write_savedmodel(model, folder, model_file=model_file)
+        else:
+            write_tflite(model, output, model_file=model_file)
+    except Exception as error:
+        if not disk_full(error):
+            raise
+        raise no_space(output) from None
     described = f"signature '{DESCRIBE_SIGNATURE}' and assets/{CONTRACT_FILE}" if format == "savedmodel" else (
         f"metadata '{METADATA_NAME}' and {sidecar(output)}")
     print(f"Exported {model_file} as {format} to {output} (signature '{SIGNATURE}': uint8 RGB or grey crops -> "

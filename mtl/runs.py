@@ -148,6 +148,25 @@ def atomic_path(path: Path):
             temporary.unlink()
 
 
+@contextlib.contextmanager
+def atomic_folder(path: Path):
+    """Yields a new folder beside `path`, renamed to `path` (which must not exist) only when the block ends
+    without error: a kill or a full disk leaves nothing under `path`, so the same command can run again."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir(parents=True)
+    try:
+        yield temporary
+        for written in sorted(temporary.rglob("*")):
+            if written.is_file():
+                sync(written)
+        os.rename(temporary, path)
+        sync(path.parent)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
 def disk_full(error: BaseException) -> bool:
     """Whether `error` says the disk is full: an OSError with ENOSPC, or h5py's or TensorFlow's wording of it."""
     import tensorflow as tf  # only for its error type; runs.py is imported before TensorFlow is needed
