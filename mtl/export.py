@@ -25,7 +25,7 @@ from mtl.faces import CROP_MARGIN
 from mtl.lite import METADATA_NAME, SIGNATURE, file_digest, sidecar
 from mtl.models.build import load_inference_model
 from mtl.runs import (MODEL_FILE, atomic_folder, atomic_path, bundled_model_path, check_output_path, disk_full, no_space,
-                      require_run)
+                      output_lock, require_run)
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
 
 DESCRIBE_SIGNATURE = "describe"
@@ -146,14 +146,19 @@ def described_tflite(flatbuffer: bytes, described: str) -> bytes:
     return flatbuffer_utils.convert_object_to_bytearray(model)
 
 
-def export_command(run_dir: str | None, format: str, output: Path) -> None:
-    """Export the run's model (or the bundled one) in `format` to `output`, which must not exist yet."""
-    if format not in FORMATS:
-        raise UserError(f"Unknown export format '{format}'; expected one of: {', '.join(FORMATS)}.")
+def refuse_taken(output: Path, format: str) -> None:
+    """A UserError if anything is at `output`, or at the TFLite file's description beside it: an export never replaces."""
     if output.exists():
         raise UserError(f"'{output}' already exists; choose another --output.")
     if format == "tflite" and sidecar(output).exists():
         raise UserError(f"'{sidecar(output)}', where the description of '{output}' goes, already exists; choose another --output.")
+
+
+def export_command(run_dir: str | None, format: str, output: Path) -> None:
+    """Export the run's model (or the bundled one) in `format` to `output`, which must not exist yet."""
+    if format not in FORMATS:
+        raise UserError(f"Unknown export format '{format}'; expected one of: {', '.join(FORMATS)}.")
+    refuse_taken(output, format)
     check_output_path(output)  # a dangling link: writing would create whatever it points at
     if run_dir is not None:
         model_file = require_run(Path(run_dir)) / MODEL_FILE
@@ -164,16 +169,18 @@ def export_command(run_dir: str | None, format: str, output: Path) -> None:
                         "give the run directory (made by 'mtl train') to export.")
     model = load_inference_model(model_file)
     output.parent.mkdir(parents=True, exist_ok=True)
-    try:  # written aside and renamed when whole: a kill or a full disk leaves no half export blocking the retry
-        if format == "savedmodel":
-            with atomic_folder(output) as folder:
-                write_savedmodel(model, folder, model_file=model_file)
-        else:
-            write_tflite(model, output, model_file=model_file)
-    except Exception as error:
-        if not disk_full(error):
-            raise
-        raise no_space(output) from None
+    with output_lock(output):  # one process at a time writes this export
+        refuse_taken(output, format)  # again: another process may have finished it meanwhile
+        try:  # written aside and renamed when whole: a kill or a full disk leaves no half export blocking the retry
+            if format == "savedmodel":
+                with atomic_folder(output) as folder:
+                    write_savedmodel(model, folder, model_file=model_file)
+            else:
+                write_tflite(model, output, model_file=model_file)
+        except Exception as error:
+            if not disk_full(error):
+                raise
+            raise no_space(output) from None
     described = f"signature '{DESCRIBE_SIGNATURE}' and assets/{CONTRACT_FILE}" if format == "savedmodel" else (
         f"metadata '{METADATA_NAME}' and {sidecar(output)}")
     print(f"Exported {model_file} as {format} to {output} (signature '{SIGNATURE}': uint8 RGB or grey crops -> "
