@@ -381,6 +381,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("mtl: interrupted; finished runs and files are kept.", file=sys.stderr)
         return 130
+    except PermissionError as error:  # met while working, where no check before the work foresaw it
+        print(f"mtl: error: '{error.filename or os.getcwd()}' is not open to this user (permission denied); "
+              "change its permissions or choose another path.", file=sys.stderr)
+        return EXIT_USER_ERROR
     except Exception as error:
         from mtl.runs import disk_full, no_space
 

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import SAMPLE, copy_sample_images, run_cli, write_image
+from conftest import SAMPLE, copy_sample_images, needs_file_modes, run_cli, write_image
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
 
 MTL = Path(sys.executable).parent / "mtl"
@@ -161,6 +161,37 @@ def test_evaluate_to_a_path_under_a_file_or_to_a_link_is_refused_before_any_work
         code, out, err = run_cli("evaluate", run, "--output", tmp_path / link, "--overwrite")
         assert_one_error_line(code, err, tmp_path / link, "symbolic link")
     assert (tmp_path / "elsewhere.json").read_text() == "{}" and not (tmp_path / "nowhere").exists()
+
+
+@needs_file_modes
+def test_evaluate_into_a_read_only_folder_is_refused_naming_it_before_any_work(tmp_path, monkeypatch):
+    run = untrained_run(tmp_path / "run")
+    (run / "metrics.json").write_text("{}")
+    read_only = tmp_path / "read_only"
+    read_only.mkdir()
+    monkeypatch.chdir(read_only)
+    try:
+        for folder in (read_only, run):
+            folder.chmod(0o555)
+        code, out, err = run_cli("evaluate")  # the bundled model's metrics go into the working directory
+        assert_one_error_line(code, err, read_only, "is not writable")
+        code, out, err = run_cli("evaluate", run, "--overwrite")
+        assert_one_error_line(code, err, run, "is not writable")
+        assert "evaluating" not in out and (run / "metrics.json").read_text() == "{}"
+    finally:
+        for folder in (read_only, run):
+            folder.chmod(0o755)
+
+
+def test_a_permission_denied_while_working_is_one_sentence_naming_the_path(tmp_path, monkeypatch):
+    from mtl import evaluate
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "evaluation" / "confusion.png"))
+
+    monkeypatch.setattr(evaluate, "evaluate_run", denied)
+    code, _, err = run_cli("evaluate", untrained_run(tmp_path / "run"), "--output", tmp_path / "m.json")
+    assert_one_error_line(code, err, tmp_path / "evaluation" / "confusion.png", "permission denied")
 
 
 @pytest.mark.slow
