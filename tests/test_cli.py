@@ -319,7 +319,7 @@ REFUSED_SETTINGS = [
     "data.color=sepia", "train.schedule=step", "train.optimizer=rmsprop", "options.pseudo_labels=fuzzy",
     "approach=ensemble", "model.backbone=vgg16", "options.loss_weighting=magic",
     "train.epochs=1e23", "train.epochs=100001", "data.image_size=100000", "data.batch_size=1000000",
-    "model.width=100000", "train.seed=4294967296", "train.warmup_epochs=1e30",
+    "model.width=100000", "train.seed=4294967296", "train.warmup_epochs=1e30", "model.depth=65",
 ]
 
 
