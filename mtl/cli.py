@@ -112,7 +112,8 @@ def _training_results(metrics_file: Path) -> dict:
 def cmd_evaluate(args) -> None:
     from mtl.config import load_config, merge
     from mtl.evaluate import evaluate_run, write_metrics
-    from mtl.runs import CONFIG_FILE, METRICS_FILE, evaluation_dir, replaced_folder, require_run, run_lock
+    from mtl.runs import (CONFIG_FILE, METRICS_FILE, check_output_path, evaluation_dir, replaced_folder, require_run,
+                          run_lock)
 
     if args.run_dir:
         run_dir = require_run(Path(args.run_dir))
@@ -125,6 +126,7 @@ def cmd_evaluate(args) -> None:
         run_dir = require_run(bundled_model_path().parent)
         output = Path(args.output or BUNDLED_METRICS_FILE)
         config = merge(load_config(run_dir / CONFIG_FILE), {"data": {"data_dir": None}})
+    check_output_path(output)
     if output.is_dir():
         raise UserError(f"--output '{output}' is a folder; expected the metrics file (JSON) to write.")
     if output.exists() and not args.overwrite:
@@ -400,6 +402,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("mtl: interrupted; finished runs and files are kept.", file=sys.stderr)
         return 130
+    except PermissionError as error:  # met while working, where no check before the work foresaw it
+        print(f"mtl: error: '{error.filename or os.getcwd()}' is not open to this user (permission denied); "
+              "change its permissions or choose another path.", file=sys.stderr)
+        return EXIT_USER_ERROR
     except Exception as error:
         from mtl.runs import disk_full, no_space
 

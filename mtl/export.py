@@ -12,7 +12,6 @@ every output, the input, the framing rule of a face), so it can be served withou
 """
 
 import json
-import os
 import tempfile
 from pathlib import Path
 
@@ -25,7 +24,8 @@ from mtl.errors import UserError
 from mtl.faces import CROP_MARGIN
 from mtl.lite import METADATA_NAME, SIGNATURE, file_digest, sidecar
 from mtl.models.build import load_inference_model
-from mtl.runs import MODEL_FILE, bundled_model_path, require_run
+from mtl.runs import (MODEL_FILE, atomic_folder, atomic_path, bundled_model_path, check_output_path, disk_full, no_space,
+                      output_lock, require_run)
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
 
 DESCRIBE_SIGNATURE = "describe"
@@ -117,8 +117,11 @@ def write_tflite(model, output: Path, model_file: Path | None = None) -> None:
         converter = tf.lite.TFLiteConverter.from_saved_model(str(Path(scratch) / "savedmodel"), [SIGNATURE])
         flatbuffer = converter.convert()
     described = json.dumps(contract(model, model_file), indent=2)
-    output.write_bytes(described_tflite(flatbuffer, described))
-    sidecar(output).write_text(described + "\n")
+    # Both written aside; the description is renamed into place first, so a TFLite file at `output` is a whole export.
+    with atomic_path(output) as lite_file:
+        lite_file.write_bytes(described_tflite(flatbuffer, described))
+        with atomic_path(sidecar(output)) as description:
+            description.write_text(described + "\n")
 
 
 def described_tflite(flatbuffer: bytes, described: str) -> bytes:
@@ -143,19 +146,20 @@ def described_tflite(flatbuffer: bytes, described: str) -> bytes:
     return flatbuffer_utils.convert_object_to_bytearray(model)
 
 
-def export_command(run_dir: str | None, format: str, output: Path) -> None:
-    """Export the run's model (or the bundled one) in `format` to `output`, which must not exist yet."""
-    if format not in FORMATS:
-        raise UserError(f"Unknown export format '{format}'; expected one of: {', '.join(FORMATS)}.")
+def refuse_taken(output: Path, format: str) -> None:
+    """A UserError if anything is at `output`, or at the TFLite file's description beside it: an export never replaces."""
     if output.exists():
         raise UserError(f"'{output}' already exists; choose another --output.")
     if format == "tflite" and sidecar(output).exists():
         raise UserError(f"'{sidecar(output)}', where the description of '{output}' goes, already exists; choose another --output.")
-    if output.is_symlink():  # a dangling link: writing would create whatever it points at
-        raise UserError(f"--output '{output}' is a symbolic link to '{os.readlink(output)}'; choose a new path.")
-    existing = next(folder for folder in output.absolute().parents if folder.exists())
-    if not existing.is_dir():
-        raise UserError(f"--output '{output}' cannot be written: '{existing}' is a file, not a folder.")
+
+
+def export_command(run_dir: str | None, format: str, output: Path) -> None:
+    """Export the run's model (or the bundled one) in `format` to `output`, which must not exist yet."""
+    if format not in FORMATS:
+        raise UserError(f"Unknown export format '{format}'; expected one of: {', '.join(FORMATS)}.")
+    refuse_taken(output, format)
+    check_output_path(output)  # a dangling link: writing would create whatever it points at
     if run_dir is not None:
         model_file = require_run(Path(run_dir)) / MODEL_FILE
     elif bundled_model_path().is_file():
@@ -165,10 +169,18 @@ def export_command(run_dir: str | None, format: str, output: Path) -> None:
                         "give the run directory (made by 'mtl train') to export.")
     model = load_inference_model(model_file)
     output.parent.mkdir(parents=True, exist_ok=True)
-    if format == "savedmodel":
-        write_savedmodel(model, output, model_file=model_file)
-    else:
-        write_tflite(model, output, model_file=model_file)
+    with output_lock(output):  # one process at a time writes this export
+        refuse_taken(output, format)  # again: another process may have finished it meanwhile
+        try:  # written aside and renamed when whole: a kill or a full disk leaves no half export blocking the retry
+            if format == "savedmodel":
+                with atomic_folder(output) as folder:
+                    write_savedmodel(model, folder, model_file=model_file)
+            else:
+                write_tflite(model, output, model_file=model_file)
+        except Exception as error:
+            if not disk_full(error):
+                raise
+            raise no_space(output) from None
     described = f"signature '{DESCRIBE_SIGNATURE}' and assets/{CONTRACT_FILE}" if format == "savedmodel" else (
         f"metadata '{METADATA_NAME}' and {sidecar(output)}")
     print(f"Exported {model_file} as {format} to {output} (signature '{SIGNATURE}': uint8 RGB or grey crops -> "

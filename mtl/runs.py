@@ -4,7 +4,8 @@ A run directory is one per trained approach, never overwritten, with the config 
 name is one plain folder name inside --runs-dir, so nothing is ever written outside it. Every
 artifact (config, metrics, training summaries, models, figures) is written under a temporary
 name and renamed into place, so a kill at any moment leaves the old file or the new one. One
-process at a time writes a run: `run_lock` holds it, and a second process is refused.
+process at a time writes a run: `run_lock` holds it, and a second process is refused; a search
+directory is held the same way, and an export's target by `output_lock`.
 """
 
 import contextlib
@@ -57,6 +58,19 @@ def run_directory(runs_dir, name: str) -> Path:
     return runs_dir / name
 
 
+def check_output_path(path: Path, option: str = "--output") -> None:
+    """Refuse, before any work, an output path that writing could not make or would misplace: a symbolic link
+    (dangling or not, writing would follow it or replace it), or one under a file or a folder this process cannot write."""
+    path = Path(path)
+    if path.is_symlink():
+        raise UserError(f"{option} '{path}' is a symbolic link to '{os.readlink(path)}'; choose a new path.")
+    existing = next(folder for folder in path.absolute().parents if folder.exists())
+    if not existing.is_dir():
+        raise UserError(f"{option} '{path}' cannot be written: '{existing}' is a file, not a folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{option} '{path}' cannot be written: '{existing}' is not writable.")
+
+
 def create_run(directory: Path, config: ExperimentConfig) -> Path:
     """Make a new run directory holding the resolved config; an existing non-empty one is an error."""
     directory = Path(directory)
@@ -68,26 +82,62 @@ def create_run(directory: Path, config: ExperimentConfig) -> Path:
 
 
 @contextlib.contextmanager
-def run_lock(directory: Path):
+def run_lock(directory: Path, kind: str = "Run directory"):
     """Holds `directory` (made if missing) for this process while the block runs; a second holder is a UserError.
 
     An advisory `flock` on its lock file, which the operating system releases when the holder ends in any
     way, killed included: a lock left by a dead process is taken over, never waited on. The file keeps
-    the holder's PID so the refusal can name it.
+    the holder's PID so the refusal can name it. `kind` names what the directory is ("Search directory").
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    refusal = lambda holder: (f"{kind} '{directory}' is in use by process {holder}; "  # noqa: E731
+                              "wait for it to finish, or stop it, and run the command again.")
+    with _held(directory / LOCK_FILE, refusal):
+        yield directory
+
+
+@contextlib.contextmanager
+def output_lock(path: Path):
+    """Holds the new file or folder `path` (an export) for this process, as `run_lock` holds a run, with a lock
+    file beside it that is removed afterwards; what a killed writer of `path` left beside it is removed first."""
+    path = Path(path)
+    refusal = lambda holder: (f"--output '{path}' is being written by process {holder}; "  # noqa: E731
+                              "wait for it to finish, or stop it, and run the command again.")
+    lock_file = path.with_name(f".{path.name}.lock")
+    with _held(lock_file, refusal):
+        try:
+            left_by_the_killed = re.compile(rf"\.{re.escape(path.name)}(\.json)?\.\d+\.tmp.*")
+            for left in path.parent.iterdir():
+                if left_by_the_killed.fullmatch(left.name):  # only a writer of `path`, which held this lock, makes these
+                    shutil.rmtree(left) if left.is_dir() and not left.is_symlink() else left.unlink()
+            yield path
+        finally:
+            lock_file.unlink(missing_ok=True)  # while still held: the next holder checks it locked the file at the name
+
+
+@contextlib.contextmanager
+def _held(lock_file: Path, refusal):
+    """An exclusive `flock` on `lock_file` while the block runs, its holder's PID written in it; if another
+    process holds it, a UserError `refusal(pid)`."""
+    while True:
+        descriptor = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise UserError(f"Run directory '{directory}' is in use by process {holder}; "
-                            "wait for it to finish, or stop it, and run the command again.") from None
+            os.close(descriptor)
+            raise UserError(refusal(holder)) from None
+        try:
+            if os.stat(lock_file).st_ino == os.fstat(descriptor).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(descriptor)  # its last holder removed the file as this process opened it: lock the one there now
+    try:
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
-        yield directory
+        yield
     finally:
         os.close(descriptor)  # releases the lock
 
@@ -133,6 +183,25 @@ def atomic_path(path: Path):
     finally:
         if temporary.exists():
             temporary.unlink()
+
+
+@contextlib.contextmanager
+def atomic_folder(path: Path):
+    """Yields a new folder beside `path`, renamed to `path` (which must not exist) only when the block ends
+    without error: a kill or a full disk leaves nothing under `path`, so the same command can run again."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir(parents=True)
+    try:
+        yield temporary
+        for written in sorted(temporary.rglob("*")):
+            if written.is_file():
+                sync(written)
+        os.rename(temporary, path)
+        sync(path.parent)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 def disk_full(error: BaseException) -> bool:

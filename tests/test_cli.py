@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import SAMPLE, copy_sample_images, run_cli, write_image
+from conftest import SAMPLE, copy_sample_images, needs_file_modes, run_cli, write_image
 from mtl import predict
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
 
@@ -137,6 +137,63 @@ def test_evaluate_overwrites_metrics_only_when_told_and_keeps_what_training_wrot
 def test_evaluate_to_an_existing_folder_is_refused_in_one_sentence(trained_run, tmp_path):
     code, _, err = run_cli("evaluate", trained_run[0], "--output", tmp_path, "--overwrite")
     assert_one_error_line(code, err, tmp_path, "is a folder")
+
+
+def untrained_run(directory: Path) -> Path:
+    """A run of an untrained model with its config: enough for a command to check its arguments against."""
+    from mtl.config import ExperimentConfig
+    from photos import save_untrained_run
+
+    run = save_untrained_run(directory)
+    (run / "config.json").write_text(json.dumps(ExperimentConfig().to_dict()))
+    return run
+
+
+def test_evaluate_to_a_path_under_a_file_or_to_a_link_is_refused_before_any_work(tmp_path):
+    run = untrained_run(tmp_path / "run")
+    (tmp_path / "a_file").write_text("kept")
+
+    code, out, err = run_cli("evaluate", run, "--output", tmp_path / "a_file" / "metrics.json")
+    assert_one_error_line(code, err, f"'{tmp_path / 'a_file'}' is a file")
+    assert "evaluating" not in out and (tmp_path / "a_file").read_text() == "kept"
+
+    (tmp_path / "elsewhere.json").write_text("{}")
+    for link, target in [("link.json", tmp_path / "elsewhere.json"), ("dangling.json", tmp_path / "nowhere" / "m.json")]:
+        (tmp_path / link).symlink_to(target)
+        code, out, err = run_cli("evaluate", run, "--output", tmp_path / link, "--overwrite")
+        assert_one_error_line(code, err, tmp_path / link, "symbolic link")
+    assert (tmp_path / "elsewhere.json").read_text() == "{}" and not (tmp_path / "nowhere").exists()
+
+
+@needs_file_modes
+def test_evaluate_into_a_read_only_folder_is_refused_naming_it_before_any_work(tmp_path, monkeypatch):
+    run = untrained_run(tmp_path / "run")
+    (run / "metrics.json").write_text("{}")
+    read_only = tmp_path / "read_only"
+    read_only.mkdir()
+    monkeypatch.chdir(read_only)
+    try:
+        for folder in (read_only, run):
+            folder.chmod(0o555)
+        code, out, err = run_cli("evaluate")  # the bundled model's metrics go into the working directory
+        assert_one_error_line(code, err, read_only, "is not writable")
+        code, out, err = run_cli("evaluate", run, "--overwrite")
+        assert_one_error_line(code, err, run, "is not writable")
+        assert "evaluating" not in out and (run / "metrics.json").read_text() == "{}"
+    finally:
+        for folder in (read_only, run):
+            folder.chmod(0o755)
+
+
+def test_a_permission_denied_while_working_is_one_sentence_naming_the_path(tmp_path, monkeypatch):
+    from mtl import evaluate
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "evaluation" / "confusion.png"))
+
+    monkeypatch.setattr(evaluate, "evaluate_run", denied)
+    code, _, err = run_cli("evaluate", untrained_run(tmp_path / "run"), "--output", tmp_path / "m.json")
+    assert_one_error_line(code, err, tmp_path / "evaluation" / "confusion.png", "permission denied")
 
 
 @pytest.mark.slow

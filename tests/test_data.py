@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import SAMPLE, copy_sample_images, write_image
+from conftest import SAMPLE, copy_sample_images, needs_file_modes, write_image
 from mtl.config import AugmentConfig, DataConfig
 from mtl.data import sources
 from mtl.data.images import read_image, resize
@@ -377,6 +377,20 @@ def test_class_folder_without_images_is_a_user_error_with_its_path(tmp_path, con
         sources.task_folder(root, GENDER)
 
     assert str(root / "male") in str(error.value)
+
+
+@needs_file_modes
+@pytest.mark.parametrize("where", ["class folder", "folder inside it"])
+def test_a_class_folder_that_cannot_be_read_is_refused_as_unreadable_not_empty(tmp_path, where):
+    root = gender_folder(tmp_path / "gender")
+    unreadable = root / "male" if where == "class folder" else root / "male" / "more"
+    copy_sample_images(SAMPLE / "gender" / "Training" / "male", root / "male" / "more", 1)
+    unreadable.chmod(0)
+    try:
+        with pytest.raises(UserError, match=rf"^Folder '{unreadable}' cannot be read \(Permission denied\)"):
+            sources.task_folder(root, GENDER)
+    finally:
+        unreadable.chmod(0o755)
 
 
 def test_missing_data_dir_is_a_user_error_with_its_path(tmp_path):

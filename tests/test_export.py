@@ -1,7 +1,9 @@
 """`mtl export`: the SavedModel and TFLite exports answer exactly as the Keras model does, on uint8 crops of any size,
 RGB or grey, and describe themselves well enough to be served from the README's snippets, without mtl."""
 
+import errno
 import json
+import os
 import re
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from PIL import Image
 
 from conftest import SAMPLE, run_cli
 from mtl import export
+from mtl.errors import DiskFull
 from mtl.data.images import resize
 from mtl.faces import CROP_MARGIN
 from mtl.models.build import load_inference_model
@@ -153,6 +156,33 @@ def test_export_refuses_an_existing_output_one_under_a_file_a_dangling_link_and_
     monkeypatch.setattr(export, "bundled_model_path", lambda: tmp_path / "nothing" / "model.keras")
     code, _, err = run_cli("export", "--output", tmp_path / "new")
     assert code == 2 and "no bundled model" in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_export_that_fails_halfway_leaves_nothing_at_its_name_and_the_retry_succeeds(run_dir, tmp_path, monkeypatch):
+    def disk_fills(write):
+        """`write`, which does its part and then meets a full disk: where a kill or a full disk stops an export."""
+        def written_halfway(*args, **kwargs):
+            write(*args, **kwargs)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return written_halfway
+
+    write_bytes = Path.write_bytes
+    faults = {  # the SavedModel written but for the last file, the TFLite file half written, when the disk fills
+        "savedmodel": (export, "write_savedmodel", disk_fills(export.write_savedmodel)),
+        "tflite": (Path, "write_bytes", disk_fills(lambda path, data: write_bytes(path, data[: len(data) // 2]))),
+    }
+    for format, output, before in [("savedmodel", tmp_path / "served", []),
+                                   ("tflite", tmp_path / "model.tflite", ["served"])]:
+        with monkeypatch.context() as patched:
+            patched.setattr(*faults[format])
+            with pytest.raises(DiskFull, match=rf"^The disk holding '{output}' is full"):
+                export.export_command(str(run_dir), format, output)
+        assert os.listdir(tmp_path) == before  # nothing of the failed export, not even a temporary file
+
+        export.export_command(str(run_dir), format, output)  # the same command again: nothing blocks it
+    assert tf.saved_model.load(str(tmp_path / "served")).serve is not None
+    assert tf.lite.Interpreter(model_path=str(tmp_path / "model.tflite")).get_signature_list()
+    assert sorted(os.listdir(tmp_path)) == ["model.tflite", "model.tflite.json", "served"]
 
 
 @pytest.mark.parametrize("shape", [(150, 112), (48, 48), (7, 300), (64, 64)])

@@ -18,15 +18,20 @@ from photos import save_untrained_run
 
 REPO = Path(__file__).resolve().parents[1]
 HOLD = "import sys, time; from mtl.runs import run_lock\nwith run_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(120)"
+# An export in progress: its lock held, and what it has written so far beside its target.
+HOLD_EXPORT = ("import os, sys, time; from pathlib import Path; from mtl.runs import output_lock\n"
+               "with output_lock(Path(sys.argv[1])) as target:\n"
+               "    target.with_name(f'.{target.name}.{os.getpid()}.tmp').mkdir()\n"
+               "    print('held', flush=True); time.sleep(120)")
 
 
 @pytest.fixture
 def holder():
-    """Factory: a separate process holding the lock of a directory until the test ends (or kills it)."""
+    """Factory: a separate process holding the lock of a directory (or an export) until the test ends (or kills it)."""
     processes = []
 
-    def hold(directory: Path) -> subprocess.Popen:
-        process = subprocess.Popen([sys.executable, "-c", HOLD, str(directory)], stdout=subprocess.PIPE, text=True,
+    def hold(directory: Path, script: str = HOLD) -> subprocess.Popen:
+        process = subprocess.Popen([sys.executable, "-c", script, str(directory)], stdout=subprocess.PIPE, text=True,
                                    env={**os.environ, "PYTHONPATH": str(REPO)})
         processes.append(process)
         assert process.stdout.readline().strip() == "held"
@@ -81,3 +86,32 @@ def test_train_into_a_run_another_process_holds_is_refused_and_writes_nothing(ho
 
     assert code == 2 and f"is in use by process {process.pid}" in err
     assert [path.name for path in (tmp_path / "runs" / "held").iterdir()] == [LOCK_FILE]
+
+
+def test_a_search_into_a_directory_another_process_holds_is_refused_naming_the_holders_pid(holder, tmp_path):
+    process = holder(tmp_path / "search")
+
+    code, out, err = run_cli("tune", "separate", "--directory", tmp_path / "search", "--tuner", "random",
+                             "--max-trials", "1", "--max-epochs", "1")
+
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"Search directory '{tmp_path / 'search'}' is in use by process {process.pid}" in err
+    assert [path.name for path in (tmp_path / "search").iterdir()] == [LOCK_FILE]  # no search_settings.json
+
+
+def test_an_export_to_a_target_another_export_is_writing_is_refused_and_its_lock_taken_over_once_it_dies(
+        holder, tmp_path):
+    run = save_untrained_run(tmp_path / "run")
+    target = tmp_path / "exports" / "served"
+    target.parent.mkdir()
+    process = holder(target, HOLD_EXPORT)
+
+    code, _, err = run_cli("export", run, "--output", target)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"--output '{target}' is being written by process {process.pid}" in err and not target.exists()
+
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    code, _, err = run_cli("export", run, "--output", target)
+    assert code == 0, err
+    assert os.listdir(target.parent) == ["served"]  # the killed export's half folder and the lock file are gone

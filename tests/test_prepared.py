@@ -11,6 +11,7 @@ import tensorflow as tf
 from conftest import SAMPLE, copy_sample_images, run_cli
 from mtl.config import DataConfig
 from mtl.data import prepared, sources
+from mtl.data.images import decode_and_resize
 from mtl.data.pipeline import ExperimentData
 from mtl.errors import UserError
 from mtl.tasks import EMOTION, GENDER, MISSING
@@ -150,6 +151,37 @@ def test_a_changed_folder_is_prepared_again_with_its_new_counts(tmp_path):
     assert sum(after["kept"].values()) == sum(before["kept"].values()) - 4
     kept = file_names(gender, "train") + file_names(gender, "validation")
     assert not {f"female/{path.name}" for path in deleted} & set(kept)
+
+
+def stored_images(builder) -> dict[str, np.ndarray]:
+    """file name -> the pixels its record holds, over both splits."""
+    return {example["file_name"].decode(): example["image"] for split in ("train", "validation")
+            for example in prepared.read(builder, split, 0).as_numpy_iterator()}
+
+
+def test_a_file_rewritten_under_its_name_or_a_file_added_is_prepared_again(tmp_path):
+    data = tmp_path / "data"
+    small_gender_folders(data)
+    config = DataConfig(data_dir=str(data))
+    female = data / "gender" / "Training" / "female"
+    before = prepared.task_builders(config, data, tmp_path / "prepared", seed=0)[GENDER]
+    rewritten = sorted(female.iterdir())[0]
+    other_face = sorted((SAMPLE / "gender" / "Training" / "male").iterdir())[-1]
+    assert other_face.stat().st_size != rewritten.stat().st_size
+    rewritten.write_bytes(other_face.read_bytes())  # same name, new size and time
+    copy_sample_images(SAMPLE / "gender" / "Training" / "female", tmp_path / "more", 11)
+    added = female / "added.jpg"
+    added.write_bytes(sorted((tmp_path / "more").iterdir())[-1].read_bytes())
+
+    after = prepared.task_builders(config, data, tmp_path / "prepared", seed=0)[GENDER]
+
+    assert after.data_dir != before.data_dir
+    assert sum(prepared.counts(after)["kept"].values()) == sum(prepared.counts(before)["kept"].values()) + 1
+    stored = stored_images(after)
+    assert "female/added.jpg" in stored
+    new_pixels = decode_and_resize(tf.io.read_file(str(rewritten)), config.image_size).numpy()
+    assert np.array_equal(stored[f"female/{rewritten.name}"], new_pixels)
+    assert not np.array_equal(stored_images(before)[f"female/{rewritten.name}"], new_pixels)
 
 
 def test_a_truncated_record_file_is_one_sentence_before_any_run(tmp_path):

@@ -31,7 +31,8 @@ from PIL import Image
 from conftest import SAMPLE, copy_sample_images, run_cli, write_image
 from mtl.config import DataConfig
 from mtl.data import pipeline, sources
-from mtl.data.images import MAX_PIXELS, decode_and_resize, read_image
+from mtl import faces
+from mtl.data.images import MAX_FILE_BYTES, MAX_PIXELS, decode_and_resize, looks_like_image, read_image
 from mtl.data.pipeline import ExperimentData
 from mtl.errors import UserError
 from mtl.runs import (
@@ -186,9 +187,33 @@ def test_an_image_claiming_more_than_the_pixel_limit_is_refused_by_predict(tmp_p
     path = tmp_path / f"bomb.{suffix}"
     path.write_bytes(BOMBS[suffix])
 
-    with pytest.raises(UserError, match=f"larger than the limit of {MAX_PIXELS} pixels"):
-        read_image(path, SIZE)
+    for reader in (lambda p: read_image(p, SIZE), faces.read_photo):  # the crop path and the detection path
+        with pytest.raises(UserError, match=f"larger than the limit of {MAX_PIXELS} pixels"):
+            reader(path)
     assert elements(one_file_source(path).dataset(SIZE)) == []
+
+
+def test_an_image_over_the_pixel_limit_is_refused_with_annotate_and_nothing_is_written(tmp_path):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(BOMBS["png"])
+
+    code, out, err = run_cli("predict", path, "--annotate", tmp_path / "annotated")
+
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"larger than the limit of {MAX_PIXELS} pixels" in err and out == ""
+    assert not (tmp_path / "annotated").exists()
+
+
+def test_an_image_file_over_the_size_limit_is_refused_without_being_read(tmp_path):
+    path = tmp_path / "huge.png"
+    path.write_bytes(png_claiming(10, 10))
+    os.truncate(path, MAX_FILE_BYTES + 1)  # sparse: no disk used, and nothing read if the limit holds
+    assert path.stat().st_size == MAX_FILE_BYTES + 1
+
+    assert not looks_like_image(path)
+    for reader in (lambda p: read_image(p, SIZE), faces.read_photo):
+        with pytest.raises(UserError, match=rf"^Image '{path}' is {MAX_FILE_BYTES + 1} bytes, over the limit of "):
+            reader(path)
 
 
 def test_images_over_the_pixel_limit_in_a_folder_are_left_out_and_counted(tmp_path, caplog):
@@ -520,6 +545,29 @@ def test_a_keras_file_whose_json_would_inflate_past_the_limit_is_refused_without
 
     with pytest.raises(UserError, match=rf"Model file '{path}' would inflate to 1073741824 bytes"):
         load_inference_model(path)
+
+
+def test_a_keras_file_holding_a_layer_not_a_model_is_refused_by_predict_evaluate_and_export(tmp_path):
+    import keras
+    from keras.src.saving import saving_lib  # keras.saving.save_model takes models only; a foreign tool need not
+
+    from mtl.config import ExperimentConfig
+
+    run = tmp_path / "run"
+    run.mkdir()
+    layer = keras.layers.Dense(3)
+    layer.build((None, 4))
+    saving_lib.save_model(layer, run / MODEL_FILE)
+    (run / "config.json").write_text(json.dumps(ExperimentConfig().to_dict()))
+    photo = write_image(tmp_path / "face.png", size=(64, 64))
+
+    for command in (["predict", run, photo, "--no-detect", "--runtime", "keras"],
+                    ["evaluate", run, "--output", tmp_path / "metrics.json"],
+                    ["export", run, "--output", tmp_path / "exported"]):
+        code, _, err = run_cli(*command)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert f"Model file '{run / MODEL_FILE}' holds a Dense layer, not a model" in err
+    assert not (tmp_path / "metrics.json").exists() and not (tmp_path / "exported").exists()
 
 
 def test_a_happy_house_file_declaring_huge_images_is_refused_before_reading(tmp_path):

@@ -55,6 +55,7 @@ class ExperimentData:
     def load(cls, config: DataConfig, seed: int) -> "ExperimentData":
         """Each task's training sources, merged and split into train and validation (stratified by class and source)."""
         root = data_root(config)
+        cache_folder(config)
         if config.prepared:
             from mtl.data import prepared  # TensorFlow Datasets loads only for runs that read prepared records
 
@@ -134,6 +135,19 @@ def cached(examples: tf.data.Dataset, source, config: DataConfig) -> tf.data.Dat
         return examples.cache()
     if config.cache == "none":
         return examples
+    folder = cache_folder(config)
+    # Named by the image size and the files, so a changed source or size never reads a stale cache.
+    key = hashlib.sha256("\n".join([str(config.image_size), *source.paths]).encode()).hexdigest()[:16]
+    prefix = folder / f"images-{key}"
+    claim_file_cache(prefix)
+    return examples.cache(str(prefix))
+
+
+def cache_folder(config: DataConfig) -> Path | None:
+    """The folder of a file cache, made if missing (None for "memory" and "none"), or a UserError when it
+    cannot be made or written: `ExperimentData.load` asks first, so a refused cache leaves no run directory behind."""
+    if config.cache in ("memory", "none"):
+        return None
     folder = Path(config.cache)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -141,11 +155,9 @@ def cached(examples: tf.data.Dataset, source, config: DataConfig) -> tf.data.Dat
         raise UserError(
             f"data.cache '{config.cache}' is not 'memory', 'none' or a folder that can be created."
         ) from None
-    # Named by the image size and the files, so a changed source or size never reads a stale cache.
-    key = hashlib.sha256("\n".join([str(config.image_size), *source.paths]).encode()).hexdigest()[:16]
-    prefix = folder / f"images-{key}"
-    claim_file_cache(prefix)
-    return examples.cache(str(prefix))
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"data.cache '{config.cache}' is a folder this process cannot write; set another data.cache.")
+    return folder
 
 
 _CLAIMED: dict[Path, int] = {}  # cache prefix -> the descriptor whose lock this process holds while it lives

@@ -20,6 +20,7 @@ inside tf.data (see `pipeline`).
 import logging
 import csv
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,9 +165,17 @@ def class_folders(root: Path, classes, what: str) -> dict[str, Path]:
 
 
 def list_images(folder: Path) -> tuple[list[str], int]:
-    """Image files in a folder (sorted, recursive), and how many files were skipped as not images."""
+    """Image files in a folder (sorted, recursive), and how many files were skipped as not images; a folder
+    that cannot be read is a UserError, never taken for an empty one."""
+
+    def unreadable(error: OSError):
+        raise UserError(f"Folder '{error.filename}' cannot be read ({error.strerror}); "
+                        "give this user read access to it, or move it out of the dataset.")
+
     kept, skipped = [], 0
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    # os.walk, not Path.rglob: rglob passes over a folder it may not read as if it were empty.
+    found = (Path(top, name) for top, _, names in os.walk(folder, onerror=unreadable) for name in names)
+    for path in sorted(p for p in found if p.is_file()):
         if path.name.startswith("."):
             continue
         if path.suffix.lower() in IMAGE_SUFFIXES and looks_like_image(path):

@@ -109,9 +109,16 @@ def load_inference_model(path: Path, image_size: int | None = None) -> keras.Mod
         model = keras.models.load_model(path, safe_mode=True)
     except Exception:  # a foreign or damaged file can fail in any of Keras's loaders; all mean the same
         raise UserError(f"Model file '{path}' cannot be loaded; expected a .keras model saved by mtl.") from None
-    outputs = model.output if isinstance(model.output, dict) else {}
+    if not isinstance(model, keras.Model):  # a .keras file may hold any saveable object, a lone layer included
+        raise UserError(f"Model file '{path}' holds a {type(model).__name__} layer, not a model; "
+                        "expected a .keras model saved by mtl.")
+    try:
+        outputs = model.output if isinstance(model.output, dict) else {}
+        names = sorted(outputs) or model.output_names
+    except (AttributeError, ValueError):  # a model never called (an unbuilt Sequential) has no outputs at all
+        outputs, names = {}, []
     if set(outputs) != {GENDER, EMOTION, FOUR}:
-        raise UserError(f"Model file '{path}' has outputs {sorted(outputs) or model.output_names}; "
+        raise UserError(f"Model file '{path}' has outputs {names}; "
                         f"expected the outputs gender, emotion, four of an mtl model.")
     if image_size is not None and tuple(model.input_shape[1:3]) != (image_size, image_size):
         raise UserError(f"Model file '{path}' takes {model.input_shape[1]}x{model.input_shape[2]} images, "

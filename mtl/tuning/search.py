@@ -43,7 +43,7 @@ from mtl.data.pipeline import ExperimentData
 from mtl.errors import UserError
 from mtl.experiment import TEACHERS_DIR, cross_labelled_images, validate
 from mtl.pseudo_labels import MERGED_DIR
-from mtl.runs import run_directory
+from mtl.runs import LOCK_FILE, run_directory, run_lock
 from mtl.compat import forget_custom_gradients, set_tuner_worker_timeout
 from mtl.tuning.hypermodel import ApproachHyperModel, SearchStopped
 from mtl.tuning.options import DEFAULT_FACTOR, DEFAULT_MAX_TRIALS, OBJECTIVES, TUNERS, TuneRequest
@@ -166,7 +166,7 @@ def _our_entries(directory: Path) -> list[Path]:
 
 
 def claim_directory(directory: Path, settings: SearchSettings, overwrite: bool, worker: bool) -> None:
-    """Make `directory` hold a search with `settings`: new, or one made with the same settings to resume."""
+    """Make the folder `directory` hold a search with `settings`: new, or one made with the same settings to resume."""
     path = directory / SETTINGS_FILE
     wanted = settings.to_json()
     if overwrite and worker:
@@ -182,9 +182,7 @@ def claim_directory(directory: Path, settings: SearchSettings, overwrite: bool, 
             )
         for entry in _our_entries(directory):
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-    elif directory.exists() and not directory.is_dir():
-        raise UserError(f"'{directory}' is a file; --directory needs a folder.")
-    elif directory.is_dir() and any(directory.iterdir()) and not worker:
+    elif directory.is_dir() and any(entry.name != LOCK_FILE for entry in directory.iterdir()) and not worker:
         raise UserError(f"Folder '{directory}' is not empty and holds no {SETTINGS_FILE}; choose another --directory.")
     directory.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{SETTINGS_FILE}.{os.getpid()}")
@@ -268,10 +266,14 @@ def run_tuning(request: TuneRequest, config: ExperimentConfig, search: dict | No
     approach = validate(config)
     directory = Path(request.directory) if request.directory else run_directory(
         request.runs_dir, request.name or f"tune-{config.approach}")
-    with distributed_role(request) as tuner_id:
+    with contextlib.ExitStack() as stack, distributed_role(request) as tuner_id:
         chief = tuner_id is not None and "chief" in tuner_id
         worker = tuner_id if tuner_id is not None and not chief else None
         data = ExperimentData.load(config.data, config.train.seed)  # checks the data first
+        if directory.exists() and not directory.is_dir():
+            raise UserError(f"'{directory}' is a file; --directory needs a folder.")
+        # One search process per directory; workers share the chief's, which holds it for them.
+        stack.enter_context(run_lock(directory, "Search directory") if worker is None else contextlib.nullcontext())
         claim_directory(directory, settings, request.overwrite, worker is not None)
         done = len(list((directory / PROJECT).glob("trial_*/trial.json")))
         print(f"{'Resuming' if done else 'Starting'} the {settings.tuner} search in {directory}.", flush=True)
@@ -306,6 +308,6 @@ def run_tuning(request: TuneRequest, config: ExperimentConfig, search: dict | No
             return None
         if chief:
             tuner.save()  # the chief's oracle file would otherwise list the last trial as still running
-    return report(tuner.oracle, approach, settings, config, directory)
+        return report(tuner.oracle, approach, settings, config, directory)  # best_config.json: still under the lock
 
 
