@@ -38,7 +38,8 @@ def number(default, *, at_least=None, above=None, at_most=None, below=None):
 
 
 def sources_of(*default: str):
-    """A field holding a non-empty list of data sources (strings); a single string is read as one."""
+    """A field holding a non-empty list of data sources ("PATH", "KIND:PATH", or a mapping of a kind's
+    "type", "path" and options); a single one is read as a list of one."""
     return field(default=tuple(default), metadata={"sources": True})
 
 
@@ -132,8 +133,8 @@ class DataConfig:
     data_dir: str | None = None  # None: the small sample bundled with the package
     # Each task's training and test data are lists of sources under data_dir, each "PATH" (a folder
     # of class folders, an .h5 or a .csv file) or "KIND:PATH" with a kind of `mtl.data.sources.KINDS`
-    # (e.g. "utkface:utkface/train": class folders with age and ethnicity in the file names).
-    # A single string is one source.
+    # (e.g. "utkface:utkface/train": class folders with age and ethnicity in the file names), or
+    # for a kind with options {"type": KIND, "path": PATH, OPTION: value}. A single one is one source.
     gender_train: tuple[str, ...] = sources_of("gender/Training")
     # Every model is scored on every test source of its tasks: the first is the task's main test set.
     gender_test: tuple[str, ...] = sources_of("gender/Validation", "utkface:utkface/test")
@@ -276,11 +277,6 @@ _REFUSED = object()
 
 def _converted(value, kind, rules):
     """`value` as a `kind` (an int is a float too, a list a tuple) if it keeps `rules`, else _REFUSED."""
-    if rules.get("sources"):
-        items = (value,) if isinstance(value, str) else value
-        if not isinstance(items, (list, tuple)) or not items or not all(isinstance(item, str) and item for item in items):
-            return _REFUSED
-        return tuple(items)
     if typing.get_origin(kind) is tuple:
         item_kinds = typing.get_args(kind)
         if not isinstance(value, (list, tuple)) or len(value) != len(item_kinds):
@@ -320,7 +316,7 @@ def _allowed(kind, rules, optional: bool) -> str:
     """What a field accepts, in words: 'a whole number >= 1', 'one of: rgb, gray', ..."""
     choices = _choices(rules)
     if rules.get("sources"):
-        text = 'a source ("PATH" or "KIND:PATH") or a non-empty list of them'
+        text = 'a source ("PATH", "KIND:PATH" or {"type": KIND, "path": PATH, options}) or a non-empty list of them'
     elif choices is not None:
         text = f"one of: {', '.join(choices)}"
     elif kind is bool:
@@ -343,6 +339,8 @@ def _checked(cls, name: str, value, where: str):
     rules = next(item.metadata for item in dataclasses.fields(cls) if item.name == name)
     if "plugin" in rules:
         return _checked_plugin(rules["plugin"], value, where)
+    if rules.get("sources"):
+        return _checked_sources(value, where, _allowed(kind, rules, optional))
     if dataclasses.is_dataclass(kind):
         if not isinstance(value, dict):
             allowed = "a mapping of its fields" + (" or null" if optional else "")
@@ -354,6 +352,29 @@ def _checked(cls, name: str, value, where: str):
     if converted is _REFUSED:
         raise UserError(f"Config field '{where}' must be {_allowed(kind, rules, optional)}, got {value!r}.")
     return converted
+
+
+def _checked_sources(value, where: str, allowed: str) -> tuple:
+    """A sources field's value as a tuple of specs: strings as they are, a mapping with its kind's options checked
+    and their defaults filled in."""
+    items = (value,) if isinstance(value, (str, dict)) else value
+    if not isinstance(items, (list, tuple)) or not items:
+        raise UserError(f"Config field '{where}' must be {allowed}, got {value!r}.")
+    specs = []
+    for index, item in enumerate(items):
+        if isinstance(item, dict) and isinstance(item.get("type"), str) and isinstance(item.get("path"), str) and item["path"]:
+            own = {key: setting for key, setting in item.items() if key not in ("type", "path")}
+            options = plugin_options(SOURCE_KINDS, item["type"], own, f"{where}[{index}]")
+            specs.append({"type": item["type"], "path": item["path"], **{
+                key: setting for key, setting in dataclasses.asdict(options).items() if key != "type"}})
+        elif isinstance(item, str) and item:
+            specs.append(item)
+        else:
+            raise UserError(f"Config field '{where}' must be {allowed}, got {value!r}.")
+    return tuple(specs)
+
+
+SOURCE_KINDS = "mtl.data.sources:KINDS"
 
 
 def _checked_plugin(registry: str, value, where: str) -> PluginOptions:

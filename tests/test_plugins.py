@@ -1,8 +1,8 @@
 """Plug-ins from outside the package: one module, imported with `--plugin` or MTL_PLUGINS, runs every command.
 
 The module below is written into a temporary folder, never into the package. It defines an
-approach, a backbone with a layer of its own, a loss weighting and a label source, the last three
-each with an option of its own; the commands find all of them through the registries, and a
+approach, a backbone with a layer of its own, a loss weighting, a label source and a kind of data
+source, the last four each with an option of its own; the commands find all of them through the registries, and a
 finished run imports the module again by itself.
 """
 
@@ -28,12 +28,16 @@ TINY = (
     "--set", "data.batch_size=32", "--set", "train.seed=7",
 )
 
+# The plug-in's kind of data source with its option: the first 40 sample faces of each gender.
+FIRST_40 = 'data.gender_train={"type": "first_of", "path": "gender/Training", "per_class": 40}'
+
 PLUGIN_SOURCE = '''
-"""A user's plug-ins: an approach, a backbone, a loss weighting and a label source, outside the package."""
+"""A user's plug-ins: an approach, a backbone, a loss weighting, a label source and a kind of data source."""
 
 from dataclasses import dataclass
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers
 
@@ -41,6 +45,7 @@ from mtl import labels, weighting
 from mtl.approaches import batches
 from mtl.approaches.base import Approach, Stage, register
 from mtl.config import PluginOptions, number
+from mtl.data import sources
 from mtl.models import backbones
 from mtl.models.build import build_network
 from mtl.searchable import Hyperparameter
@@ -121,6 +126,20 @@ class SoftHalf(labels.LabelSource):
 
     def missing(self, placeholder, probabilities, options):
         return probabilities, options.weight * tf.ones_like(placeholder[..., 0])
+
+
+@dataclass(frozen=True)
+class FirstOptions(PluginOptions):
+    per_class: int = number(1000, at_least=1)
+
+
+@sources.source_kind("first_of", options=FirstOptions)
+def first_of(path, task, options):
+    """A folder of class folders, only the first `per_class` images of each class."""
+    whole = sources.task_folder(path, task)
+    labels = whole.labels[task]
+    keep = np.concatenate([np.flatnonzero(labels == label)[: options.per_class] for label in np.unique(labels)])
+    return whole.subset(np.sort(keep), f"{whole.name}[first {options.per_class}]")
 '''
 
 
@@ -152,7 +171,8 @@ def plugin_run(plugin_folder, tmp_path_factory) -> Path:
     result = mtl_command(
         "train", "multitask", "--plugin", PLUGIN, *TINY, "--set", "options.loss_weighting=emotion_half",
         "--set", "options.loss_weighting.share=0.25", "--set", "options.pseudo_labels=soft_half",
-        "--set", "options.pseudo_labels.weight=0.75", "--runs-dir", runs, "--name", "run", plugin_folder=plugin_folder,
+        "--set", "options.pseudo_labels.weight=0.75", "--set", FIRST_40, "--runs-dir", runs, "--name", "run",
+        plugin_folder=plugin_folder,
     )
     assert result.returncode == 0, result.stderr
     return runs / "run"
@@ -164,6 +184,7 @@ def test_train_runs_a_plugin_backbone_weighting_and_label_source_and_records_the
     assert config["model"]["backbone"] == {"type": "tiny", "width": 4}
     assert config["options"]["loss_weighting"] == {"type": "emotion_half", "share": 0.25}
     assert config["options"]["pseudo_labels"] == {"type": "soft_half", "weight": 0.75}
+    assert config["data"]["gender_train"] == [{"type": "first_of", "path": "gender/Training", "per_class": 40}]
     assert json.loads((plugin_run / PLUGINS_FILE).read_text()) == [PLUGIN]
     assert (plugin_run / "teachers" / "model.keras").is_file()  # soft_half needs teachers, so they were trained
     assert (plugin_run / "metrics.json").is_file()

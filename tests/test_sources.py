@@ -1,10 +1,12 @@
 """Several sources per task: kinds of source as plug-ins, UTKFace's groups, mixing, and per-group scores."""
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from mtl.config import DataConfig, config_from_dict
+from mtl.config import DataConfig, PluginOptions, config_from_dict, number
 from mtl.data import pipeline, sources
 from mtl.data.pipeline import ExperimentData, sample_data_dir, source_weights
 from mtl.errors import UserError
@@ -41,6 +43,36 @@ def test_a_kind_of_source_defined_in_a_test_is_read_by_name_from_a_config(tmp_pa
     assert merged.labels["source"].tolist() == [0] * 10 + [1] * 5
     assert merged.labels[GENDER][10:].tolist() == [0, 0, 0, 0, 1]
     assert sources.parse_source("faces.txt") == ("listing_for_test", "faces.txt")  # by its ending
+
+
+def test_a_kind_of_source_with_an_option_takes_it_from_the_config_checked_with_its_default(tmp_path):
+    write_faces(tmp_path / "faces" / "female", 6, 30)
+    write_faces(tmp_path / "faces" / "male", 6, 60)
+
+    @dataclass(frozen=True)
+    class EveryOther(PluginOptions):
+        step: int = number(2, at_least=1)
+
+    @sources.source_kind("every_nth_for_test", options=EveryOther)
+    def read_every_nth(path, task, options):
+        whole = sources.task_folder(path, task)
+        return whole.subset(np.arange(0, len(whole), options.step), f"{whole.name}[::{options.step}]")
+
+    try:
+        given = config_from_dict({"data": {"gender_train": [{"type": "every_nth_for_test", "path": "faces", "step": 3}]}})
+        assert given.data.gender_train == ({"type": "every_nth_for_test", "path": "faces", "step": 3},)
+        assert len(pipeline.training_source(given.data.gender_train, tmp_path, GENDER)) == 4
+        by_default = config_from_dict({"data": {"gender_train": {"type": "every_nth_for_test", "path": "faces"}}})
+        assert by_default.data.gender_train == ({"type": "every_nth_for_test", "path": "faces", "step": 2},)
+        assert sources.source_name(by_default.data.gender_train[0]) == "faces"
+        with pytest.raises(UserError) as refused:
+            config_from_dict({"data": {"gender_train": [{"type": "every_nth_for_test", "path": "faces", "stride": 3}]}})
+        assert str(refused.value) == (
+            "Unknown config field 'data.gender_train[0].stride'; the kind of data source 'every_nth_for_test' "
+            "has the options: step."
+        )
+    finally:
+        sources.KINDS.remove("every_nth_for_test")
 
 
 def test_an_unknown_kind_is_one_sentence_with_the_closest_name():

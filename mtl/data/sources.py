@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 from sklearn.model_selection import train_test_split
 
+from mtl.config import PluginOptions
 from mtl.data.images import IMAGE_SUFFIXES, MAX_PIXELS, decode, decode_and_resize, looks_like_image, over_pixel_limit, resize
 from mtl.errors import UserError
 from mtl.registry import Registry
@@ -404,31 +405,42 @@ KINDS: Registry = Registry("kind of data source")
 class SourceKind:
     """How one kind of source is read: `read(path, task)` gives its examples for a task.
 
-    `suffixes` are the file endings a plain "PATH" of this kind has (a folder has none).
+    `suffixes` are the file endings a plain "PATH" of this kind has (a folder has none). A kind
+    with options declares them as `Options` (a `PluginOptions` subclass); a config then gives the
+    source as `{"type": KIND, "path": PATH, OPTION: value}`, and `read(path, task, options)` gets them.
     """
 
-    read: object  # (Path, task) -> ImageSource | ArraySource
+    read: object  # (Path, task[, options]) -> ImageSource | ArraySource
     suffixes: tuple[str, ...] = ()
+    Options: type = PluginOptions
 
 
-def source_kind(name: str, suffixes: tuple[str, ...] = ()):
-    """Decorator: register a reader `(path, task) -> source` as the kind of source `name`."""
+def source_kind(name: str, suffixes: tuple[str, ...] = (), options: type = PluginOptions):
+    """Decorator: register a reader `(path, task) -> source` as the kind of source `name`; one that
+    declares `options` is called `(path, task, options)`."""
 
     def add(read):
-        KINDS.add(name, SourceKind(read, suffixes))
+        KINDS.add(name, SourceKind(read, suffixes, options))
         return read
 
     return add
 
 
-def read_source(spec: str, root: Path, task: str):
-    """The source `spec` ("PATH" or "KIND:PATH", relative to `root` unless absolute) for `task`."""
+def read_source(spec, root: Path, task: str):
+    """The source `spec` ("PATH", "KIND:PATH" or a mapping of type, path and options; relative to
+    `root` unless absolute) for `task`."""
     kind, path = parse_source(spec)
-    return KINDS.get(kind).read(Path(root) / path, task)
+    entry = KINDS.get(kind)
+    if entry.Options is PluginOptions:
+        return entry.read(Path(root) / path, task)
+    own = {key: value for key, value in spec.items() if key not in ("type", "path")} if isinstance(spec, dict) else {}
+    return entry.read(Path(root) / path, task, entry.Options(type=kind, **own))  # checked with the config
 
 
-def parse_source(spec: str) -> tuple[str, str]:
+def parse_source(spec) -> tuple[str, str]:
     """(kind, path) of a source spec; a plain PATH is a folder, or the kind its file ending names."""
+    if isinstance(spec, dict):  # {"type": KIND, "path": PATH, options}, checked with the config
+        return spec["type"], spec["path"]
     kind, separator, path = spec.partition(":")
     if separator and kind in KINDS:
         return kind, path
