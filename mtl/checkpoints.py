@@ -23,6 +23,7 @@ from mtl.runs import disk_full, no_space, sync, write_json
 WEIGHTS = "latest.weights.h5"  # the network with its optimizer, Keras's own format
 RANDOM_STATES = "random_states.npz"
 BEST_STATE, BEST_WEIGHTS = "best.json", "best_weights.npz"
+SECONDS = "seconds.json"  # the training seconds spent up to this checkpoint
 KEPT = 2
 _FOLDER = re.compile(r"epoch-(\d{5})")
 
@@ -67,6 +68,13 @@ class Checkpoints:
             return epochs
         return 0
 
+    def restored_seconds(self) -> float:
+        """The training seconds spent up to the restored checkpoint; 0 for one written before they were kept."""
+        path = self.restored / SECONDS if self.restored is not None else None
+        if path is None or not path.is_file():
+            return 0.0
+        return float(json.loads(path.read_text())["training_seconds"])
+
     def pending(self, epochs: int) -> Path:
         """The folder that becomes the checkpoint of `epochs` finished epochs on `commit`; made if missing."""
         folder = self.directory / f".epoch-{epochs:05d}.tmp"
@@ -78,10 +86,13 @@ class Checkpoints:
         finished = self.finished()
         return finished[0][1] if finished else None
 
-    def commit(self, epochs: int) -> None:
-        """Make the pending folder of `epochs` the newest checkpoint, then drop all but the KEPT newest."""
+    def commit(self, epochs: int, seconds: float | None = None) -> None:
+        """Make the pending folder of `epochs` the newest checkpoint, with the training `seconds` spent up to it,
+        then drop all but the KEPT newest."""
         pending = self.pending(epochs)
         with writing(pending, self.previous()):
+            if seconds is not None:
+                write_json(pending / SECONDS, {"training_seconds": seconds})
             for path in pending.iterdir():
                 sync(path)  # the bytes on disk before the name points at them
             final = self.directory / f"epoch-{epochs:05d}"

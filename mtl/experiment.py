@@ -45,14 +45,16 @@ def validate(config: ExperimentConfig) -> Approach:
     return approach
 
 
-def train_approach(approach: Approach, config: ExperimentConfig, run_dir: Path, data: ExperimentData) -> keras.Model:
+def train_approach(approach: Approach, config: ExperimentConfig, run_dir: Path, data: ExperimentData) -> float:
     """Fit the approach's stages in order into `run_dir`; saves each network and the inference model.
 
     Each stage trains as `train.budget` plans it (`mtl.budget`). A stage that a previous,
     interrupted call finished is loaded, not fitted again; the stage it was fitting continues
-    from its last finished epoch (`backup/<stage>`).
+    from its last finished epoch (`backup/<stage>`). Returns the training seconds those earlier
+    calls spent that this one did not spend again (0 for a run trained in one go).
     """
     run_dir = Path(run_dir)
+    earlier_seconds = 0.0
     merged_dir = cross_labelled_images(config, run_dir, data) if approach.needs_teachers(config) else None
     # Networks, their trainers and optimizers are made inside the strategy's scope, so that their
     # variables are mirrored on every replica (and every worker).
@@ -66,6 +68,7 @@ def train_approach(approach: Approach, config: ExperimentConfig, run_dir: Path, 
             if network_file.is_file() and summary_file.is_file():
                 print(f"{stage.network.name} was trained by an earlier run of this command; loading it.", flush=True)
                 stage.network.set_weights(keras.models.load_model(network_file).get_weights())
+                earlier_seconds += json.loads(summary_file.read_text()).get("training_seconds", 0.0)
                 continue
             stage_batches, _ = batches[stage.name]
             timed = training.seconds_per_step(stage.trainer, stage_batches) if config.train.budget.kind == "seconds" else None
@@ -74,12 +77,13 @@ def train_approach(approach: Approach, config: ExperimentConfig, run_dir: Path, 
                 config, stage, stage_batches, data, plan, run_dir / "logs" / stage.name, backup_dir=run_dir / BACKUP_DIR / stage.name
             )
             summary["budget"] = budget.spending_record(demand, plan, summary)
+            earlier_seconds += summary["earlier_seconds"]
             save_model(stage.network, network_file)
             write_json(summary_file, summary)
     model = inference_model([stage.network for stage in stages], config.data, config.model.flip_test_time_augmentation)
     save_model(model, run_dir / MODEL_FILE)
     shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)  # every stage is saved: nothing left to resume
-    return model
+    return earlier_seconds
 
 
 def stage_demand(approach: Approach, config: ExperimentConfig, stage: Stage, data: ExperimentData, steps_per_epoch: int) -> budget.Demand:
@@ -258,8 +262,10 @@ def train_and_evaluate(config: ExperimentConfig, run_dir: Path, evaluate: bool =
         plugins.record(run_dir)
         seed_everything(config.train)
         start = time.perf_counter()
-        train_approach(approach, config, run_dir, data)
-        training_seconds = time.perf_counter() - start
+        earlier_seconds = train_approach(approach, config, run_dir, data)
+        # This process's seconds and what interrupted runs of the same command spent on what it kept
+        # (cross-labelling done by those is not counted: it is not timed where it is kept).
+        training_seconds = time.perf_counter() - start + earlier_seconds
         if not evaluate:
             return None
         # A resumed run may find figures of an evaluation that was interrupted: they are replaced whole.

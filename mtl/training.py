@@ -313,6 +313,7 @@ def fit(
     validation_batches = distribute.sharded_by_example(validation_batches)
     monitor = selection_metric(trainer)
     checkpoints = None
+    earlier_seconds = 0.0  # what the interrupted fits this one continues spent up to their last checkpoint
     if backup_dir is not None:
         checkpoints = Checkpoints(backup_dir)
         finished = checkpoints.restore(trainer)
@@ -320,6 +321,7 @@ def fit(
             print(f"Resuming after epoch {finished} from {backup_dir}.", flush=True)
             train_batches = train_batches.skip(finished * steps_per_epoch)
             initial_epoch = max(initial_epoch, finished)
+            earlier_seconds = checkpoints.restored_seconds()
     best = BestWeights(monitor, checkpoints)
     # Order matters at each epoch's end: the random states and the raw weights go into the epoch's
     # checkpoint before the averaged weights are swapped in for the best-epoch choice, and the
@@ -331,14 +333,18 @@ def fit(
         # Validation and the best-epoch choice see the averaged weights (swapped at every evaluation).
         callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     callbacks += [best]
+    start = time.perf_counter()
     if checkpoints is not None:
-        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: checkpoints.commit(epoch + 1)))
+        # Each checkpoint keeps the seconds spent up to it, so a resumed fit counts the epochs it did not redo.
+        def commit(epoch, logs):
+            checkpoints.commit(epoch + 1, seconds=earlier_seconds + time.perf_counter() - start)
+
+        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=commit))
     callbacks += list(extra_callbacks)
     if log_dir is not None:
         callbacks.insert(0, keras.callbacks.TensorBoard(log_dir=str(log_dir)))
     if config.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor, mode="max", patience=config.early_stopping_patience))
-    start = time.perf_counter()
     try:
         trainer.fit(
             train_batches,
@@ -355,14 +361,15 @@ def fit(
             checkpoints.discard_pending()
         kept = f"; the last finished epoch is kept in {backup_dir}" if backup_dir is not None else ""
         raise UserError(f"Training of {trainer.network.name} diverged ({diverged}){kept}; try a lower train.learning_rate.") from None
-    seconds = time.perf_counter() - start
+    seconds = earlier_seconds + time.perf_counter() - start
     best.restore(trainer)
     return {
         "monitor": monitor,
         "best_epoch": best.best_epoch,
         "best_value": best.best_value if best.best_epoch else None,
         "best_validation": best.validation,
-        "training_seconds": round(seconds, 1),
+        "training_seconds": round(seconds, 1),  # across every interrupted fit it continues, to its last checkpoint
+        "earlier_seconds": round(earlier_seconds, 1),  # of which before this process
         "history": best.history,
     }
 

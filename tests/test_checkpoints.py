@@ -94,6 +94,19 @@ def test_an_unreadable_newest_checkpoint_falls_back_to_the_one_before_saying_so(
     assert f"The checkpoint {tmp_path / 'epoch-00002'} cannot be read" in out and "resuming from the one before" in out
 
 
+def test_a_checkpoint_keeps_the_training_seconds_spent_up_to_it_for_the_fit_that_resumes(tmp_path):
+    checkpoints, model = Checkpoints(tmp_path), tiny_trainer()
+    checkpoint(checkpoints, model, 1)  # written without seconds, as checkpoints were before they were kept
+    older = Checkpoints(tmp_path)
+    assert older.restore(tiny_trainer()) == 1 and older.restored_seconds() == 0
+    save_weights(checkpoints, 2, model)
+    save_json(checkpoints, 2, BEST_STATE, {"epoch": 2})
+    checkpoints.commit(2, seconds=12.5)
+
+    resumed = Checkpoints(tmp_path)
+    assert resumed.restore(tiny_trainer()) == 2 and resumed.restored_seconds() == 12.5
+
+
 def test_when_no_checkpoint_can_be_read_the_stage_starts_afresh_from_its_initial_weights(tmp_path, capsys):
     checkpoints, model = Checkpoints(tmp_path), tiny_trainer()
     checkpoint(checkpoints, model, 1)

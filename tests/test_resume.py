@@ -59,6 +59,11 @@ def test_an_interrupted_training_resumes_to_the_weights_of_an_uninterrupted_one(
     summary = json.loads((tmp_path / "resumed" / "multitask_training.json").read_text())
     assert len(summary["history"]["loss"]) == 2  # the epoch before the interruption is remembered
     assert not (tmp_path / "resumed" / "backup").exists()
+    # The seconds of the epoch before the interruption count too, in the stage and in the run.
+    assert json.loads((tmp_path / "straight" / "multitask_training.json").read_text())["earlier_seconds"] == 0
+    assert 0 < summary["earlier_seconds"] < summary["training_seconds"]
+    metrics = json.loads((tmp_path / "resumed" / "metrics.json").read_text())
+    assert metrics["training_seconds"] >= summary["training_seconds"]
 
 
 def test_a_finished_run_is_not_resumed_and_another_config_is_refused(tmp_path, trained_run):
