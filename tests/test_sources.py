@@ -50,10 +50,10 @@ def test_a_kind_of_source_with_an_option_takes_it_from_the_config_checked_with_i
     write_faces(tmp_path / "faces" / "male", 6, 60)
 
     @dataclass(frozen=True)
-    class EveryOther(PluginOptions):
+    class EveryNth(PluginOptions):
         step: int = number(2, at_least=1)
 
-    @sources.source_kind("every_nth_for_test", options=EveryOther)
+    @sources.source_kind("every_nth_for_test", options=EveryNth)
     def read_every_nth(path, task, options):
         whole = sources.task_folder(path, task)
         return whole.subset(np.arange(0, len(whole), options.step), f"{whole.name}[::{options.step}]")
