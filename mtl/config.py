@@ -78,6 +78,19 @@ def _registry(name: str):
     return getattr(importlib.import_module(module), attribute)
 
 
+def plugin_registry(dotted: str | None):
+    """The registry of the plug-ins a field such as "options.loss_weighting.type" chooses among; None for
+    any other field."""
+    if not dotted or not dotted.endswith(".type"):
+        return None
+    parts = dotted[: -len(".type")].split(".")
+    section = typing.get_type_hints(ExperimentConfig).get(parts[0]) if len(parts) == 2 else None
+    if not dataclasses.is_dataclass(section):
+        return None
+    rules = next((item.metadata for item in dataclasses.fields(section) if item.name == parts[1]), {})
+    return _registry(rules["plugin"]) if "plugin" in rules else None
+
+
 def plugin_options(registry: str, name: str, values: dict | None = None, where: str = "") -> PluginOptions:
     """The options of the plug-in `name` of `registry`: its defaults updated by `values`, each checked."""
     entries = _registry(registry)

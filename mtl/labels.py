@@ -26,6 +26,7 @@ class LabelSource:
 
     needs_teachers = True  # False: the teachers' cross-labelling is never made for it
     Options = PluginOptions  # its options; this one has none
+    search_defaults: dict = {}  # option -> the values a search tries by default (`mtl.searchable.Hyperparameter` specs)
 
     def missing(self, placeholder, probabilities, options: PluginOptions):
         """(target probabilities, weight) per example from the teacher's `probabilities` of one task.
@@ -80,6 +81,8 @@ class ConfidentHardLabels(LabelSource):
     @dataclass(frozen=True)
     class Options(PluginOptions):
         confidence: float = number(0.9, above=0, at_most=1)  # the teacher's probability a pseudo-label needs
+
+    search_defaults = {"confidence": {"min": 0.6, "max": 0.95, "step": 0.05}}
 
     def missing(self, placeholder, probabilities, options):
         hard, _ = HardLabels().missing(placeholder, probabilities, options)

@@ -38,8 +38,3 @@ class Hyperparameter:
         set_dotted(overrides, self.field, value)
         return overrides
 
-
-# The pseudo-label choices of the approaches that learn from the teachers.
-CONFIDENCE_THRESHOLD = Hyperparameter(
-    {"min": 0.6, "max": 0.95, "step": 0.05}, "options.pseudo_labels.confidence", when=("pseudo_labels", ("threshold",))
-)

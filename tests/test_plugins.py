@@ -108,6 +108,8 @@ class EmotionHalf(Weighting):
     class Options(PluginOptions):
         share: float = number(0.5, at_least=0, at_most=1)
 
+    search_defaults = {"share": [0.25, 0.5]}
+
     def __init__(self, options, heads, **kwargs):
         super().__init__(options, heads, **kwargs)
         self.share = options.share
@@ -252,6 +254,7 @@ def test_the_default_search_spaces_offer_what_the_plugin_registers(plugin_folder
         print(json.dumps({{
             "multitask": default_space(multitask), "crosslabel": default_space(crosslabel),
             "width_when": hyperparameters_of(multitask)["width"].when,
+            "share_when": hyperparameters_of(multitask)["share"].when,
         }}))
     """)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(plugin_folder)]), "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -261,6 +264,8 @@ def test_the_default_search_spaces_offer_what_the_plugin_registers(plugin_folder
 
     assert spaces["multitask"]["backbone"] == ["lenet", "resnet", "tiny"]  # dsresnet is left out by its own entry
     assert spaces["width_when"] == ["backbone", ["resnet", "dsresnet", "tiny"]]
+    assert spaces["multitask"]["share"] == [0.25, 0.5]  # a plug-in's own option, searched when it is chosen
+    assert spaces["share_when"] == ["loss_weighting", ["emotion_half"]]
     assert "emotion_half" in spaces["multitask"]["loss_weighting"]
     assert spaces["multitask"]["pseudo_labels"] == ["none", "hard", "soft", "threshold", "soft_half"]
     assert spaces["crosslabel"]["pseudo_labels"] == ["hard", "soft", "threshold", "soft_half"]

@@ -86,7 +86,7 @@ def test_hyperparameters_set_config_fields_and_inactive_ones_keep_the_base_value
     base = ExperimentConfig(approach="multitask")
     hp = kt.HyperParameters()
     hp.values.update({"backbone": "lenet", "width": 16, "batch_size": 128, "pseudo_labels": "threshold",
-                      "confidence_threshold": 0.7, "loss_weighting": "uncertainty", "augment_strength": 0.0})
+                      "confidence": 0.7, "loss_weighting": "uncertainty", "augment_strength": 0.0})
 
     multitask = approaches.get("multitask")
     config = config_for(hp, multitask, default_space(multitask), base)

@@ -18,7 +18,7 @@ from mtl.errors import UserError
 from mtl.models.build import build_network
 from mtl.pseudo_labels import merged_examples, read_merged
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
-from mtl.searchable import CONFIDENCE_THRESHOLD, Hyperparameter
+from mtl.searchable import Hyperparameter
 
 FOUR_CLASS = "four_class"
 
@@ -27,8 +27,8 @@ FOUR_CLASS = "four_class"
 class CrossLabel(Approach):
     name = "crosslabel"
     hyperparameters = {
+        # With each label source's own searched options ("threshold"'s confidence), mtl.tuning.space.
         "pseudo_labels": Hyperparameter(labels.teacher_sources, "options.pseudo_labels.type", categorical=True),
-        "confidence_threshold": CONFIDENCE_THRESHOLD,
     }
 
     def check(self, config: ExperimentConfig) -> None:

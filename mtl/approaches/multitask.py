@@ -20,7 +20,7 @@ from mtl.config import ExperimentConfig
 from mtl.data.pipeline import ExperimentData
 from mtl.models.build import build_network
 from mtl.tasks import CLASSES, EMOTION, GENDER, TASKS
-from mtl.searchable import CONFIDENCE_THRESHOLD, Hyperparameter
+from mtl.searchable import Hyperparameter
 
 MULTITASK = "multitask"
 
@@ -36,15 +36,10 @@ def emotion_share(config: ExperimentConfig, sizes: dict[str, int]) -> float:
 class MultiTask(Approach):
     name = "multitask"
     hyperparameters = {
-        # Registries' names, read when a search starts: a plug-in's label source or weighting is a choice too.
+        # Registries' names, read when a search starts: a plug-in's label source or weighting is a choice
+        # too; each brings the options it searches ("threshold"'s confidence, "fixed"'s emotion weight).
         "pseudo_labels": Hyperparameter(labels.names, "options.pseudo_labels.type", categorical=True),
-        "confidence_threshold": CONFIDENCE_THRESHOLD,
         "loss_weighting": Hyperparameter(weighting.names, "options.loss_weighting.type", categorical=True),
-        # Only the ratio of the two fixed weights matters; the gender weight stays at the base value.
-        "emotion_loss_weight": Hyperparameter(
-            {"min": 0.5, "max": 2.0, "sampling": "log"}, "options.loss_weighting.emotion_weight",
-            when=("loss_weighting", ("fixed",)),
-        ),
         "emotion_proportion": Hyperparameter({"min": 0.3, "max": 0.7, "step": 0.1}, "data.emotion_proportion"),
     }
 

@@ -19,6 +19,8 @@ class RobustMethod(keras.layers.Layer):
     needs_groups = True
     # Its options (a `PluginOptions` subclass), given to `__init__`; this one has none.
     Options = PluginOptions
+    # Option -> the values a search tries by default (`mtl.searchable.Hyperparameter` specs).
+    search_defaults: dict = {}
 
     def __init__(self, options: PluginOptions, heads, num_groups: dict[str, int], **kwargs):
         super().__init__(**kwargs)

@@ -11,10 +11,10 @@ from typing import Any
 
 import keras_tuner as kt
 
-from mtl.config import AugmentConfig, ExperimentConfig, deep_merge, merge
+from mtl.config import AugmentConfig, ExperimentConfig, deep_merge, merge, plugin_registry
 from mtl.errors import UserError
 from mtl.models import backbones
-from mtl.searchable import CONFIDENCE_THRESHOLD, Hyperparameter  # noqa: F401 (approaches once imported them here)
+from mtl.searchable import Hyperparameter
 
 
 def scaled_augmentation(base: AugmentConfig | None, strength: float) -> dict:
@@ -36,19 +36,13 @@ def scaled_augmentation(base: AugmentConfig | None, strength: float) -> dict:
 
 
 def shared_hyperparameters() -> dict[str, Hyperparameter]:
-    """What every search may vary: the backbone among the registered ones, each backbone's own fields, the recipe.
+    """What every search may vary: the backbone among the registered ones, the recipe.
 
-    Built when a search starts, so a plug-in backbone is a choice and its fields are searched.
+    Built when a search starts, so a plug-in backbone is a choice.
     """
     searched = [name for name, backbone in backbones.BACKBONES.items() if backbone.searched]
-    shared = {"backbone": Hyperparameter(searched, "model.backbone.type", categorical=True)}
-    for _, backbone in backbones.BACKBONES.items():
-        for field, spec in backbone.search_defaults.items():
-            if field not in shared:  # the first backbone to declare a field gives its default spec
-                readers = tuple(other for other, entry in backbones.BACKBONES.items() if field in entry.search_defaults)
-                shared[field] = Hyperparameter(spec, f"model.backbone.{field}", when=("backbone", readers))
     return {
-        **shared,
+        "backbone": Hyperparameter(searched, "model.backbone.type", categorical=True),
         "dropout": Hyperparameter({"min": 0.0, "max": 0.5, "step": 0.1}, "model.dropout"),
         "learning_rate": Hyperparameter({"min": 1e-4, "max": 3e-3, "sampling": "log"}, "train.learning_rate"),
         "schedule": Hyperparameter(["constant", "cosine"], "train.schedule", categorical=True),
@@ -61,10 +55,34 @@ def shared_hyperparameters() -> dict[str, Hyperparameter]:
     }
 
 
+def plugin_options(choice: str, hyperparameter: Hyperparameter) -> dict[str, Hyperparameter]:
+    """The options that the plug-ins a choice of plug-in picks from search (each one's `search_defaults`),
+    each active when one of the plug-ins that has it is chosen: the backbones' width and depth, the
+    fixed weighting's emotion weight, a plug-in's own. The first plug-in to declare an option gives its spec."""
+    registry = plugin_registry(hyperparameter.field)
+    if registry is None:
+        return {}
+    searched = {name: getattr(entry, "search_defaults", {}) for name, entry in registry.items()}
+    section = hyperparameter.field[: -len(".type")]
+    options = {}
+    for defaults in searched.values():
+        for option, spec in defaults.items():
+            readers = tuple(name for name, other in searched.items() if option in other)
+            options.setdefault(option, Hyperparameter(spec, f"{section}.{option}", when=(choice, readers)))
+    return options
+
+
 def hyperparameters_of(approach) -> dict[str, Hyperparameter]:
-    """The shared hyperparameters followed by the approach's own, every spec given as a function resolved."""
+    """The shared hyperparameters and the approach's own, each plug-in choice followed by its plug-ins'
+    searched options, every spec given as a function resolved."""
     declared = {**shared_hyperparameters(), **approach.hyperparameters}
-    return {name: hyperparameter.resolved() for name, hyperparameter in declared.items()}
+    ordered = {}
+    for name, hyperparameter in declared.items():
+        ordered[name] = hyperparameter
+        for option, searched in plugin_options(name, hyperparameter).items():
+            if option not in declared:
+                ordered.setdefault(option, searched)
+    return {name: hyperparameter.resolved() for name, hyperparameter in ordered.items()}
 
 
 def default_space(approach) -> dict[str, Any]:

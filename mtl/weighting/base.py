@@ -33,6 +33,8 @@ class Weighting(keras.layers.Layer):
 
     # Its options (a `PluginOptions` subclass), given to `__init__`; this one has none.
     Options = PluginOptions
+    # Option -> the values a search tries by default (`mtl.searchable.Hyperparameter` specs).
+    search_defaults: dict = {}
 
     def __init__(self, options: PluginOptions, heads, **kwargs):
         super().__init__(**kwargs)

@@ -17,6 +17,9 @@ class FixedWeights(Weighting):
         gender_weight: float = number(1.0, at_least=0)
         emotion_weight: float = number(1.0, at_least=0)
 
+    # Only the ratio of the two weights matters: the gender weight stays where the config puts it.
+    search_defaults = {"emotion_weight": {"min": 0.5, "max": 2.0, "sampling": "log"}}
+
     def __init__(self, options: Options, heads, **kwargs):
         super().__init__(options, heads, **kwargs)
         self.task_weights = {GENDER: options.gender_weight, EMOTION: options.emotion_weight}
