@@ -202,12 +202,13 @@ def test_evaluate_and_predict_import_the_run_s_plugins_again_without_being_told(
     assert predicted.returncode == 0, predicted.stderr
     assert "gender" in predicted.stdout
 
-    # Without the record the plug-in's backbone is unknown: the record is what made them work.
+    # Without the record the plug-in's names are unknown (its kind of source is checked first): the
+    # record is what made them work.
     unrecorded = tmp_path / "unrecorded"
     shutil.copytree(plugin_run, unrecorded)
     (unrecorded / PLUGINS_FILE).unlink()
     refused = mtl_command("evaluate", unrecorded, "--output", tmp_path / "refused.json", plugin_folder=plugin_folder)
-    assert refused.returncode == 2 and "got 'tiny'" in last_line(refused)
+    assert refused.returncode == 2 and "got 'first_of'" in last_line(refused)
 
 
 @pytest.mark.slow
