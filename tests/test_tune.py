@@ -22,7 +22,7 @@ from tensorflow.python.framework.func_graph import FuncGraph
 from conftest import run_cli
 from mtl.config import AugmentConfig, ExperimentConfig, config_from_dict, load_config
 from mtl import approaches
-from mtl.tuning.space import config_for, default_space, scaled_augmentation
+from mtl.tuning.space import choice_configs, config_for, default_space, scaled_augmentation
 
 QUICK = ("--max-epochs", "1", "--epochs", "1", "--hp", "backbone=lenet")
 
@@ -80,6 +80,17 @@ def multitask_search(tmp_path_factory):
     code, out, err = run_cli("tune", "multitask", "--directory", directory, "--tuner", "random", "--max-trials", "2", *QUICK)
     assert code == 0, err
     return directory, out, traced_training_steps() - before
+
+
+def test_every_choice_of_a_space_makes_a_valid_config_without_the_options_of_plugins_not_chosen():
+    # depth is a choice, but only the residual backbones have it: LeNet's configs must not get it.
+    multitask = approaches.get("multitask")
+    space = {**default_space(multitask), "backbone": ["lenet", "resnet"], "depth": [1, 2]}
+    configs = choice_configs(multitask, space, ExperimentConfig(approach="multitask"))
+
+    backbones = [config.to_dict()["model"]["backbone"] for config in configs]
+    assert {"type": "lenet"} in backbones and {"type": "resnet", "width": 16, "depth": 1} in backbones
+    assert all(backbone == {"type": "lenet"} or backbone["type"] == "resnet" for backbone in backbones)
 
 
 def test_hyperparameters_set_config_fields_and_inactive_ones_keep_the_base_values():

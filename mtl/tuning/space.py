@@ -172,6 +172,9 @@ def choice_configs(approach, space: dict, base: ExperimentConfig) -> list[Experi
     def overrides(values: dict) -> dict:
         merged: dict = {}
         for name, value in values.items():
+            condition = definitions[name].when
+            if condition is not None and condition[0] in values and values[condition[0]] not in condition[1]:
+                continue  # inactive with these values, as in a trial: resnet's depth means nothing to LeNet
             merged = deep_merge(merged, definitions[name].overrides(base, value))
         return merged
 
