@@ -55,7 +55,7 @@ def shared_hyperparameters() -> dict[str, Hyperparameter]:
     }
 
 
-def plugin_options(choice: str, hyperparameter: Hyperparameter) -> dict[str, Hyperparameter]:
+def searched_options(choice: str, hyperparameter: Hyperparameter) -> dict[str, Hyperparameter]:
     """The options that the plug-ins a choice of plug-in picks from search (each one's `search_defaults`),
     each active when one of the plug-ins that has it is chosen: the backbones' width and depth, the
     fixed weighting's emotion weight, a plug-in's own. The first plug-in to declare an option gives its spec."""
@@ -79,7 +79,7 @@ def hyperparameters_of(approach) -> dict[str, Hyperparameter]:
     ordered = {}
     for name, hyperparameter in declared.items():
         ordered[name] = hyperparameter
-        for option, searched in plugin_options(name, hyperparameter).items():
+        for option, searched in searched_options(name, hyperparameter).items():
             if option not in declared:
                 ordered.setdefault(option, searched)
     return {name: hyperparameter.resolved() for name, hyperparameter in ordered.items()}
