@@ -73,6 +73,9 @@ def plugin(default: str, registry: str):
     return field(default_factory=lambda: plugin_options(registry, default), metadata={"plugin": registry})
 
 
+SOURCE_KINDS = "mtl.data.sources:KINDS"  # the registry of a data source's "type"
+
+
 def _registry(name: str):
     module, attribute = name.split(":")
     return getattr(importlib.import_module(module), attribute)
@@ -376,18 +379,17 @@ def _checked_sources(value, where: str, allowed: str) -> tuple:
     specs = []
     for index, item in enumerate(items):
         if isinstance(item, dict) and isinstance(item.get("type"), str) and isinstance(item.get("path"), str) and item["path"]:
-            own = {key: setting for key, setting in item.items() if key not in ("type", "path")}
-            options = plugin_options(SOURCE_KINDS, item["type"], own, f"{where}[{index}]")
-            specs.append({"type": item["type"], "path": item["path"], **{
-                key: setting for key, setting in dataclasses.asdict(options).items() if key != "type"}})
+            # The kind and its options are a plug-in field's value; the path rides beside them.
+            kind = _checked_plugin(SOURCE_KINDS, {key: setting for key, setting in item.items() if key != "path"},
+                                   f"{where}[{index}]")
+            options = dataclasses.asdict(kind)
+            specs.append({"type": options.pop("type"), "path": item["path"], **options})
         elif isinstance(item, str) and item:
             specs.append(item)
         else:
             raise UserError(f"Config field '{where}' must be {allowed}, got {value!r}.")
     return tuple(specs)
 
-
-SOURCE_KINDS = "mtl.data.sources:KINDS"
 
 
 def _checked_plugin(registry: str, value, where: str) -> PluginOptions:
