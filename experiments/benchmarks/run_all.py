@@ -1,9 +1,10 @@
 """Every benchmark in one command, then experiments/results/benchmarks/README.md summarising them.
 
 Runs, one after the other and each in its own process: pipeline, training, inference, memory,
-prepared (when `prepared.py` is there), cross_label and, given a finished comparison, accuracy_per_cost. Each
-writes its JSON and Markdown beside the README. The full settings are sized for about 25 minutes on a
-quiet 2-core machine (an estimate: the README records the real time); `--smoke` runs each on a few
+prepared (when `prepared.py` is there), cross_label, comparison_levers and, given a finished
+comparison, accuracy_per_cost. Each writes its JSON and Markdown beside the README. The full
+settings were sized for about 25 minutes on a quiet 2-core Xeon, before comparison_levers (about 15
+minutes more on the slower 2-core EPYC it was measured on; the README records the real time); `--smoke` runs each on a few
 steps of the bundled sample, into another folder:
 
     python experiments/benchmarks/run_all.py --data-dir ../shared/data --compare-root runs/compare_full_3seeds
@@ -31,6 +32,7 @@ BENCHMARKS = {
     "memory": ([], ["--fractions", "0.25"], True),
     "prepared": ([], ["--sample", "--epochs", "2"], True),  # run only when prepared.py is there
     "cross_label": ([], ["--limit", "200", "--repeats", "1"], True),
+    "comparison_levers": ([], ["--steps", "1", "--repeats", "1", "--stretch", "2"], True),
 }
 
 
