@@ -205,6 +205,8 @@ def pseudo_label_agreement(model: keras.Model, run_dir: Path, batch_size: int) -
     merged = run_dir / MERGED_DIR
     if not merged.is_dir():
         return None
+    # By name, not by the run's own label source: the notebook's figure is agreement with its hard
+    # cross-labels, whatever labels this run trained on, so the comparison stays the notebook's.
     hard = ApproachConfig(pseudo_labels=PluginOptions("hard"))
     matches, total = 0, 0
     for images, labels, predictions in read_merged(merged).batch(batch_size):

@@ -201,3 +201,10 @@ def test_a_truncated_record_file_is_one_sentence_before_any_run(tmp_path):
 
     with pytest.raises(UserError, match=r"The prepared dataset '.*' is damaged: its train records hold \d+ bytes"):
         prepared.task_builders(config, data, tmp_path / "prepared", seed=0)
+
+
+def test_only_a_kind_of_source_marked_preparable_is_prepared_and_another_is_one_sentence():
+    assert prepared.only_folder(["gender/Training"], "data.gender_train") == "gender/Training"
+    assert [name for name, kind in sources.KINDS.items() if kind.preparable] == ["folder"]
+    with pytest.raises(UserError, match=r"data.prepared reads one class-folder source per task, but data.gender_train is \['utkface:utk'\]"):
+        prepared.only_folder(["utkface:utk"], "data.gender_train")

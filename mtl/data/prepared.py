@@ -233,7 +233,7 @@ def _check_records(builder: _Prepared) -> None:
 def only_folder(specs, field: str) -> str:
     """The one class-folder path a prepared task dataset is built from, or a UserError."""
     kinds = [sources.parse_source(spec) for spec in specs]
-    if len(kinds) != 1 or kinds[0][0] != "folder":
+    if len(kinds) != 1 or not sources.KINDS.get(kinds[0][0]).preparable:
         raise UserError(
             f"data.prepared reads one class-folder source per task, but {field} is {list(specs)}; "
             "leave data.prepared unset to read several sources from their folders."
