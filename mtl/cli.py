@@ -16,7 +16,7 @@ from pathlib import Path
 from mtl import plugins
 from mtl import __version__
 from mtl.budget import HEADLINE as BUDGET_HEADLINE
-from mtl.builtin_names import RUNTIMES
+from mtl.builtin_names import APPROACHES, BACKBONES, DEFAULT_DETECTOR, DETECTORS, RUNTIMES
 from mtl.errors import DiskFull, UserError
 from mtl.quiet import start_tensorflow
 from mtl.tuning.options import DEFAULT_MAX_TRIALS, OBJECTIVES, TUNERS
@@ -32,8 +32,9 @@ BUNDLED_METRICS_FILE = "bundled_model_metrics.json"  # in the current folder: `m
 TRAINING_RESULTS = ("training_seconds", "budget", *BUDGET_HEADLINE, "training_multiply_adds_with_teachers")
 
 # Approaches are plug-ins registered where TensorFlow is imported, so the parser takes any name
-# and the config refuses an unknown one: `mtl --help` never loads TensorFlow.
-APPROACH_HELP = "approach name: separate, crosslabel, multitask or a registered plug-in"
+# and the config refuses an unknown one: `mtl --help` never loads TensorFlow, and lists the
+# package's own names from mtl.builtin_names, which a test keeps equal to the registries.
+APPROACH_HELP = f"approach name: {', '.join(APPROACHES)} or a registered plug-in"
 
 
 def _parse_value(text: str):
@@ -225,7 +226,7 @@ def _add_data_options(parser, experiment=True) -> None:
     if experiment:
         parser.add_argument("--config", help="JSON config file (any subset of the fields)")
         parser.add_argument("--epochs", type=int, help="training epochs (overrides the config)")
-        parser.add_argument("--backbone", help="backbone name (model.backbone), e.g. lenet or resnet, or a plug-in's")
+        parser.add_argument("--backbone", help=f"backbone name (model.backbone): {', '.join(BACKBONES)} or a plug-in's")
         parser.add_argument("--runs-dir", default="runs", help="where run directories are created (default: runs)")
         parser.add_argument("--name", help="name of the new run directory (default: time, approach, backbone)")
         parser.add_argument(
@@ -296,7 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="one JSON object per face (JSON lines)")
     predict.add_argument("--annotate", metavar="OUT_DIR", help="write each image with its faces boxed and labelled")
     predict.add_argument("--no-detect", action="store_true", help="take every image as one face crop")
-    predict.add_argument("--detector", default="yuface", help="face detector: yuface (default) or mtcnn")
+    predict.add_argument("--detector", default=DEFAULT_DETECTOR,
+                         help=f"face detector: {', '.join(DETECTORS)} or a plug-in's (default: {DEFAULT_DETECTOR})")
     predict.add_argument("--runtime", default="auto", choices=RUNTIMES,
                          help="auto (default): LiteRT where the model's TFLite export lies beside it, as the "
                               "bundled model's does (no TensorFlow: starts in about a second), else Keras")
@@ -362,14 +364,13 @@ def unknown_command(argv: list[str], command_names: list[str]) -> str | None:
 def check_names_early(args, plugin_modules: list[str]) -> None:
     """Refuse a misspelt approach or backbone before TensorFlow starts, where no plug-in could add the name:
     the config's own sentence, with the likeliest name meant."""
-    from mtl import builtin_names
     from mtl.registry import did_you_mean
 
     if plugin_modules:
         return  # a plug-in may register the name: the registries, loaded with TensorFlow, decide
     for field, value, names in (
-        ("approach", getattr(args, "approach", None), builtin_names.APPROACHES),
-        ("model.backbone", getattr(args, "backbone", None), builtin_names.BACKBONES),
+        ("approach", getattr(args, "approach", None), APPROACHES),
+        ("model.backbone", getattr(args, "backbone", None), BACKBONES),
     ):
         if value is not None and value not in names:
             raise UserError(f"Config field '{field}' must be one of: {', '.join(names)}, got {value!r}"

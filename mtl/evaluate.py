@@ -32,7 +32,7 @@ from mtl.dashboard.figures import confusion_matrix_image, save_png
 from mtl.data.pipeline import evaluation_batches, test_sets
 from mtl.faces import detected_faces
 from mtl.labels import four_class_targets
-from mtl.metrics import headline
+from mtl.metrics import ACCURACY, CONFOUND_GAP, DETECTED, FACE_FOUND_RATE, JOINT_TEST, WORST_GROUP, headline
 from mtl.models.build import load_inference_model
 from mtl.provenance import provenance
 from mtl.pseudo_labels import MERGED_DIR, read_merged
@@ -89,7 +89,7 @@ def task_scores(task: str, true: np.ndarray, probabilities: np.ndarray) -> dict:
     predicted = probabilities.argmax(axis=1)
     classes = CLASSES[task]
     return {
-        "accuracy": float(accuracy_score(true, predicted)),
+        ACCURACY: float(accuracy_score(true, predicted)),
         "images": int(len(true)),
         "per_class": classification_report(
             true, predicted, labels=list(range(len(classes))), target_names=classes, output_dict=True, zero_division=0
@@ -151,8 +151,8 @@ def group_scores(task: str, true: np.ndarray, predicted: np.ndarray, families: d
     return {
         "groups": groups,
         "worst_group": worst[0] if worst else None,
-        "worst_group_accuracy": worst[1]["accuracy"] if worst else None,
-        "confound_gap": confound_gap(groups.get(OTHER_TASK[task], {})),
+        WORST_GROUP: worst[1]["accuracy"] if worst else None,
+        CONFOUND_GAP: confound_gap(groups.get(OTHER_TASK[task], {})),
     }
 
 
@@ -205,6 +205,8 @@ def pseudo_label_agreement(model: keras.Model, run_dir: Path, batch_size: int) -
     merged = run_dir / MERGED_DIR
     if not merged.is_dir():
         return None
+    # By name, not by the run's own label source: the notebook's figure is agreement with its hard
+    # cross-labels, whatever labels this run trained on, so the comparison stays the notebook's.
     hard = ApproachConfig(pseudo_labels=PluginOptions("hard"))
     matches, total = 0, 0
     for images, labels, predictions in read_merged(merged).batch(batch_size):
@@ -238,9 +240,9 @@ def scored_sets(data: DataConfig, detect: bool):
         # A photograph's whole-image score is no fair account of anyone: its groups come from its faces.
         groups = None if source.photographs else test_set_groups(source)
         yield name, len(source), source.dataset(data.image_size), {}, groups
-        if source.photographs or (detect and name == "joint_test"):
+        if source.photographs or (detect and name == JOINT_TEST):
             examples, found_rate = detected_faces(source, data.image_size)
-            yield f"{name}_detected", len(source), examples, {"face_found_rate": found_rate}, None
+            yield name + DETECTED, len(source), examples, {FACE_FOUND_RATE: found_rate}, None
 
 
 def evaluate_run(run_dir: Path, data: DataConfig | None = None, artifacts_dir: Path | None = None,

@@ -152,6 +152,10 @@ def teachers(config: ExperimentConfig, directory: Path, data: ExperimentData) ->
         # Teachers learn with the plain mean: a group-robust teacher would need teachers of its own.
         teacher_config = merge(config, {"approach": teacher_approach.name, "options": {"robust": "none"}})
         run_dir.mkdir(parents=True, exist_ok=True)
+        # Like any run, its config and plug-ins beside it: another process can evaluate it, or reuse it as
+        # options.teachers with a plug-in backbone, without naming --plugin.
+        write_json(run_dir / CONFIG_FILE, teacher_config.to_dict())
+        plugins.record(run_dir)
         train_approach(teacher_approach, teacher_config, run_dir, data)
     return run_dir
 

@@ -20,14 +20,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from mtl.builtin_names import DEFAULT_DETECTOR
 from mtl.data.images import read_pixels, resize
 from mtl.errors import UserError
 from mtl.registry import Registry
 
 if TYPE_CHECKING:
     from mtl.data.sources import ArraySource, ImageSource
-
-DEFAULT_DETECTOR = "yuface"
 
 # Side of the square crop over the larger side of the detector's box: the mean of the training
 # crops' medians (0.83 for the gender faces, 1.01 for FER2013), whose centres lie within 0.03 box

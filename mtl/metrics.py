@@ -11,9 +11,15 @@ from dataclasses import dataclass
 
 from mtl.tasks import EMOTION, FOUR, GENDER, TASKS
 
-# The test sets every run is scored on, as `mtl.data.pipeline.test_sets` names them; the
-# photographs are also scored on the faces found in them, under the name with DETECTED added.
-GENDER_TEST, EMOTION_TEST, HAPPY_HOUSE, JOINT_TEST = "gender_test", "emotion_test", "happy_house", "joint_test"
+
+def task_test(task: str) -> str:
+    """The name of a task's first test source (`gender_test`); its others are named by their path."""
+    return f"{task}_test"
+
+
+# The test sets every run is scored on, named here for `mtl.data.pipeline.test_sets` and evaluation;
+# the photographs are also scored on the faces found in them, under the name with DETECTED added.
+GENDER_TEST, EMOTION_TEST, HAPPY_HOUSE, JOINT_TEST = task_test(GENDER), task_test(EMOTION), "happy_house", "joint_test"
 DETECTED = "_detected"
 
 # What a metric is, and so where its value comes from.
@@ -49,7 +55,7 @@ def accuracy_name(test_set: str, task: str) -> str:
 def is_further_source(test_set: str, task: str) -> bool:
     """Whether a test set is one of a task's further sources, named by their path (`utkface_test`),
     whose accuracy the headline names by rule rather than by declaration."""
-    return test_set not in (f"{task}_test", JOINT_TEST) and not test_set.startswith(HAPPY_HOUSE)
+    return test_set not in (task_test(task), JOINT_TEST) and not test_set.startswith(HAPPY_HOUSE)
 
 
 # In headline order: the declared test sets, then the further sources, then the groups; then what

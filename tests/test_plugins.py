@@ -189,6 +189,7 @@ def test_train_runs_a_plugin_backbone_weighting_and_label_source_and_records_the
     assert config["data"]["gender_train"] == [{"type": "first_of", "path": "gender/Training", "per_class": 40}]
     assert json.loads((plugin_run / PLUGINS_FILE).read_text()) == [PLUGIN]
     assert (plugin_run / "teachers" / "model.keras").is_file()  # soft_half needs teachers, so they were trained
+    assert json.loads((plugin_run / "teachers" / PLUGINS_FILE).read_text()) == [PLUGIN]  # reusable from another process
     assert (plugin_run / "metrics.json").is_file()
 
 

@@ -35,11 +35,20 @@ def labels_of(builder, split, task) -> np.ndarray:
 
 def test_task_folders_keep_every_sample_image_and_mark_the_other_task_missing(sample_prepared):
     _, builders = sample_prepared
-    assert prepared.counts(builders[GENDER])["kept"] == {"train": 320, "validation": 80, "test": 120}
-    assert prepared.counts(builders[EMOTION])["kept"] == {"train": 960, "validation": 240, "test": 160}
+    assert prepared.counts(builders[GENDER])["kept"] == {"train": 320, "validation": 80}
+    assert prepared.counts(builders[EMOTION])["kept"] == {"train": 960, "validation": 240}
     assert set(labels_of(builders[GENDER], "train", EMOTION)) == {MISSING}
     assert set(labels_of(builders[GENDER], "train", GENDER)) == {0, 1}
-    assert set(labels_of(builders[EMOTION], "test", GENDER)) == {MISSING}
+    assert set(labels_of(builders[EMOTION], "validation", GENDER)) == {MISSING}
+
+
+def test_only_the_splits_training_reads_are_prepared_and_the_test_folders_are_not_needed(tmp_path):
+    data = tmp_path / "data"
+    small_gender_folders(data)  # no gender test folder
+    builders = prepared.task_builders(DataConfig(data_dir=str(data)), data, tmp_path / "prepared", seed=0)
+    assert {task: set(builder.info.splits) for task, builder in builders.items()} == {
+        GENDER: {"train", "validation"}, EMOTION: {"train", "validation"}
+    }
 
 
 def test_images_are_stored_resized_as_uint8(sample_prepared):
@@ -71,7 +80,7 @@ def test_corrupt_and_non_image_files_are_counted_and_left_out(tmp_path):
     (data / "gender" / "Training" / "male" / "notes.txt").write_text("not a face")
     gender = prepared.task_builders(DataConfig(data_dir=str(data)), data, tmp_path / "prepared", seed=0)[GENDER]
     found = prepared.counts(gender)
-    assert found["kept"] == {"train": 16, "validation": 4, "test": 6}
+    assert found["kept"] == {"train": 16, "validation": 4}
     assert found["left_out"]["train"] == {"not_images": 1, "undecodable": 1}
     kept = file_names(gender, "train") + file_names(gender, "validation")
     assert not {"female/truncated.jpg", "male/notes.txt"} & set(kept)
@@ -115,7 +124,7 @@ def test_a_prepared_folder_that_cannot_be_written_is_one_sentence(tmp_path):
 def test_mtl_prepare_prints_counts_and_train_runs_from_the_prepared_records(tmp_path):
     code, out, err = run_cli("prepare", tmp_path / "prepared")
     assert code == 0, err
-    assert "gender: kept train 320, validation 80, test 120" in out
+    assert "gender: kept train 320, validation 80;" in out
     reported = [line.split(":")[0] for line in out.splitlines() if ": kept " in line]
     assert reported == ["gender", "emotion"]  # what training can read, only
     code, out, err = run_cli(
@@ -127,13 +136,11 @@ def test_mtl_prepare_prints_counts_and_train_runs_from_the_prepared_records(tmp_
 
 
 def small_gender_folders(data):
-    """10 + 3 faces per gender class and 5 per emotion class and split, copied from the sample."""
-    for split, count in (("Training", 10), ("Validation", 3)):
-        for name in ("female", "male"):
-            copy_sample_images(SAMPLE / "gender" / split / name, data / "gender" / split / name, count)
-    for split in ("train", "test"):
-        for name in ("happy", "sad"):
-            copy_sample_images(SAMPLE / "fer2013" / split / name, data / "fer2013" / split / name, 5)
+    """The training folders only: 10 faces per gender class and 5 per emotion class, copied from the sample."""
+    for name in ("female", "male"):
+        copy_sample_images(SAMPLE / "gender" / "Training" / name, data / "gender" / "Training" / name, 10)
+    for name in ("happy", "sad"):
+        copy_sample_images(SAMPLE / "fer2013" / "train" / name, data / "fer2013" / "train" / name, 5)
 
 
 def test_a_changed_folder_is_prepared_again_with_its_new_counts(tmp_path):
@@ -194,3 +201,10 @@ def test_a_truncated_record_file_is_one_sentence_before_any_run(tmp_path):
 
     with pytest.raises(UserError, match=r"The prepared dataset '.*' is damaged: its train records hold \d+ bytes"):
         prepared.task_builders(config, data, tmp_path / "prepared", seed=0)
+
+
+def test_only_a_kind_of_source_marked_preparable_is_prepared_and_another_is_one_sentence():
+    assert prepared.only_folder(["gender/Training"], "data.gender_train") == "gender/Training"
+    assert [name for name, kind in sources.KINDS.items() if kind.preparable] == ["folder"]
+    with pytest.raises(UserError, match=r"data.prepared reads one class-folder source per task, but data.gender_train is \['utkface:utk'\]"):
+        prepared.only_folder(["utkface:utk"], "data.gender_train")

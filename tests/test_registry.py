@@ -46,12 +46,27 @@ def test_another_entry_under_a_taken_name_is_refused_but_the_same_class_again_re
 
 
 def test_the_names_known_before_tensorflow_starts_are_the_package_s_own_registrations():
-    from mtl import approaches, builtin_names
+    from mtl import approaches, builtin_names, faces
     from mtl.models import backbones
 
     own = lambda registry: [name for name, entry in registry.items() if entry.__module__.startswith("mtl.")]  # noqa: E731
     assert own(approaches.APPROACHES) == list(builtin_names.APPROACHES)
     assert own(backbones.BACKBONES) == list(builtin_names.BACKBONES)
+    assert own(faces.DETECTORS) == list(builtin_names.DETECTORS) and builtin_names.DEFAULT_DETECTOR in faces.DETECTORS
+
+
+def test_the_command_s_help_lists_the_package_s_own_names_from_one_place(capsys):
+    from mtl import builtin_names
+    from mtl.cli import build_parser
+
+    def help_of(command: str) -> str:
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([command, "--help"])
+        return " ".join(capsys.readouterr().out.split())  # unwrapped
+
+    assert f"{', '.join(builtin_names.APPROACHES)} or a registered plug-in" in help_of("train")
+    assert f"{', '.join(builtin_names.BACKBONES)} or a plug-in's" in help_of("train")
+    assert f"{', '.join(builtin_names.DETECTORS)} or a plug-in's (default: {builtin_names.DEFAULT_DETECTOR})" in help_of("predict")
 
 
 def test_a_misspelt_approach_is_refused_before_tensorflow_is_imported():

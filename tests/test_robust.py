@@ -17,7 +17,7 @@ import tensorflow as tf
 from mtl import groups, robust
 from mtl.approaches import batches, get
 from mtl.approaches.base import group_function, robust_method
-from mtl.config import ApproachConfig, config_from_dict, merge
+from mtl.config import ApproachConfig, config_from_dict, load_config, merge
 from mtl.errors import UserError
 from mtl.experiment import train_and_evaluate
 from mtl.losses import masked_cross_entropy
@@ -302,5 +302,7 @@ def test_separate_with_balanced_trains_its_own_teachers_with_none_first(tmp_path
     # The teachers trained with none: a group-robust teacher would have cross-labelled with teachers of its own.
     assert (run_dir / "teachers" / "model.keras").is_file() and (run_dir / "crosslabeled" / "summary.json").is_file()
     assert not (run_dir / "teachers" / "crosslabeled").exists() and not (run_dir / "teachers" / "teachers").exists()
+    teacher_config = load_config(run_dir / "teachers" / "config.json")  # a run like any other, evaluable on its own
+    assert teacher_config.approach == "separate" and teacher_config.options.robust.type == "none"
     for stage in TASKS:
         assert np.isfinite(json.loads((run_dir / f"{stage}_training.json").read_text())["history"]["loss"]).all()

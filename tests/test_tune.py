@@ -256,3 +256,29 @@ def test_a_chief_and_two_workers_run_every_trial_once(tmp_path):
     assert "| trial | val_mean_accuracy |" in (tmp_path / "chief.log").read_text()
     for worker in ("w0", "w1"):
         assert "has no trials left" in (tmp_path / f"{worker}.log").read_text()
+
+
+def test_an_old_hyperparameter_name_is_one_sentence_naming_the_new_one(tmp_path):
+    code, _, err = run_cli("tune", "multitask", "--directory", tmp_path / "search", *QUICK, "--hp", "confidence_threshold=[0.8,0.9]")
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].endswith(
+        "Hyperparameter 'confidence_threshold' is now called 'confidence', the name of the option it sets; "
+        "write that in --hp or the search file."
+    )
+
+
+def test_a_search_directory_from_before_the_renames_is_refused_naming_the_new_names(tmp_path):
+    from mtl.errors import UserError
+    from mtl.tuning.options import TuneRequest
+    from mtl.tuning.search import SETTINGS_FILE, claim_directory, resolve_settings
+
+    settings = resolve_settings(TuneRequest(), ExperimentConfig(approach="multitask"), {})
+    old = settings.to_json()
+    old["space"] = {{"confidence": "confidence_threshold", "emotion_weight": "emotion_loss_weight"}.get(name, name): spec
+                    for name, spec in old["space"].items()}
+    (tmp_path / SETTINGS_FILE).write_text(json.dumps(old))
+
+    with pytest.raises(UserError, match=r"from before its hyperparameters were renamed \(confidence_threshold is now "
+                                        r"confidence, emotion_loss_weight is now emotion_weight\), which cannot be resumed"):
+        claim_directory(tmp_path, settings, overwrite=False, worker=False)
+    assert json.loads((tmp_path / SETTINGS_FILE).read_text()) == old  # left as it was

@@ -179,7 +179,7 @@ def markdown(result: dict) -> str:
     lines = [
         *machine_lines(result),
         "",
-        f"Preparing every dataset once ({preparation['images']} images, test sets included): "
+        f"Preparing every dataset once ({preparation['images']} images of the training folders): "
         f"{preparation['seconds']} s, {preparation['images_per_second']} images/s, {preparation['size_mib']} MiB of "
         f"records, peak RSS {preparation['peak_rss_mib']} MiB.",
         "",

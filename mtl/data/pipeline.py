@@ -20,6 +20,7 @@ import tensorflow as tf
 from mtl.config import AugmentConfig, DataConfig
 from mtl.data import sources
 from mtl.errors import UserError
+from mtl.metrics import HAPPY_HOUSE, JOINT_TEST, task_test
 from mtl.tasks import EMOTION, GENDER
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -193,8 +194,8 @@ def test_set_names(config: DataConfig) -> dict[str, tuple[str, str]]:
     named = {}
     for task, specs in ((GENDER, config.gender_test), (EMOTION, config.emotion_test)):
         for index, spec in enumerate(specs):
-            name = f"{task}_test" if index == 0 else sources.source_name(spec)
-            if name in named or name in ("happy_house", "joint_test"):
+            name = task_test(task) if index == 0 else sources.source_name(spec)
+            if name in named or name in (HAPPY_HOUSE, JOINT_TEST):
                 raise UserError(f"Test sources '{named.get(name, (None, name))[1]}' and '{spec}' have the same name '{name}'.")
             named[name] = (task, spec)
     return named
@@ -204,9 +205,9 @@ def test_sets(config: DataConfig) -> dict[str, sources.ImageSource | sources.Arr
     """The held-out test sets named in the config, by name; the joint folder only when given."""
     root = data_root(config)
     tests = {name: sources.read_source(spec, root, task) for name, (task, spec) in test_set_names(config).items()}
-    tests["happy_house"] = sources.happy_house(root / config.happy_house_test)
+    tests[HAPPY_HOUSE] = sources.happy_house(root / config.happy_house_test)
     if config.joint_test:
-        tests["joint_test"] = sources.joint_folder(Path(config.joint_test))
+        tests[JOINT_TEST] = sources.joint_folder(Path(config.joint_test))
     return tests
 
 

@@ -2,8 +2,8 @@
 
 One builder, the one that is measured to help (a first pass over the training images 2.3x faster
 than decoding the folders, experiments/results/benchmarks/prepared.md): a single-task image folder
-(`TaskFolder`: train and validation splits from `sources.stratified_split`, the test folder a test
-split), read by training through `data.prepared`. (Builders for the Happy House file, a joint
+(`TaskFolder`: train and validation splits from `sources.stratified_split`), read by training
+through `data.prepared`; test sets are read from their sources, so none is prepared. (Builders for the Happy House file, a joint
 folder and the cross-labelled set were removed: no command read what they wrote.) The readers of
 `sources` list the files, leave out the ones that are not images or do not decode (counted in the
 dataset's metadata) and give the labels, -1 where a task is missing. Images are stored as
@@ -34,8 +34,9 @@ from mtl.data.images import decode_and_resize
 from mtl.errors import UserError
 from mtl.tasks import CLASSES, EMOTION, GENDER, TASKS
 
-VERSION = tfds.core.Version("1.0.0")
-TRAIN, VALIDATION, TEST = "train", "validation", "test"
+# 2.0.0 dropped the test split: a dataset prepared at 1.0.0 is prepared again, not read beside it.
+VERSION = tfds.core.Version("2.0.0")
+TRAIN, VALIDATION = "train", "validation"
 # A task folder's splits are written in up to 16 record files of at least 20 images, so that they
 # can be interleaved and every worker of a distributed run reads files of its own, even on the
 # sample. (TFDS's own choice makes one file per 64 MiB, `DownloadConfig.min_shard_size` being
@@ -115,7 +116,10 @@ class _Prepared(tfds.core.GeneratorBasedBuilder):
     """What the four builders share: their version, image size and a metadata dict of left-out counts."""
 
     VERSION = VERSION
-    RELEASE_NOTES = {"1.0.0": "Images as raw uint8 pixels at data.image_size; -1 for a missing label."}
+    RELEASE_NOTES = {
+        "1.0.0": "Images as raw uint8 pixels at data.image_size; -1 for a missing label.",
+        "2.0.0": "No test split: nothing read it, the test sets are read from their sources.",
+    }
 
     def __init__(self, *, image_size: int, description: str, config: tfds.core.BuilderConfig, **kwargs):
         self.image_size = image_size
@@ -137,44 +141,36 @@ class _Prepared(tfds.core.GeneratorBasedBuilder):
 
 class TaskFolder(_Prepared):
     """A single-task image folder (one sub-folder per class): its stratified train and validation
-    splits, as `sources.stratified_split` draws them with the seed, and its test folder."""
+    splits, as `sources.stratified_split` draws them with the seed."""
 
-    def __init__(
-        self, *, task: str, train_dir, test_dir, image_size: int, validation_fraction: float, seed: int, **kwargs
-    ):
-        self.task, self.train_dir, self.test_dir = task, Path(train_dir), Path(test_dir)
+    def __init__(self, *, task: str, train_dir, image_size: int, validation_fraction: float, seed: int, **kwargs):
+        self.task, self.train_dir = task, Path(train_dir)
         self.validation_fraction, self.seed = validation_fraction, seed
         name = f"{task}-{image_size}px-validation{validation_fraction:g}-seed{seed}"
         description = (
             f"{task.capitalize()} faces, {image_size}x{image_size} RGB; validation: a stratified "
             f"{validation_fraction:g} of the training folder drawn with seed {seed}; the other task's label is -1."
         )
-        config = _config(name, description, self.train_dir, self.test_dir)
+        config = _config(name, description, self.train_dir)
         super().__init__(image_size=image_size, description=description, config=config, **kwargs)
 
     def record_files(self) -> int:
-        # From the smallest split's share of the listed images: files that do not decode are rare
-        # enough never to leave a file with no image.
+        # From the smaller split's (validation's) share of the listed images: files that do not decode
+        # are rare enough never to leave a file with no image.
         what = f"{self.task.capitalize()} dataset"
-        train, test = (
-            sum(len(files) for files, _ in _listed(root, CLASSES[self.task], what)) for root in (self.train_dir, self.test_dir)
-        )
-        smallest = min(int(train * self.validation_fraction), test)
+        listed = sum(len(files) for files, _ in _listed(self.train_dir, CLASSES[self.task], what))
+        smallest = int(listed * self.validation_fraction)
         return max(1, min(MAX_RECORD_FILES, smallest // MIN_IMAGES_PER_FILE))
 
     def _split_generators(self, dl_manager):
         labelled = sources.task_folder(self.train_dir, self.task)
         train, validation = sources.stratified_split(labelled, self.validation_fraction, self.seed)
-        test = sources.task_folder(self.test_dir, self.task)
         what = f"{self.task.capitalize()} dataset"
-        self.info.metadata["left_out"] = {
-            TRAIN: _left_out(self.train_dir, labelled, CLASSES[self.task], what),  # of the train and validation splits
-            TEST: _left_out(self.test_dir, test, CLASSES[self.task], what),
-        }
+        # Of the train and validation splits together: both are drawn from the one folder.
+        self.info.metadata["left_out"] = {TRAIN: _left_out(self.train_dir, labelled, CLASSES[self.task], what)}
         return {
             TRAIN: self._generate_examples(train, self.train_dir),
             VALIDATION: self._generate_examples(validation, self.train_dir),
-            TEST: self._generate_examples(test, self.test_dir),
         }
 
     def _generate_examples(self, source, root):
@@ -237,7 +233,7 @@ def _check_records(builder: _Prepared) -> None:
 def only_folder(specs, field: str) -> str:
     """The one class-folder path a prepared task dataset is built from, or a UserError."""
     kinds = [sources.parse_source(spec) for spec in specs]
-    if len(kinds) != 1 or kinds[0][0] != "folder":
+    if len(kinds) != 1 or not sources.KINDS.get(kinds[0][0]).preparable:
         raise UserError(
             f"data.prepared reads one class-folder source per task, but {field} is {list(specs)}; "
             "leave data.prepared unset to read several sources from their folders."
@@ -248,15 +244,15 @@ def only_folder(specs, field: str) -> str:
 def task_builders(config: DataConfig, root: Path, prepared_dir: Path, seed: int) -> dict[str, TaskFolder]:
     """The gender and emotion folders of `config` under `root`, prepared under `prepared_dir`."""
     folders = {
-        GENDER: (only_folder(config.gender_train, "data.gender_train"), only_folder(config.gender_test[:1], "data.gender_test")),
-        EMOTION: (only_folder(config.emotion_train, "data.emotion_train"), only_folder(config.emotion_test[:1], "data.emotion_test")),
+        GENDER: only_folder(config.gender_train, "data.gender_train"),
+        EMOTION: only_folder(config.emotion_train, "data.emotion_train"),
     }
     return {
         task: _ready(
-            TaskFolder, task=task, train_dir=root / train, test_dir=root / test, image_size=config.image_size,
+            TaskFolder, task=task, train_dir=root / train, image_size=config.image_size,
             validation_fraction=config.validation_fraction, seed=seed, data_dir=prepared_dir,
         )
-        for task, (train, test) in folders.items()
+        for task, train in folders.items()
     }
 
 

@@ -408,19 +408,21 @@ class SourceKind:
     `suffixes` are the file endings a plain "PATH" of this kind has (a folder has none). A kind
     with options declares them as `Options` (a `PluginOptions` subclass); a config then gives the
     source as `{"type": KIND, "path": PATH, OPTION: value}`, and `read(path, task, options)` gets them.
+    A `preparable` kind is a class folder that `data.prepared` can turn into records (mtl.data.prepared).
     """
 
     read: object  # (Path, task[, options]) -> ImageSource | ArraySource
     suffixes: tuple[str, ...] = ()
     Options: type = PluginOptions
+    preparable: bool = False
 
 
-def source_kind(name: str, suffixes: tuple[str, ...] = (), options: type = PluginOptions):
+def source_kind(name: str, suffixes: tuple[str, ...] = (), options: type = PluginOptions, preparable: bool = False):
     """Decorator: register a reader `(path, task) -> source` as the kind of source `name`; one that
     declares `options` is called `(path, task, options)`."""
 
     def add(read):
-        KINDS.add(name, SourceKind(read, suffixes, options))
+        KINDS.add(name, SourceKind(read, suffixes, options, preparable))
         return read
 
     return add
@@ -477,7 +479,7 @@ def merged(parts: list, name: str) -> ImageSource:
     )
 
 
-@source_kind("folder")
+@source_kind("folder", preparable=True)
 def _read_folder(path: Path, task: str) -> ImageSource:
     return task_folder(path, task)
 

@@ -48,7 +48,7 @@ from mtl.compat import forget_custom_gradients, set_tuner_worker_timeout
 from mtl.tuning.hypermodel import ApproachHyperModel, SearchStopped
 from mtl.tuning.options import DEFAULT_FACTOR, DEFAULT_MAX_TRIALS, OBJECTIVES, TUNERS, TuneRequest
 from mtl.tuning.report import BEST_CONFIG_FILE, TENSORBOARD_DIR, report
-from mtl.tuning.space import check_space, choice_configs, default_space
+from mtl.tuning.space import check_space, choice_configs, default_space, renamed
 
 SETTINGS_FILE = "search_settings.json"
 PROJECT = "trials"
@@ -175,6 +175,11 @@ def claim_directory(directory: Path, settings: SearchSettings, overwrite: bool, 
         found = json.loads(path.read_text())
         if found == wanted and not overwrite:
             return
+        if not overwrite and renamed(found.get("space") or {}):
+            raise UserError(
+                f"Search directory '{directory}' holds a search from before its hyperparameters were renamed "
+                f"({renamed(found['space'])}), which cannot be resumed; pass --overwrite to start afresh or choose another --directory."
+            )
         if not overwrite:
             raise UserError(
                 f"Search directory '{directory}' holds a search with other settings "

@@ -17,6 +17,16 @@ from mtl.models import backbones
 from mtl.searchable import Hyperparameter
 
 
+# Hyperparameters that took the names of the options they set (the threshold label source's
+# confidence, the fixed weighting's emotion weight): an old name is told its new one.
+RENAMED = {"confidence_threshold": "confidence", "emotion_loss_weight": "emotion_weight"}
+
+
+def renamed(names) -> str:
+    """'confidence_threshold is now confidence' for each old name among `names`, joined."""
+    return ", ".join(f"{old} is now {RENAMED[old]}" for old in sorted(set(names) & set(RENAMED)))
+
+
 def scaled_augmentation(base: AugmentConfig | None, strength: float) -> dict:
     """The base augmentation (the defaults if it has none) with every geometric and photometric change scaled.
 
@@ -101,6 +111,10 @@ def check_space(approach, space: dict) -> None:
     """Refuse hyperparameters the approach does not have and ranges where only choices make sense."""
     known = hyperparameters_of(approach)
     unknown = sorted(set(space) - set(known))
+    old = [name for name in unknown if RENAMED.get(name) in known]
+    if old:
+        raise UserError(f"Hyperparameter '{old[0]}' is now called '{RENAMED[old[0]]}', the name of the option it sets; "
+                        "write that in --hp or the search file.")
     if unknown:
         raise UserError(
             f"Unknown hyperparameter '{unknown[0]}' for the {approach.name} approach; expected one of: {', '.join(known)}."
