@@ -1,8 +1,8 @@
 """Every use of a private TensorFlow, Keras or Keras Tuner internal, in one place.
 
-Each function here reaches past a library's public API because that API has no way to do the
-job; each says why. tests/test_compat.py checks every one against the installed versions, so an
-upgrade that moves an internal fails there, by name, instead of somewhere in a training run.
+Each function or class here reaches past a library's public API because that API has no way to
+do the job; each says why. tests/test_compat.py checks every one against the installed versions,
+so an upgrade that moves an internal fails there, by name, instead of somewhere in a training run.
 """
 
 GRADIENT_PREFIX = "CustomGradient-"
@@ -35,6 +35,21 @@ def set_tuner_worker_timeout(seconds: float) -> None:
     from keras_tuner.src.distribute import oracle_client
 
     oracle_client.TIMEOUT = seconds
+
+
+class BuiltBeforeFit:
+    """Mixin for a `keras.Model` built before `fit` starts: Keras's private build on a first batch is left out.
+
+    Under a strategy Keras's `fit` (and `evaluate`) first builds the model on a first batch averaged
+    over the replicas, which fails across machines (keras-team/keras#20585), and then restarts the
+    batches, so that training would see them in another order than on one device. Keras has no
+    option to leave that out; overriding its private `_maybe_symbolic_build` does, and costs
+    nothing for a model built already, since `fit` builds the optimizer itself. Put it before
+    `keras.Model` among the bases.
+    """
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        pass
 
 
 def random_generator_states(model) -> list:

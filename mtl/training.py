@@ -24,7 +24,7 @@ from mtl.checkpoints import (  # noqa: F401  epochs_finished: for callers that a
     BEST_STATE, BEST_WEIGHTS, RANDOM_STATES, Checkpoints, epochs_finished, keep_arrays, load_arrays, save_arrays,
     save_json, save_weights,
 )
-from mtl.compat import random_generator_states
+from mtl.compat import BuiltBeforeFit, random_generator_states
 from mtl.config import ApproachConfig, TrainConfig
 from mtl.data.sources import SOURCE
 from mtl.errors import UserError
@@ -45,7 +45,7 @@ def task_probabilities(outputs: dict) -> dict:
     return answers
 
 
-class Trainer(keras.Model):
+class Trainer(BuiltBeforeFit, keras.Model):
     """Wraps a network for `fit`: masked, weighted losses in training; true-label accuracy in validation."""
 
     def __init__(
@@ -78,13 +78,6 @@ class Trainer(keras.Model):
 
     def call(self, images, training=False):
         return self.network(images, training=training)
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Under a strategy Keras would build the model on a first batch averaged over the replicas,
-        # which fails across machines (keras-team/keras#20585), and then restart the batches, so
-        # that training would see them in another order than on one device. The network is built
-        # already and `fit` builds the optimizer, so there is nothing left to build.
-        pass
 
     @property
     def metrics(self):

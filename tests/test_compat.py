@@ -35,6 +35,35 @@ def test_the_tuner_worker_timeout_is_a_module_constant_it_reads():
         oracle_client.TIMEOUT = before
 
 
+def test_fit_builds_a_model_through_maybe_symbolic_build_which_built_before_fit_leaves_out():
+    assert callable(getattr(keras.Model, "_maybe_symbolic_build", None)), "keras.Model lost _maybe_symbolic_build"
+    calls = []
+
+    class Counted(compat.BuiltBeforeFit, keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, inputs):
+            return self.dense(inputs)
+
+        def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+            calls.append(iterator is not None or data_batch is not None)
+            super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    model = Counted()
+    model(np.ones((1, 4), np.float32))
+    model.compile(optimizer="sgd", loss="mse")
+    with tf.distribute.OneDeviceStrategy("/cpu:0").scope():  # where Keras would build on a first batch
+        strategy_model = Counted()
+        strategy_model(np.ones((1, 4), np.float32))
+        strategy_model.compile(optimizer="sgd", loss="mse")
+    for fitted in (model, strategy_model):
+        history = fitted.fit(np.ones((8, 4), np.float32), np.zeros((8, 2), np.float32), batch_size=4, epochs=1, verbose=0)
+        assert np.isfinite(history.history["loss"][0])
+    assert calls == [True, True], "fit no longer asks the model to build itself through _maybe_symbolic_build"
+
+
 def test_the_random_generator_states_of_a_models_layers_are_listed_and_move_with_a_draw():
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dropout(0.5, seed=1)(keras.layers.Dense(4)(inputs)))

@@ -17,8 +17,7 @@ from keras import ops
 
 from mtl.config import PluginOptions
 from mtl.losses import weighted_mean
-from mtl.robust import METHODS
-from mtl.robust.base import RobustMethod, group_sums
+from mtl.robust.base import METHODS, RobustMethod, group_sums
 
 
 @METHODS.register("balanced")

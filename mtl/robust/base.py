@@ -1,4 +1,4 @@
-"""The interface every group-robust method implements, and per-group sums of a batch.
+"""The interface every group-robust method implements, its registry, and per-group sums of a batch.
 
 A method is a Keras layer, so what it tracks (group counts, Group DRO's weights over groups)
 saves and restores with the Trainer that holds it, as loss weightings do (`mtl.weighting`). It
@@ -9,7 +9,8 @@ example has neither a label nor a pseudo-label for the head) and the group ids (
 import keras
 import tensorflow as tf
 
-from mtl.config import PluginOptions
+from mtl.config import ApproachConfig, PluginOptions
+from mtl.registry import Registry
 
 
 class RobustMethod(keras.layers.Layer):
@@ -33,6 +34,18 @@ class RobustMethod(keras.layers.Layer):
     def task_loss(self, head: str, per_example_losses, weights, groups):
         """The scalar loss of `head` on this batch; called once per head and training step."""
         raise NotImplementedError(f"{type(self).__name__} does not define task_loss.")
+
+
+METHODS: Registry[type[RobustMethod]] = Registry("group-robust method", "options.robust")
+
+
+def names() -> list[str]:
+    return METHODS.names()
+
+
+def create(options: ApproachConfig, heads, num_groups: dict[str, int]) -> RobustMethod:
+    """The method `options.robust` names, given its options, for these heads with `{head: number of groups}`."""
+    return METHODS.get(options.robust.type)(options.robust, heads, num_groups)
 
 
 def group_sums(values, groups, num_groups: int):

@@ -20,8 +20,7 @@ import keras
 from keras import ops
 
 from mtl.config import PluginOptions, number
-from mtl.robust import METHODS
-from mtl.robust.base import RobustMethod, group_sums
+from mtl.robust.base import METHODS, RobustMethod, group_sums
 
 
 @METHODS.register("group_dro")

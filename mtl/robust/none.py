@@ -1,8 +1,7 @@
 """No group robustness: a head's loss is the weighted mean over its labelled examples, as always."""
 
 from mtl.losses import weighted_mean
-from mtl.robust import METHODS
-from mtl.robust.base import RobustMethod
+from mtl.robust.base import METHODS, RobustMethod
 
 
 @METHODS.register("none")

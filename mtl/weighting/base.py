@@ -1,4 +1,4 @@
-"""The interface every loss weighting implements, and which parts of a network the heads share.
+"""The interface every loss weighting implements, its registry, and which parts of a network the heads share.
 
 A weighting is a Keras layer, so what it learns (uncertainty's log-variances, GradNorm's weights)
 or tracks (DWA's loss history) trains, saves and restores with the Trainer that holds it. It sees
@@ -10,8 +10,9 @@ output, much cheaper than one through every shared weight).
 
 import keras
 
-from mtl.config import PluginOptions
+from mtl.config import ApproachConfig, PluginOptions
 from mtl.errors import UserError
+from mtl.registry import Registry
 
 # What the per-head gradients a weighting reads are taken of (`Weighting.gradients_of`).
 SHARED_VARIABLES = "shared_variables"
@@ -69,6 +70,21 @@ class Weighting(keras.layers.Layer):
 
     def end_epoch(self) -> None:
         """Called after every training epoch, for methods that follow the losses over epochs."""
+
+
+WEIGHTINGS: Registry[type[Weighting]] = Registry("loss weighting", "options.loss_weighting")
+
+# Class decorator: makes a `Weighting` subclass, built as `cls(its options, heads)`, selectable as `name`.
+register = WEIGHTINGS.register
+
+
+def names() -> list[str]:
+    return WEIGHTINGS.names()
+
+
+def create(options: ApproachConfig, heads) -> Weighting:
+    """The weighting that `options.loss_weighting` names, given its options, for a network with these heads."""
+    return WEIGHTINGS.get(options.loss_weighting.type)(options.loss_weighting, heads)
 
 
 def split_variables(network: keras.Model, heads) -> tuple[list, dict[str, list]]:

@@ -12,8 +12,7 @@ import numpy as np
 from keras import ops
 
 from mtl.config import PluginOptions, number
-from mtl.weighting import register
-from mtl.weighting.base import Weighting
+from mtl.weighting.base import Weighting, register
 
 
 @register("dwa")

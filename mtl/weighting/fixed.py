@@ -4,8 +4,7 @@ from dataclasses import dataclass
 
 from mtl.config import PluginOptions, number
 from mtl.tasks import EMOTION, GENDER
-from mtl.weighting import register
-from mtl.weighting.base import Weighting
+from mtl.weighting.base import Weighting, register
 
 
 @register("fixed")

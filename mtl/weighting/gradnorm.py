@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from keras import ops
 
 from mtl.config import PluginOptions, number
-from mtl.weighting import register
-from mtl.weighting.base import REPRESENTATION, Weighting
+from mtl.weighting.base import REPRESENTATION, Weighting, register
 
 
 @register("gradnorm")

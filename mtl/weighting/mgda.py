@@ -15,8 +15,7 @@ closed form a = clip((g2 - g1).g2 / ||g1 - g2||^2, 0, 1).
 
 from keras import ops
 
-from mtl.weighting import register
-from mtl.weighting.base import REPRESENTATION, Weighting
+from mtl.weighting.base import REPRESENTATION, Weighting, register
 
 FRANK_WOLFE_STEPS = 20
 

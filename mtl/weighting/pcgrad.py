@@ -10,8 +10,7 @@ import tensorflow as tf
 from keras import ops
 
 from mtl.config import PluginOptions
-from mtl.weighting import register
-from mtl.weighting.base import Weighting
+from mtl.weighting.base import Weighting, register
 
 
 @register("pcgrad")

@@ -3,8 +3,7 @@
 from keras import ops
 
 from mtl.config import PluginOptions
-from mtl.weighting import register
-from mtl.weighting.base import Weighting
+from mtl.weighting.base import Weighting, register
 
 
 @register("uncertainty")
