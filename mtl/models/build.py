@@ -15,7 +15,7 @@ from keras import layers, ops
 from mtl.config import DataConfig, ModelConfig
 from mtl.errors import UserError
 from mtl.models import backbones
-from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
+from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, four_from_tasks
 
 
 @keras.saving.register_keras_serializable(package="mtl")
@@ -33,8 +33,7 @@ class OuterProduct(layers.Layer):
     """Four-class probabilities from emotion and gender probabilities (emotion-major order)."""
 
     def call(self, emotion, gender):
-        joint = ops.expand_dims(emotion, -1) * ops.expand_dims(gender, -2)
-        return ops.reshape(joint, (-1, len(CLASSES[FOUR])))
+        return four_from_tasks(emotion, gender)
 
 
 @keras.saving.register_keras_serializable(package="mtl")
