@@ -1,4 +1,4 @@
-"""The two tasks, their classes, and the four combined classes.
+"""The two tasks, their classes, and the four combined classes, with the two ways between their probabilities.
 
 Labels are small integers; -1 marks a task whose label is missing for an example
 (a gender-only face has no emotion label and vice versa).
@@ -39,3 +39,11 @@ def four_from_tasks(emotion, gender):
     joint = emotion[..., :, None] * gender[..., None, :]  # [..., emotion, gender]: emotion-major when flattened
     return ops.reshape(joint, (*ops.shape(joint)[:-2], len(FOUR_CLASSES)))
 
+
+def task_from_four(four, task: str):
+    """One task's probabilities [..., 2] from four-class probabilities [..., 4], summing over the other task;
+    NumPy arrays and TensorFlow tensors alike (a tensor comes back)."""
+    from keras import ops
+
+    grid = ops.reshape(four, (*ops.shape(four)[:-1], len(CLASSES[EMOTION]), len(CLASSES[GENDER])))
+    return ops.sum(grid, axis=-1 if task == EMOTION else -2)
