@@ -110,31 +110,26 @@ class ArraySource:
     def __len__(self) -> int:
         return len(self.labels[GENDER])
 
+    def photos(self):
+        """Each image at full resolution as uint8 RGB [H, W, 3], in order, read row by row:
+        the stored values scaled to 0-255, grey repeated over three channels, alpha dropped."""
+        with h5py.File(self.path, "r") as file:
+            images = file[self.images_key]
+            for index in range(len(self)):
+                row = images[index]
+                if row.dtype != np.uint8:  # checked at load time to lie in 0-255 once scaled
+                    row = np.rint(row * self.scale).astype(np.uint8)
+                row = row[..., None] if row.ndim == 2 else row
+                yield np.repeat(row, 3, axis=-1) if row.shape[-1] == 1 else row[..., :3]
+
     def dataset(self, image_size: int) -> tf.data.Dataset:
-        path, key, count, scale = str(self.path), self.images_key, len(self), self.scale
-
-        def rows():
-            with h5py.File(path, "r") as file:
-                images = file[key]
-                for index in range(count):
-                    row = images[index]
-                    if row.dtype != np.uint8:  # checked at load time to lie in 0-255 once scaled
-                        row = np.rint(row * scale).astype(np.uint8)
-                    yield row[..., None] if row.ndim == 2 else row
-
         images = tf.data.Dataset.from_generator(
-            rows, output_signature=tf.TensorSpec(shape=(None, None, None), dtype=tf.uint8)
+            self.photos, output_signature=tf.TensorSpec(shape=(None, None, 3), dtype=tf.uint8)
         )
-        images = images.map(lambda image: _to_rgb_and_resize(image, image_size))
+        # The shared resize (rounded, not truncated), so these photos match the same image read from a file.
+        images = images.map(lambda image: tf.ensure_shape(resize(image, image_size), (image_size, image_size, 3)))
         labels = tf.data.Dataset.from_tensor_slices({t: tf.constant(v, tf.int32) for t, v in self.labels.items()})
         return tf.data.Dataset.zip(images, labels)
-
-
-def _to_rgb_and_resize(image, image_size):
-    channels = tf.shape(image)[-1]
-    image = tf.cond(channels == 1, lambda: tf.image.grayscale_to_rgb(image), lambda: image[..., :3])
-    # The shared resize (rounded, not truncated), so these photos match the same image read from a file.
-    return tf.ensure_shape(resize(image, image_size), (image_size, image_size, 3))
 
 
 def _require_folder(path: Path, what: str) -> None:
