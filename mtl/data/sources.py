@@ -20,7 +20,6 @@ inside tf.data (see `pipeline`).
 import logging
 import csv
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ import tensorflow as tf
 from sklearn.model_selection import train_test_split
 
 from mtl.config import PluginOptions
-from mtl.data.images import IMAGE_SUFFIXES, MAX_PIXELS, decode, decode_and_resize, looks_like_image, over_pixel_limit, resize
+from mtl.data.images import MAX_PIXELS, decode, decode_and_resize, list_images, over_pixel_limit, resize
 from mtl.errors import UserError
 from mtl.registry import Registry
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, MISSING, TASKS, split_four_class
@@ -158,27 +157,6 @@ def class_folders(root: Path, classes, what: str) -> dict[str, Path]:
             f"{', '.join(classes)}."
         )
     return {name: present[name.lower()] for name in classes}
-
-
-def list_images(folder: Path) -> tuple[list[str], int]:
-    """Image files in a folder (sorted, recursive), and how many files were skipped as not images; a folder
-    that cannot be read is a UserError, never taken for an empty one."""
-
-    def unreadable(error: OSError):
-        raise UserError(f"Folder '{error.filename}' cannot be read ({error.strerror}); "
-                        "give this user read access to it, or move it out of the dataset.")
-
-    kept, skipped = [], 0
-    # os.walk, not Path.rglob: rglob passes over a folder it may not read as if it were empty.
-    found = (Path(top, name) for top, _, names in os.walk(folder, onerror=unreadable) for name in names)
-    for path in sorted(p for p in found if p.is_file()):
-        if path.name.startswith("."):
-            continue
-        if path.suffix.lower() in IMAGE_SUFFIXES and looks_like_image(path):
-            kept.append(str(path))
-        else:
-            skipped += 1
-    return kept, skipped
 
 
 def _decodable(paths: list[str]) -> np.ndarray:
