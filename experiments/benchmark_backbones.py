@@ -19,8 +19,9 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from mtl.config import DataConfig, ModelConfig  # noqa: E402
-from mtl.models.backbones import BACKBONES, count_multiply_adds  # noqa: E402
+from mtl.models.backbones import BACKBONES  # noqa: E402
 from mtl.models.build import build_network  # noqa: E402
+from mtl.models.cost import forward_multiply_adds  # noqa: E402
 from mtl.training import Trainer  # noqa: E402
 
 
@@ -45,7 +46,7 @@ def measure(backbone: str, batch_size: int, repeats: int) -> dict:
     return {
         "backbone": backbone,
         "parameters": int(network.count_params()),
-        "multiply_adds": count_multiply_adds(network),
+        "multiply_adds": forward_multiply_adds(network),
         "train_images_per_second": round(images_per_second(train_step, (images, targets, weights), repeats), 1),
         "inference_images_per_second": round(images_per_second(infer, (images,), repeats * 3), 1),
     }

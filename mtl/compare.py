@@ -37,7 +37,7 @@ from mtl.evaluate import Evaluation, read_correct
 from mtl.experiment import TEACHERS_DIR, reference_budget, train_and_evaluate, validate
 from mtl.metrics import COMPARED
 from mtl.runs import METRICS_FILE, evaluation_dir, write_json
-from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, TASKS
+from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, TASKS, four_class_index
 
 # The variants every comparison runs unless its config names others. Variants that need teachers
 # use the run of the first variant whose approach provides them (trained first), so the
@@ -244,7 +244,7 @@ def log_to_tensorboard(run_dir: Path, evaluation: Evaluation) -> None:
             task = FOUR
         predicted = [CLASSES[task][i] for i in probabilities[task][:count].argmax(axis=1)]
         if task == FOUR:
-            true = [CLASSES[FOUR][e * 2 + g] for e, g in zip(labels[EMOTION][:count], labels[GENDER][:count])]
+            true = [CLASSES[FOUR][four_class_index(e, g)] for e, g in zip(labels[EMOTION][:count], labels[GENDER][:count])]
         else:
             true = [CLASSES[task][i] for i in labels[task][:count]]
         grids.append(face_grid_image(images[:count], predicted, true))

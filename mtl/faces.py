@@ -142,15 +142,10 @@ def read_photo(path) -> np.ndarray:
 
 def _photos(source: ArraySource | ImageSource):
     """(index, full-resolution RGB photo) of each readable photo of a test set, in the source's order."""
-    import h5py
-
     from mtl.data.sources import ArraySource
 
     if isinstance(source, ArraySource):
-        with h5py.File(source.path, "r") as file:
-            for index, row in enumerate(file[source.images_key]):
-                row = row[..., None] if row.ndim == 2 else row
-                yield index, np.repeat(row, 3, axis=-1) if row.shape[-1] == 1 else row[..., :3]
+        yield from enumerate(source.photos())
         return
     for index, path in enumerate(source.paths):
         try:

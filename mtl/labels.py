@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from mtl.config import ApproachConfig, PluginOptions, number
 from mtl.registry import Registry
-from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, TASKS
+from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, TASKS, four_from_tasks
 
 
 class LabelSource:
@@ -110,6 +110,4 @@ def task_targets(labels: dict, predictions: dict | None, options: ApproachConfig
 def four_class_targets(labels: dict, predictions: dict, options: ApproachConfig):
     """({"four": outer product of the two task targets}, {"four": product of their weights})."""
     targets, weights = task_targets(labels, predictions, options)
-    joint = targets[EMOTION][..., :, None] * targets[GENDER][..., None, :]
-    shape = tf.concat([tf.shape(joint)[:-2], [len(CLASSES[FOUR])]], axis=0)
-    return {FOUR: tf.reshape(joint, shape)}, {FOUR: weights[EMOTION] * weights[GENDER]}
+    return {FOUR: four_from_tasks(targets[EMOTION], targets[GENDER])}, {FOUR: weights[EMOTION] * weights[GENDER]}

@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from mtl import faces, lite, plugins
 from mtl.builtin_names import RUNTIMES
-from mtl.data.images import IMAGE_SUFFIXES, looks_like_image, read_pixels
+from mtl.data.images import IMAGE_SUFFIXES, list_images, read_pixels
 from mtl.errors import UserError
 from mtl.quiet import start_tensorflow
 from mtl.runs import (CONFIG_FILE, LITE_MODEL_FILE, METRICS_FILE, MODEL_FILE, atomic_path, bundled_model_path,
@@ -124,8 +124,8 @@ def refuse_run_folders(folder: Path, as_images: bool) -> None:
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
-                  and p.suffix.lower() in IMAGE_SUFFIXES and looks_like_image(p))
+    """The images in `folder`, listed as a dataset's are; a UserError names a folder inside that cannot be read."""
+    return [Path(image) for image in list_images(folder)[0]]
 
 
 def split_model_and_inputs(paths: list[str]) -> tuple[Path | None, list[Path]]:
@@ -153,7 +153,11 @@ def expand_inputs(paths: list[Path]) -> tuple[list[Item], list[str], bool]:
         if path.is_dir():
             refuse_run_folders(path, as_images=True)
             any_folder = True
-            found = _images_in(path)
+            try:
+                found = _images_in(path)
+            except UserError as unreadable:
+                problems.append(str(unreadable))
+                continue
             if not found:
                 problems.append(f"Folder '{path}' holds no images (JPEG, PNG, GIF, BMP or WebP).")
             items += [Item(str(image), path=image, relative=Path(path.resolve().name) / image.relative_to(path))

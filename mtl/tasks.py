@@ -1,10 +1,8 @@
-"""The two tasks, their classes, and the four combined classes.
+"""The two tasks, their classes, and the four combined classes, with the two ways between their probabilities.
 
 Labels are small integers; -1 marks a task whose label is missing for an example
 (a gender-only face has no emotion label and vice versa).
 """
-
-import numpy as np
 
 MISSING = -1
 
@@ -33,9 +31,19 @@ def split_four_class(index: int) -> tuple[int, int]:
     return divmod(index, len(CLASSES[GENDER]))
 
 
-def four_from_tasks(emotion_probs, gender_probs):
-    """Four-class probabilities as the outer product of the two tasks' probabilities (NumPy)."""
-    emotion_probs = np.asarray(emotion_probs)
-    gender_probs = np.asarray(gender_probs)
-    joint = emotion_probs[..., :, None] * gender_probs[..., None, :]
-    return joint.reshape(*joint.shape[:-2], len(FOUR_CLASSES))
+def four_from_tasks(emotion, gender):
+    """Four-class probabilities [..., 4], in FOUR_CLASSES order, as the outer product of emotion and
+    gender probabilities [..., 2]; NumPy arrays and TensorFlow tensors alike (a tensor comes back)."""
+    from keras import ops  # here, not above: `mtl predict` through LiteRT imports this module without TensorFlow
+
+    joint = emotion[..., :, None] * gender[..., None, :]  # [..., emotion, gender]: emotion-major when flattened
+    return ops.reshape(joint, (*ops.shape(joint)[:-2], len(FOUR_CLASSES)))
+
+
+def task_from_four(four, task: str):
+    """One task's probabilities [..., 2] from four-class probabilities [..., 4], summing over the other task;
+    NumPy arrays and TensorFlow tensors alike (a tensor comes back)."""
+    from keras import ops
+
+    grid = ops.reshape(four, (*ops.shape(four)[:-1], len(CLASSES[EMOTION]), len(CLASSES[GENDER])))
+    return ops.sum(grid, axis=-1 if task == EMOTION else -2)

@@ -31,7 +31,7 @@ from mtl.errors import UserError
 from mtl.losses import masked_cross_entropy, per_example_cross_entropy
 from mtl.robust import RobustMethod
 from mtl.robust import create as create_robust_method
-from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, TASKS
+from mtl.tasks import CLASSES, FOUR, TASKS, task_from_four
 from mtl.weighting.base import REPRESENTATION, Weighting, shared_representation, split_variables
 
 
@@ -39,9 +39,8 @@ def task_probabilities(outputs: dict) -> dict:
     """Gender and emotion probabilities from a network's heads (summing a four-class head)."""
     answers = {task: outputs[task] for task in TASKS if task in outputs}
     if FOUR in outputs:
-        grid = ops.reshape(outputs[FOUR], (-1, len(CLASSES[EMOTION]), len(CLASSES[GENDER])))
-        answers.setdefault(GENDER, ops.sum(grid, axis=1))
-        answers.setdefault(EMOTION, ops.sum(grid, axis=2))
+        for task in TASKS:
+            answers.setdefault(task, task_from_four(outputs[FOUR], task))
     return answers
 
 

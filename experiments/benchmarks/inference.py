@@ -24,8 +24,8 @@ import numpy as np  # noqa: E402
 
 from mtl import approaches  # noqa: E402
 from mtl.config import config_from_dict  # noqa: E402
-from mtl.models.backbones import count_multiply_adds  # noqa: E402
 from mtl.models.build import inference_model  # noqa: E402
+from mtl.models.cost import forward_multiply_adds  # noqa: E402
 from mtl.provenance import provenance  # noqa: E402
 
 from common import RESULTS  # noqa: E402
@@ -73,7 +73,7 @@ def main() -> None:
                 "approach": name,
                 "networks": len(networks),
                 "parameters": int(model.count_params()),
-                "multiply_adds": sum(count_multiply_adds(network) for network in networks),
+                "multiply_adds": sum(forward_multiply_adds(network) for network in networks),
                 "file_bytes": path.stat().st_size,
                 "latency_ms_batch_1": round(statistics.median(latency[name]), 2),
                 "images_per_second_batch_256": round(statistics.median(throughput[name])),

@@ -6,7 +6,7 @@ crosslabel's four-class network, multitask's two-head network), each with the re
 (`Trainer` and the compiled step `fit` calls) fed by the real pipeline
 (`approach.training_batches`) and, for reference, by one batch held in memory; medians after a
 warm-up round. FLOPs of a training step are counted, not measured: 2 per multiply-add of the
-convolution and dense layers in a forward pass (`count_multiply_adds`), times 3 for the forward
+convolution and dense layers in a forward pass (`mtl.models.cost.forward_multiply_adds`), times 3 for the forward
 and the backward pass; batch normalisation, activations, pooling, augmentation and the optimizer
 are left out, so the achieved FLOP/s understate the work a little. The peak is the median rate
 of a warmed-up 2048x2048 float32 `tf.matmul`, measured at the start and the end of the same
@@ -40,8 +40,8 @@ import tensorflow as tf  # noqa: E402
 
 from mtl import approaches, training  # noqa: E402
 from mtl.config import config_from_dict  # noqa: E402
-from mtl.models.backbones import count_multiply_adds  # noqa: E402
 from mtl.models.build import inference_model  # noqa: E402
+from mtl.models.cost import forward_multiply_adds  # noqa: E402
 from mtl.pseudo_labels import cross_label  # noqa: E402
 
 from common import (  # noqa: E402
@@ -86,7 +86,7 @@ def measure(config, data, stage, merged_dir, args, jit_compile="auto") -> dict:
     memory = tf.data.Dataset.from_tensors(next(iter(batches))).repeat()
     batch_size = config.data.batch_size
     rates = step_rates(stage.trainer, {MEMORY: memory, PIPELINE: batches}, batch_size, args.steps, args.repeats)
-    multiply_adds = count_multiply_adds(stage.network)
+    multiply_adds = forward_multiply_adds(stage.network)
     return {
         "backbone": config.model.backbone.type,
         "approach": config.approach,

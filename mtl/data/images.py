@@ -21,6 +21,7 @@ import io
 import os
 import re
 import stat
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -70,6 +71,27 @@ def looks_like_image(path) -> bool:
     except OSError:
         return False
     return head.startswith(_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
+def list_images(folder) -> tuple[list[str], int]:
+    """Image files in a folder (sorted, recursive; hidden files left out), and how many files were skipped
+    as not images; a folder that cannot be read is a UserError, never taken for an empty one."""
+
+    def unreadable(error: OSError):
+        raise UserError(f"Folder '{error.filename}' cannot be read ({error.strerror}); "
+                        "give this user read access to it, or move it elsewhere.")
+
+    kept, skipped = [], 0
+    # os.walk, not Path.rglob: rglob passes over a folder it may not read as if it were empty.
+    found = (Path(top, name) for top, _, names in os.walk(folder, onerror=unreadable) for name in names)
+    for path in sorted(p for p in found if p.is_file()):
+        if path.name.startswith("."):
+            continue
+        if path.suffix.lower() in IMAGE_SUFFIXES and looks_like_image(path):
+            kept.append(str(path))
+        else:
+            skipped += 1
+    return kept, skipped
 
 
 def decode(encoded: tf.Tensor) -> tf.Tensor:

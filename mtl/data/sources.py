@@ -20,7 +20,6 @@ inside tf.data (see `pipeline`).
 import logging
 import csv
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ import tensorflow as tf
 from sklearn.model_selection import train_test_split
 
 from mtl.config import PluginOptions
-from mtl.data.images import IMAGE_SUFFIXES, MAX_PIXELS, decode, decode_and_resize, looks_like_image, over_pixel_limit, resize
+from mtl.data.images import MAX_PIXELS, decode, decode_and_resize, list_images, over_pixel_limit, resize
 from mtl.errors import UserError
 from mtl.registry import Registry
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, MISSING, TASKS, split_four_class
@@ -110,31 +109,26 @@ class ArraySource:
     def __len__(self) -> int:
         return len(self.labels[GENDER])
 
+    def photos(self):
+        """Each image at full resolution as uint8 RGB [H, W, 3], in order, read row by row:
+        the stored values scaled to 0-255, grey repeated over three channels, alpha dropped."""
+        with h5py.File(self.path, "r") as file:
+            images = file[self.images_key]
+            for index in range(len(self)):
+                row = images[index]
+                if row.dtype != np.uint8:  # checked at load time to lie in 0-255 once scaled
+                    row = np.rint(row * self.scale).astype(np.uint8)
+                row = row[..., None] if row.ndim == 2 else row
+                yield np.repeat(row, 3, axis=-1) if row.shape[-1] == 1 else row[..., :3]
+
     def dataset(self, image_size: int) -> tf.data.Dataset:
-        path, key, count, scale = str(self.path), self.images_key, len(self), self.scale
-
-        def rows():
-            with h5py.File(path, "r") as file:
-                images = file[key]
-                for index in range(count):
-                    row = images[index]
-                    if row.dtype != np.uint8:  # checked at load time to lie in 0-255 once scaled
-                        row = np.rint(row * scale).astype(np.uint8)
-                    yield row[..., None] if row.ndim == 2 else row
-
         images = tf.data.Dataset.from_generator(
-            rows, output_signature=tf.TensorSpec(shape=(None, None, None), dtype=tf.uint8)
+            self.photos, output_signature=tf.TensorSpec(shape=(None, None, 3), dtype=tf.uint8)
         )
-        images = images.map(lambda image: _to_rgb_and_resize(image, image_size))
+        # The shared resize (rounded, not truncated), so these photos match the same image read from a file.
+        images = images.map(lambda image: tf.ensure_shape(resize(image, image_size), (image_size, image_size, 3)))
         labels = tf.data.Dataset.from_tensor_slices({t: tf.constant(v, tf.int32) for t, v in self.labels.items()})
         return tf.data.Dataset.zip(images, labels)
-
-
-def _to_rgb_and_resize(image, image_size):
-    channels = tf.shape(image)[-1]
-    image = tf.cond(channels == 1, lambda: tf.image.grayscale_to_rgb(image), lambda: image[..., :3])
-    # The shared resize (rounded, not truncated), so these photos match the same image read from a file.
-    return tf.ensure_shape(resize(image, image_size), (image_size, image_size, 3))
 
 
 def _require_folder(path: Path, what: str) -> None:
@@ -163,27 +157,6 @@ def class_folders(root: Path, classes, what: str) -> dict[str, Path]:
             f"{', '.join(classes)}."
         )
     return {name: present[name.lower()] for name in classes}
-
-
-def list_images(folder: Path) -> tuple[list[str], int]:
-    """Image files in a folder (sorted, recursive), and how many files were skipped as not images; a folder
-    that cannot be read is a UserError, never taken for an empty one."""
-
-    def unreadable(error: OSError):
-        raise UserError(f"Folder '{error.filename}' cannot be read ({error.strerror}); "
-                        "give this user read access to it, or move it out of the dataset.")
-
-    kept, skipped = [], 0
-    # os.walk, not Path.rglob: rglob passes over a folder it may not read as if it were empty.
-    found = (Path(top, name) for top, _, names in os.walk(folder, onerror=unreadable) for name in names)
-    for path in sorted(p for p in found if p.is_file()):
-        if path.name.startswith("."):
-            continue
-        if path.suffix.lower() in IMAGE_SUFFIXES and looks_like_image(path):
-            kept.append(str(path))
-        else:
-            skipped += 1
-    return kept, skipped
 
 
 def _decodable(paths: list[str]) -> np.ndarray:

@@ -10,7 +10,6 @@ approach can use any backbone.
 from dataclasses import dataclass, field
 from typing import Callable
 
-import keras
 from keras import layers
 
 from mtl.config import DataConfig, ModelConfig, PluginOptions, number
@@ -151,29 +150,3 @@ def dsresnet(images, config: ModelConfig):
     parameters and multiply-adds, but slower per multiply-add on this CPU."""
     return _residual_network(images, config, layers.SeparableConv2D)
 
-
-def count_multiply_adds(model: keras.Model) -> int:
-    """Multiply-adds of one forward pass over the convolution and dense layers (batch of one)."""
-    total = 0
-    for layer in _all_layers(model):
-        if isinstance(layer, layers.SeparableConv2D):
-            h, w, c_out = layer.output.shape[1:]
-            c_in = layer.input.shape[-1]
-            kh, kw = layer.kernel_size
-            total += h * w * (kh * kw * c_in + c_in * c_out)
-        elif isinstance(layer, layers.Conv2D):
-            h, w, c_out = layer.output.shape[1:]
-            c_in = layer.input.shape[-1]
-            kh, kw = layer.kernel_size
-            total += h * w * kh * kw * c_in * c_out
-        elif isinstance(layer, layers.Dense):
-            total += layer.input.shape[-1] * layer.units
-    return int(total)
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
-        else:
-            yield layer

@@ -15,7 +15,7 @@ from keras import layers, ops
 from mtl.config import DataConfig, ModelConfig
 from mtl.errors import UserError
 from mtl.models import backbones
-from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
+from mtl.tasks import EMOTION, FOUR, GENDER, four_from_tasks, task_from_four
 
 
 @keras.saving.register_keras_serializable(package="mtl")
@@ -33,8 +33,7 @@ class OuterProduct(layers.Layer):
     """Four-class probabilities from emotion and gender probabilities (emotion-major order)."""
 
     def call(self, emotion, gender):
-        joint = ops.expand_dims(emotion, -1) * ops.expand_dims(gender, -2)
-        return ops.reshape(joint, (-1, len(CLASSES[FOUR])))
+        return four_from_tasks(emotion, gender)
 
 
 @keras.saving.register_keras_serializable(package="mtl")
@@ -46,8 +45,7 @@ class Marginal(layers.Layer):
         self.task = task
 
     def call(self, four):
-        grid = ops.reshape(four, (-1, len(CLASSES[EMOTION]), len(CLASSES[GENDER])))
-        return ops.sum(grid, axis=2 if self.task == EMOTION else 1)
+        return task_from_four(four, self.task)
 
     def get_config(self):
         return {**super().get_config(), "task": self.task}
