@@ -94,6 +94,16 @@ def plugin_registry(dotted: str | None):
     return _registry(rules["plugin"]) if "plugin" in rules else None
 
 
+def plugin_fields() -> dict[str, str]:
+    """Every plug-in field of a config, dotted ("model.backbone", "options.robust"), with its registry ("module:REGISTRY")."""
+    found = {}
+    for section, kind in typing.get_type_hints(ExperimentConfig).items():
+        if dataclasses.is_dataclass(kind):
+            found.update({f"{section}.{item.name}": item.metadata["plugin"]
+                          for item in dataclasses.fields(kind) if "plugin" in item.metadata})
+    return found
+
+
 def plugin_options(registry: str, name: str, values: dict | None = None, where: str = "") -> PluginOptions:
     """The options of the plug-in `name` of `registry`: its defaults updated by `values`, each checked."""
     entries = _registry(registry)

@@ -240,9 +240,10 @@ def test_a_one_trial_search_of_the_plugin_approach_on_the_plugin_backbone(plugin
     assert result.returncode == 0, result.stderr
     settings = json.loads((tmp_path / "search" / "search_settings.json").read_text())
     assert settings["space"]["head_dropout"] == [0.1, 0.2]
+    assert settings["space"]["width"] == [4, 8]  # the values tiny searches, not resnet's: only tiny is chosen
     best = json.loads((tmp_path / "search" / "best_config.json").read_text())
     assert best["approach"] == "half_and_half" and best["model"]["backbone"]["type"] == "tiny"
-    assert best["model"]["backbone"]["width"] in (16, 32)  # width is searched for every backbone that has it
+    assert best["model"]["backbone"]["width"] in (4, 8)
 
 
 @pytest.mark.slow
@@ -265,6 +266,7 @@ def test_the_default_search_spaces_offer_what_the_plugin_registers(plugin_folder
 
     assert spaces["multitask"]["backbone"] == ["lenet", "resnet", "tiny"]  # dsresnet is left out by its own entry
     assert spaces["width_when"] == ["backbone", ["resnet", "dsresnet", "tiny"]]
+    assert spaces["multitask"]["width"] == [4, 8, 16, 32]  # what tiny searches and what resnet does
     assert spaces["multitask"]["share"] == [0.25, 0.5]  # a plug-in's own option, searched when it is chosen
     assert spaces["share_when"] == ["loss_weighting", ["emotion_half"]]
     assert "emotion_half" in spaces["multitask"]["loss_weighting"]

@@ -145,8 +145,9 @@ def resolve_settings(request: TuneRequest, config: ExperimentConfig, search: dic
     if not isinstance(max_epochs, int) or max_epochs < 1 or (max_trials is not None and max_trials < 1):
         raise UserError("--max-epochs and --max-trials must be positive whole numbers.")
 
-    space = {**default_space(approach), **(search.get("space") or {}), **_space_overrides(request)}
-    check_space(approach, space)
+    given = {**(search.get("space") or {}), **_space_overrides(request)}
+    space = {**default_space(approach, given, config), **given}
+    check_space(approach, space, config)
     return SearchSettings(
         config.approach, tuner, objective, max_epochs, max_trials, factor, space, config.data.data_dir, config.to_dict()
     )
