@@ -161,6 +161,18 @@ def test_every_option_of_a_plugin_the_search_can_choose_is_a_hyperparameter():
     assert settled_space("separate", {"step_size": [0.01, 0.1]}, group_dro)["step_size"] == [0.01, 0.1]
 
 
+def test_an_approach_s_own_options_are_hyperparameters_of_its_searches_only():
+    from mtl.errors import UserError
+
+    space = settled_space("crosslabel", {"four_class_epochs": [2, 3]})
+    hp = kt.HyperParameters()
+    hp.values.update({"backbone": "lenet", "four_class_epochs": 3})
+    config = config_for(hp, approaches.get("crosslabel"), space, ExperimentConfig(approach="crosslabel"))
+    assert config.approach.four_class_epochs == 3 and config.to_dict()["approach"]["four_class_epochs"] == 3
+    with pytest.raises(UserError, match="^Unknown hyperparameter 'four_class_epochs' for the multitask approach"):
+        settled_space("multitask", {"four_class_epochs": [2, 3]})
+
+
 @pytest.mark.parametrize(
     "given,sentence",
     [
@@ -218,7 +230,7 @@ def test_a_two_trial_search_writes_a_best_config_that_trains(multitask_search, t
     assert "| trial | val_mean_accuracy |" in out and str(directory / "best_config.json") in out
 
     config = load_config(directory / "best_config.json")
-    assert config.approach == "multitask" and config.train.epochs == 1
+    assert config.approach.type == "multitask" and config.train.epochs == 1
     assert config.train.learning_rate == best["hyperparameters"]["values"]["learning_rate"]
     assert config.data.batch_size == best["hyperparameters"]["values"]["batch_size"]
     # Every trial is a row of TensorBoard's HParams dashboard.

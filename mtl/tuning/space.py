@@ -99,13 +99,19 @@ def searchable_options(declared: dict[str, Hyperparameter]) -> dict[str, PluginO
             for option in found}
 
 
+def _options_of(approach) -> dict[str, PluginOption]:
+    """The plug-in options a search of `approach` has: every plug-in's, and of the approaches its own."""
+    return {name: option for name, option in searchable_options(_declared(approach)).items()
+            if option.field != "approach" or approach.name in option.readers}
+
+
 def hyperparameters_of(approach) -> dict[str, Hyperparameter]:
     """The shared hyperparameters and the approach's own, each plug-in choice followed by the options of its
     plug-ins (then those of the plug-ins a base config fixes), every spec given as a function resolved.
 
     A plug-in option's spec here is None: what it searches follows from the plug-ins chosen (`default_space`)."""
     declared = _declared(approach)
-    options = searchable_options(declared)
+    options = _options_of(approach)
     ordered = {}
     for name, hyperparameter in declared.items():
         ordered[name] = hyperparameter
@@ -115,14 +121,15 @@ def hyperparameters_of(approach) -> dict[str, Hyperparameter]:
     return {name: hyperparameter.resolved() for name, hyperparameter in ordered.items()}
 
 
-def chosen_plugins(option: PluginOption, space: dict, base: ExperimentConfig | None) -> list[str]:
+def chosen_plugins(option: PluginOption, space: dict, base: ExperimentConfig) -> list[str]:
     """The plug-ins of the option's field that a search with `space` can choose: the values of its
     chooser, or the base config's plug-in."""
     if option.chooser is not None:
         return possible_values(space[option.chooser]) or []
-    base = base or ExperimentConfig()
-    section, key = option.field.split(".")
-    return [getattr(getattr(base, section), key).type]
+    plugin = base
+    for part in option.field.split("."):
+        plugin = getattr(plugin, part)
+    return [plugin.type]
 
 
 def merged_spec(specs: list):
@@ -149,17 +156,19 @@ def default_space(approach, given: dict | None = None, base: ExperimentConfig | 
 
     A plug-in option follows its plug-in's choice where a plug-in the search can choose searches it
     (`search_defaults`), with what those plug-ins search: a backbone `tiny` chosen alone tries its own
-    widths, not resnet's. The options of a plug-in the base config fixes are searched only when given."""
+    widths, not resnet's; the approach's own options are searched too. The options of another plug-in
+    the base config fixes (`options.robust`) are searched only when given."""
     given = given or {}
+    base = base or ExperimentConfig(approach=approach.name)
     definitions = hyperparameters_of(approach)
-    options = searchable_options(_declared(approach))
+    options = _options_of(approach)
     space = {}
     for name, hyperparameter in definitions.items():
         if name not in options:
             space[name] = given.get(name, hyperparameter.spec)
             continue
-        if options[name].chooser is None:
-            continue
+        if options[name].chooser is None and options[name].field != "approach":
+            continue  # a plug-in the base config fixes; the approach is the one the search is of, so its own are searched
         chosen = chosen_plugins(options[name], space, base)
         spec = merged_spec([spec for plugin, spec in options[name].searched.items() if plugin in chosen])
         if spec is not None:
@@ -178,7 +187,8 @@ def check_space(approach, space: dict, base: ExperimentConfig | None = None) -> 
     """Refuse hyperparameters the approach does not have, options of plug-ins the search never chooses
     (`base`: the search's base config) and ranges where only choices make sense."""
     known = hyperparameters_of(approach)
-    options = searchable_options(_declared(approach))
+    options = _options_of(approach)
+    base = base or ExperimentConfig(approach=approach.name)
     unknown = sorted(set(space) - set(known))
     for name in unknown:
         qualified = [qualified for qualified, option in options.items() if option.option == name]
