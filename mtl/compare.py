@@ -72,20 +72,20 @@ def variant_configs(spec: dict) -> dict[str, ExperimentConfig]:
 
 def hparams_columns(configs: dict[str, ExperimentConfig]) -> list[str]:
     """The shared HParams columns, then every field the variants' approaches add."""
-    added = [name for config in configs.values() for name in approaches.get(config.approach).hparams(config)]
+    added = [name for config in configs.values() for name in approaches.get(config.approach.type).hparams(config)]
     return [*SHARED_HPARAMS, *dict.fromkeys(added)]
 
 
 def hparams_of(config: ExperimentConfig, columns: list[str]) -> dict:
     values = {
-        "approach": config.approach,
+        "approach": config.approach.type,
         "backbone": config.model.backbone.type,
         "color": config.data.color,
         "budget": config.train.budget.kind,
         "epochs": config.train.epochs,
         "seed": str(config.train.seed),  # a string, so the mean's row can say "mean"
         "gender_sources": "+".join(source_name(spec) for spec in config.data.gender_train),
-        **approaches.get(config.approach).hparams(config),
+        **approaches.get(config.approach.type).hparams(config),
     }
     return {column: values.get(column, "n/a") for column in columns}
 
@@ -115,12 +115,12 @@ def equal_budgets(configs: dict[str, ExperimentConfig], baseline: str) -> dict[s
 
 def lacks_teachers(config: ExperimentConfig) -> bool:
     """Whether the variant needs teachers and its config names none."""
-    return approaches.get(config.approach).needs_teachers(config) and not config.options.teachers
+    return approaches.get(config.approach.type).needs_teachers(config) and not config.options.teachers
 
 
 def first_teacher_provider(configs: dict[str, ExperimentConfig]) -> str | None:
     """The first variant whose approach provides teachers (whose runs cross-label for the others), if any."""
-    return next((name for name, config in configs.items() if approaches.get(config.approach).provides_teachers), None)
+    return next((name for name, config in configs.items() if approaches.get(config.approach.type).provides_teachers), None)
 
 
 def teacher_variant(configs: dict[str, ExperimentConfig], names: list[str]) -> str | None:
@@ -196,7 +196,7 @@ def compare(spec: dict, root: Path, only: list[str] | None = None, seeds: int | 
             run_dir = root / name / f"seed-{seed_index}"
             runs[name].append(run_variant(name, seed_index, config, run_dir, columns))
             write_comparison(root, [row for variant in runs for row, _ in runs[variant]], [], columns, METRICS)
-            if teacher_run is None and approaches.get(config.approach).provides_teachers:
+            if teacher_run is None and approaches.get(config.approach.type).provides_teachers:
                 teacher_run = run_dir
             elif teacher_run is None and lacks_teachers(config):
                 teacher_run = run_dir / TEACHERS_DIR  # trained inside this run: the next variants reuse them
@@ -215,7 +215,7 @@ def run_variant(name: str, seed_index: int, config: ExperimentConfig, run_dir: P
         metrics = json.loads((run_dir / METRICS_FILE).read_text())
         correct = read_correct(evaluation_dir(run_dir / METRICS_FILE))
     else:
-        print(f"\n=== {label}: {config.approach} ===", flush=True)
+        print(f"\n=== {label}: {config.approach.type} ===", flush=True)
         started = time.perf_counter()
         # training_seconds includes cross-labelling, excludes evaluation and teachers trained elsewhere.
         evaluation = train_and_evaluate(config, run_dir)

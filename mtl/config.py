@@ -74,6 +74,7 @@ def plugin(default: str, registry: str):
 
 
 SOURCE_KINDS = "mtl.data.sources:KINDS"  # the registry of a data source's "type"
+APPROACHES = "mtl.approaches:APPROACHES"
 
 
 def _registry(name: str):
@@ -86,12 +87,19 @@ def plugin_registry(dotted: str | None):
     any other field."""
     if not dotted or not dotted.endswith(".type"):
         return None
-    parts = dotted[: -len(".type")].split(".")
-    section = typing.get_type_hints(ExperimentConfig).get(parts[0]) if len(parts) == 2 else None
-    if not dataclasses.is_dataclass(section):
-        return None
-    rules = next((item.metadata for item in dataclasses.fields(section) if item.name == parts[1]), {})
-    return _registry(rules["plugin"]) if "plugin" in rules else None
+    registry = plugin_fields().get(dotted[: -len(".type")])
+    return _registry(registry) if registry else None
+
+
+def plugin_fields() -> dict[str, str]:
+    """Every plug-in field of a config, dotted ("approach", "model.backbone", "options.robust"), with its registry
+    ("module:REGISTRY")."""
+    found = {item.name: item.metadata["plugin"] for item in dataclasses.fields(ExperimentConfig) if "plugin" in item.metadata}
+    for section, kind in typing.get_type_hints(ExperimentConfig).items():
+        if dataclasses.is_dataclass(kind):
+            found.update({f"{section}.{item.name}": item.metadata["plugin"]
+                          for item in dataclasses.fields(kind) if "plugin" in item.metadata})
+    return found
 
 
 def plugin_options(registry: str, name: str, values: dict | None = None, where: str = "") -> PluginOptions:
@@ -119,7 +127,7 @@ class WithPlugins:
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
             if "plugin" in item.metadata and not isinstance(value, PluginOptions):
-                where = f"{self.SECTION}.{item.name}"
+                where = f"{self.SECTION}.{item.name}" if self.SECTION else item.name
                 object.__setattr__(self, item.name, _checked_plugin(item.metadata["plugin"], value, where))
 
 
@@ -203,8 +211,6 @@ class BudgetConfig:
 @dataclass
 class TrainConfig:
     epochs: int = number(10, at_least=1, at_most=MAX_EPOCHS)
-    # crosslabel's four-class model; None: same as epochs
-    four_class_epochs: int | None = number(None, at_least=1, at_most=MAX_EPOCHS)
     learning_rate: float = number(1e-4, above=0, at_most=10)
     schedule: str = choice("constant", "constant", "cosine")
     # sgd: with Nesterov momentum 0.9, and usually a learning rate ten to a hundred times adam's.
@@ -250,15 +256,22 @@ class ApproachConfig(WithPlugins):
 
 
 @dataclass
-class ExperimentConfig:
-    approach: str = choice("separate", registry="mtl.approaches:names")
+class ExperimentConfig(WithPlugins):
+    # A plug-in like the others (mtl.approaches): its name, or {"type": name, its options...}
+    # ({"type": "crosslabel", "four_class_epochs": 20}).
+    approach: PluginOptions = plugin("separate", registry=APPROACHES)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     options: ApproachConfig = field(default_factory=ApproachConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The config as its JSON holds it: every field, the approach as its name alone where its options are
+        its defaults, as every config and run wrote it before approaches had options."""
+        values = dataclasses.asdict(self)
+        if self.approach == plugin_options(APPROACHES, self.approach.type):
+            values["approach"] = self.approach.type
+        return values
 
 
 # ---------------------------------------------------------------------- checking ---
@@ -425,27 +438,37 @@ def config_from_dict(values: dict[str, Any]) -> ExperimentConfig:
     return _build(ExperimentConfig, migrated(values), "")
 
 
-# Fields that plug-in options replaced (December 2026): (section, old field) -> (plug-in field,
+# Fields that plug-in options replaced (December 2026): (section, old field) -> (plug-in field, dotted,
 # the plug-ins that read it, its name among their options). Every saved run and committed result
 # of before holds them, so they are still read; `migrated` moves each into its plug-in.
 OLD_PLUGIN_FIELDS = {
-    ("model", "width"): ("backbone", ("resnet", "dsresnet"), "width"),
-    ("model", "depth"): ("backbone", ("resnet", "dsresnet"), "depth"),
-    ("options", "confidence_threshold"): ("pseudo_labels", ("threshold",), "confidence"),
-    ("options", "gender_loss_weight"): ("loss_weighting", ("fixed",), "gender_weight"),
-    ("options", "emotion_loss_weight"): ("loss_weighting", ("fixed",), "emotion_weight"),
-    ("options", "dwa_temperature"): ("loss_weighting", ("dwa",), "temperature"),
-    ("options", "gradnorm_alpha"): ("loss_weighting", ("gradnorm",), "alpha"),
-    ("options", "group_dro_step_size"): ("robust", ("group_dro",), "step_size"),
+    ("model", "width"): ("model.backbone", ("resnet", "dsresnet"), "width"),
+    ("model", "depth"): ("model.backbone", ("resnet", "dsresnet"), "depth"),
+    ("options", "confidence_threshold"): ("options.pseudo_labels", ("threshold",), "confidence"),
+    ("options", "gender_loss_weight"): ("options.loss_weighting", ("fixed",), "gender_weight"),
+    ("options", "emotion_loss_weight"): ("options.loss_weighting", ("fixed",), "emotion_weight"),
+    ("options", "dwa_temperature"): ("options.loss_weighting", ("dwa",), "temperature"),
+    ("options", "gradnorm_alpha"): ("options.loss_weighting", ("gradnorm",), "alpha"),
+    ("options", "group_dro_step_size"): ("options.robust", ("group_dro",), "step_size"),
+    ("train", "four_class_epochs"): ("approach", ("crosslabel",), "four_class_epochs"),
 }
 # The plug-in each field named by default then, for an old field set beside no plug-in name.
-_OLD_DEFAULTS = {"backbone": "lenet", "pseudo_labels": "hard", "loss_weighting": "fixed", "robust": "none"}
+_OLD_DEFAULTS = {"model.backbone": "lenet", "options.pseudo_labels": "hard", "options.loss_weighting": "fixed",
+                 "options.robust": "none", "approach": "separate"}
+
+
+def _holder(values: dict, plugin_field: str) -> tuple[dict | None, str]:
+    """(the mapping that holds a plug-in field in `values`, the field's key there)."""
+    *section, key = plugin_field.split(".")
+    holder = values.get(section[0]) if section else values
+    return (holder if isinstance(holder, dict) else None), key
 
 
 def migrated(values, within: dict | None = None):
     """`values` with every old plug-in field (`model.width`, `options.dwa_temperature`, ...) moved
     into the options of the plug-in it served; dropped where the config names another plug-in,
-    which never read it. Anything else is returned as it is, for `_build` to check.
+    which never read it, and where it is null, which said "the default" (`train.four_class_epochs`).
+    Anything else is returned as it is, for `_build` to check.
 
     `within`: the config that `values`, a partial override (a comparison's variant), is merged into;
     where `values` names no plug-in, that config's is the one the old field served.
@@ -455,18 +478,19 @@ def migrated(values, within: dict | None = None):
     ):
         return values
     values = {key: dict(value) if isinstance(value, dict) else value for key, value in values.items()}
-    for (section, old), (field_name, readers, option) in OLD_PLUGIN_FIELDS.items():
+    for (section, old), (plugin_field, readers, option) in OLD_PLUGIN_FIELDS.items():
         bag = values.get(section)
         if not isinstance(bag, dict) or old not in bag:
             continue
         setting = bag.pop(old)
-        around = (within or {}).get(section)
-        inherited = around.get(field_name) if isinstance(around, dict) else None
-        chosen = bag.get(field_name, inherited or _OLD_DEFAULTS[field_name])
+        holder, key = _holder(values, plugin_field)
+        around, _ = _holder(within or {}, plugin_field)
+        inherited = around.get(key) if around is not None else None
+        chosen = (holder or {}).get(key, inherited or _OLD_DEFAULTS[plugin_field])
         chosen = {"type": chosen} if isinstance(chosen, str) else dict(chosen) if isinstance(chosen, dict) else chosen
-        if isinstance(chosen, dict) and chosen.get("type") in readers:
+        if setting is not None and holder is not None and isinstance(chosen, dict) and chosen.get("type") in readers:
             chosen[option] = setting  # over a default the dict may hold: a merge of an old override into a new config
-            bag[field_name] = chosen
+            holder[key] = chosen
     return values
 
 
@@ -498,13 +522,15 @@ def load_config(path: str | Path) -> ExperimentConfig:
 
 def merge(config: ExperimentConfig, overrides: dict[str, Any]) -> ExperimentConfig:
     """A copy of config with the nested overrides applied (same rules as a config file)."""
-    return config_from_dict(deep_merge(config.to_dict(), overrides))
+    return config_from_dict(deep_merge(dataclasses.asdict(config), overrides))
 
 
 def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """base updated by overrides, merging nested dicts instead of replacing them."""
     merged = dict(base)
     for key, value in overrides.items():
+        if isinstance(value, str) and isinstance(merged.get(key), dict) and merged[key].get("type") == value:
+            continue  # a plug-in named again keeps its options, as {"type": name} does: `mtl train crosslabel --config`
         if isinstance(value, dict) and isinstance(merged.get(key), dict) and _same_plugin(merged[key], value):
             merged[key] = deep_merge(merged[key], value)
         else:

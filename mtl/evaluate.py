@@ -253,7 +253,7 @@ def evaluate_run(run_dir: Path, data: DataConfig | None = None, artifacts_dir: P
     config = load_config(run_dir / CONFIG_FILE)
     data = data or config.data
     model = load_inference_model(run_dir / MODEL_FILE, data.image_size)
-    metrics = {"run": run_dir.name, "approach": config.approach, "backbone": config.model.backbone.type, "test_sets": {}}
+    metrics = {"run": run_dir.name, "approach": config.approach.type, "backbone": config.model.backbone.type, "test_sets": {}}
     samples, correct = {}, {}
     for name, size, examples, extra, groups in scored_sets(data, detect):
         print(f"evaluating on {name} ({size} images)", flush=True)

@@ -39,7 +39,7 @@ def seed_everything(config: TrainConfig) -> None:
 
 def validate(config: ExperimentConfig) -> Approach:
     """The config's approach, once it has accepted the config: before any folder is made or model trained."""
-    approach = approaches.get(config.approach)
+    approach = approaches.get(config.approach.type)
     approach.check(config)
     backbones.check_image_size(config.model, config.data)
     return approach
@@ -239,7 +239,7 @@ def reference_budget(config: ExperimentConfig) -> dict[str, float]:
     if approach.needs_teachers(config):
         raise UserError(
             f"A comparison's budget is its baseline's cost, so the baseline must train without teachers; "
-            f"{config.approach} with these options needs them: choose another baseline."
+            f"{config.approach.type} with these options needs them: choose another baseline."
         )
     data = ExperimentData.load(config.data, config.train.seed)
     demands = [

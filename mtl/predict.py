@@ -227,7 +227,9 @@ def which_model(model_dir: Path, bundled: bool, runtime: str | None = None, doin
         config = json.loads((model_dir / CONFIG_FILE).read_text())  # read as JSON: checking it would import TensorFlow
         backbone = config.get("model", {}).get("backbone")
         backbone = backbone.get("type") if isinstance(backbone, dict) else backbone  # runs before Dec 2026 saved the name
-        details.append(f"{config.get('approach')}, {backbone}")
+        approach = config.get("approach")
+        approach = approach.get("type") if isinstance(approach, dict) else approach  # a mapping where it has options
+        details.append(f"{approach}, {backbone}")
     accuracies = [f"{task} {accuracy:.1%}" for task, accuracy in recorded_test_accuracies(model_dir).items()]
     details.append(f"test accuracy {', '.join(accuracies)}" if accuracies else "no test accuracy recorded")
     if runtime == lite.LiteModel.runtime:

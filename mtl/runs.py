@@ -38,7 +38,7 @@ _RUN_NAME = re.compile(rf"[A-Za-z0-9_+=@,-][A-Za-z0-9._+=@,-]{{0,{MAX_NAME_LENGT
 
 def default_run_name(config: ExperimentConfig) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{config.approach}-{config.model.backbone.type}"
+    return f"{stamp}-{config.approach.type}-{config.model.backbone.type}"
 
 
 def run_directory(runs_dir, name: str) -> Path:

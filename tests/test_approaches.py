@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from mtl import approaches
 from mtl.config import load_config, merge
 from mtl.errors import UserError
 from mtl.evaluate import evaluate_run
@@ -64,7 +65,7 @@ def run_config(tiny_config, joint_folder, trained_run):
 def test_separate_trains_a_gender_and_an_emotion_model(trained_run, joint_folder):
     run_dir, _ = trained_run
     config = load_config(run_dir / "config.json")
-    assert config.approach == "separate" and config.train.epochs == 1
+    assert config.approach.type == "separate" and config.train.epochs == 1
     for name in ("model.keras", "gender_model.keras", "emotion_model.keras", "metrics.json"):
         assert (run_dir / name).is_file(), name
     assert (run_dir / "logs" / "gender").is_dir() and (run_dir / "logs" / "emotion").is_dir()
@@ -132,3 +133,14 @@ def test_multitask_trains_one_backbone_with_two_heads(tmp_path, run_config, pseu
     else:
         assert (run_dir / "crosslabeled" / "summary.json").is_file()
     assert (run_dir / "teachers" / "model.keras").is_file() == (pseudo_labels != "none" and not teachers)
+
+
+def test_crosslabel_s_four_class_epochs_are_its_own_option_and_a_search_trial_s_epochs_set_it():
+    from mtl.config import config_from_dict
+
+    crosslabel = approaches.get("crosslabel")
+    own = config_from_dict({"approach": {"type": "crosslabel", "four_class_epochs": 3}, "train": {"epochs": 5}})
+    assert crosslabel.epochs(own, "four_class") == 3
+    assert crosslabel.epochs(config_from_dict({"approach": "crosslabel", "train": {"epochs": 5}}), "four_class") == 5
+    trained = crosslabel.with_stage_epochs(own, 2)
+    assert trained.approach.four_class_epochs == 2 and trained.train.epochs == 5  # the teachers keep theirs

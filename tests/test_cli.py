@@ -308,7 +308,7 @@ def test_unknown_approach_in_a_comparison_config(tmp_path):
 REFUSED_SETTINGS = [
     "train.epochs=abc", "train.epochs=0", "train.epochs=-1", "train.epochs=2.5", "train.epochs=true",
     "train.learning_rate=abc", "train.learning_rate=0", "train.learning_rate=-1",
-    "train.four_class_epochs=0", "train.seed=-1", "train.weight_decay=-0.1",
+    "approach.four_class_epochs=0", "train.seed=-1", "train.weight_decay=-0.1",
     "data.batch_size=0", "data.image_size=0", "data.image_size=15",
     "model.dropout=2", "model.dropout=1", "model.dropout=-0.1", "model.backbone.width=0",
     "data.validation_fraction=0", "data.validation_fraction=1",
@@ -323,9 +323,10 @@ REFUSED_SETTINGS = [
     "train.epochs=1e23", "train.epochs=100001", "data.image_size=100000", "data.batch_size=1000000",
     "model.backbone.width=100000", "model.backbone.depth=65", "train.seed=4294967296", "train.warmup_epochs=1e30",
 ]
-# A plug-in option's setting is tried on a plug-in that has it: LeNet and hard labels have none.
+# A plug-in option's setting is tried on a plug-in that has it: LeNet, hard labels and multitask have none.
 PLUGIN_WITH_THE_OPTION = {
     "model.backbone.": ("--backbone", "resnet"), "options.pseudo_labels.": ("--set", "options.pseudo_labels=threshold"),
+    "approach.": ("--set", "approach=crosslabel"),
 }
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import keras
 import pytest
 
-from mtl.config import ExperimentConfig, ModelConfig, config_from_dict, deep_merge, load_config, merge
+from mtl.config import ExperimentConfig, ModelConfig, config_from_dict, deep_merge, load_config, merge, migrated
 from mtl.errors import UserError
 from mtl.models import backbones
 from mtl.training import make_optimizer
@@ -21,7 +21,7 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
     [
         ({"train": {"learning_rate": 1}}, ("train", "learning_rate"), 1.0),  # an int where a float goes
         ({"train": {"epochs": 1}}, ("train", "epochs"), 1),
-        ({"train": {"four_class_epochs": None}}, ("train", "four_class_epochs"), None),
+        ({"approach": {"type": "crosslabel", "four_class_epochs": None}}, ("approach", "four_class_epochs"), None),
         ({"model": {"dropout": 0}}, ("model", "dropout"), 0.0),
         ({"model": {"dropout": 0.99}}, ("model", "dropout"), 0.99),
         ({"data": {"image_size": 16}}, ("data", "image_size"), 16),
@@ -75,7 +75,7 @@ def test_a_merge_is_checked_like_a_config_file():
         ({"train": 5}, "Config section 'train' must be a mapping of its fields, got 5."),
         ([1, 2], "A config must be a mapping of field names to values, got [1, 2]."),
         ({"train": {"epoch": 3}}, "Unknown config field 'train.epoch'; expected one of: budget, deterministic, early_stopping_patience, "
-         "epochs, four_class_epochs, label_smoothing, learning_rate, optimizer, schedule, seed, strategy, warmup_epochs, "
+         "epochs, label_smoothing, learning_rate, optimizer, schedule, seed, strategy, warmup_epochs, "
          "weight_averaging, weight_decay, worker_wait_seconds."),
         # A plug-in's options are checked like every field.
         ({"model": {"backbone": {"type": "resnet", "widht": 8}}},
@@ -121,6 +121,25 @@ def test_a_merge_naming_another_plugin_starts_from_its_defaults_and_the_same_one
     assert merge(base, {"model": {"backbone": {"type": "resnet", "depth": 2}}}).model.backbone.width == 48
     assert merge(base, {"model": {"backbone": {"type": "dsresnet"}}}).model.backbone.width == 32
     assert merge(base, {"model": {"backbone": "lenet"}}).to_dict()["model"]["backbone"] == {"type": "lenet"}
+    assert merge(base, {"model": {"backbone": "resnet"}}).model.backbone.width == 48  # named again, as {"type": ...}
+
+
+def test_an_approach_is_a_plugin_saved_as_its_name_alone_while_its_options_are_its_defaults():
+    plain = config_from_dict({"approach": "crosslabel"})
+    assert plain.approach.type == "crosslabel" and plain.approach.four_class_epochs is None
+    assert plain.to_dict()["approach"] == "crosslabel"  # as every config and run saved it before
+
+    own = config_from_dict({"approach": {"type": "crosslabel", "four_class_epochs": 3}})
+    assert own.to_dict()["approach"] == {"type": "crosslabel", "four_class_epochs": 3}
+    assert config_from_dict(json.loads(json.dumps(own.to_dict()))) == own
+    assert merge(own, {"approach": "crosslabel"}).approach.four_class_epochs == 3  # `mtl train crosslabel --config`
+    assert merge(own, {"approach": {"four_class_epochs": 5}}).approach.four_class_epochs == 5
+    assert merge(own, {"approach": "multitask"}).to_dict()["approach"] == "multitask"
+    assert ExperimentConfig(approach="crosslabel") == plain  # made in Python, by name too
+
+    with pytest.raises(UserError) as error:
+        config_from_dict({"approach": {"type": "separate", "four_class_epochs": 3}})
+    assert str(error.value) == "Unknown config field 'approach.four_class_epochs'; the approach 'separate' has no options."
 
 
 def test_a_config_written_before_plugins_had_options_reads_as_its_new_form():
@@ -140,6 +159,16 @@ def test_a_config_written_before_plugins_had_options_reads_as_its_new_form():
     # Without a plug-in named, the old fields served the old defaults: LeNet has no width, "fixed" its weights.
     defaults = config_from_dict({"model": {"width": 64}, "options": {"emotion_loss_weight": 2.0}})
     assert defaults.model.backbone.type == "lenet" and defaults.options.loss_weighting.emotion_weight == 2.0
+
+
+def test_the_four_class_epochs_of_a_config_written_before_approaches_had_options_are_crosslabel_s():
+    assert config_from_dict({"approach": "crosslabel", "train": {"four_class_epochs": 3}}) == config_from_dict(
+        {"approach": {"type": "crosslabel", "four_class_epochs": 3}})
+    # Its null said "train.epochs", the option's default; beside another approach it meant nothing.
+    assert config_from_dict({"approach": "crosslabel", "train": {"four_class_epochs": None}}).to_dict()["approach"] == "crosslabel"
+    assert config_from_dict({"approach": "separate", "train": {"four_class_epochs": 3}}).to_dict()["approach"] == "separate"
+    assert migrated({"train": {"four_class_epochs": 3}}, within={"approach": "crosslabel"}) == {
+        "train": {}, "approach": {"type": "crosslabel", "four_class_epochs": 3}}
 
 
 def test_reading_the_config_module_loads_no_tensorflow():

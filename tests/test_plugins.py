@@ -2,7 +2,7 @@
 
 The module below is written into a temporary folder, never into the package. It defines an
 approach, a backbone with a layer of its own, a loss weighting, a label source and a kind of data
-source, the last four each with an option of its own; the commands find all of them through the registries, and a
+source, each with an option of its own; the commands find all of them through the registries, and a
 finished run imports the module again by itself.
 """
 
@@ -34,6 +34,7 @@ FIRST_40 = 'data.gender_train={"type": "first_of", "path": "gender/Training", "p
 PLUGIN_SOURCE = '''
 """A user's plug-ins: an approach, a backbone, a loss weighting, a label source and a kind of data source."""
 
+import dataclasses
 from dataclasses import dataclass
 
 import keras
@@ -48,7 +49,6 @@ from mtl.config import PluginOptions, number
 from mtl.data import sources
 from mtl.models import backbones
 from mtl.models.build import build_network
-from mtl.searchable import Hyperparameter
 from mtl.tasks import CLASSES, EMOTION, TASKS
 from mtl.weighting.base import Weighting
 
@@ -57,13 +57,19 @@ class HalfAndHalf(Approach):
     """Two heads on one backbone; every batch half gender faces, half emotion faces; true labels only."""
 
     name = "half_and_half"
-    hyperparameters = {"head_dropout": Hyperparameter([0.1, 0.2], "model.dropout")}
+
+    @dataclass(frozen=True)
+    class Options(PluginOptions):
+        head_dropout: float = number(0.5, at_least=0, below=1)  # its network's dropout, whatever model.dropout says
+
+    search_defaults = {"head_dropout": [0.1, 0.2]}
 
     def hparams(self, config):
-        return {"head_dropout": config.model.dropout}
+        return {"head_dropout": config.approach.head_dropout}
 
     def stages(self, config):
-        network = build_network(config.model, config.data, {task: len(CLASSES[task]) for task in TASKS}, name="halves")
+        model = dataclasses.replace(config.model, dropout=config.approach.head_dropout)
+        network = build_network(model, config.data, {task: len(CLASSES[task]) for task in TASKS}, name="halves")
         return [Stage("halves", network)]
 
     def training_batches(self, config, stage, data, merged_dir):
@@ -216,7 +222,7 @@ def test_evaluate_and_predict_import_the_run_s_plugins_again_without_being_told(
 def test_compare_runs_two_plugin_variants_named_in_the_environment(plugin_folder, tmp_path):
     spec = tmp_path / "comparison.json"
     spec.write_text(json.dumps({"variants": {
-        "halves": {"approach": "half_and_half"},
+        "halves": {"approach": {"type": "half_and_half", "head_dropout": 0.3}},
         "weighted": {"approach": "multitask", "options": {"pseudo_labels": "none", "loss_weighting": "emotion_half"}},
     }}))
 
@@ -227,8 +233,12 @@ def test_compare_runs_two_plugin_variants_named_in_the_environment(plugin_folder
 
     assert result.returncode == 0, result.stderr
     rows = (tmp_path / "cmp" / "results.csv").read_text().splitlines()
-    assert "head_dropout" in rows[0].split(",") and "loss_weighting" in rows[0].split(",")
+    header = rows[0].split(",")
+    assert "head_dropout" in header and "loss_weighting" in header
     assert rows[1].startswith("halves,half_and_half,tiny") and rows[2].startswith("weighted,multitask,tiny")
+    assert rows[1].split(",")[header.index("head_dropout")] == "0.3"  # the approach's own option, from the config
+    saved = json.loads((tmp_path / "cmp" / "halves" / "seed-0" / "config.json").read_text())
+    assert saved["approach"] == {"type": "half_and_half", "head_dropout": 0.3}
 
 
 @pytest.mark.slow
@@ -241,9 +251,10 @@ def test_a_one_trial_search_of_the_plugin_approach_on_the_plugin_backbone(plugin
     assert result.returncode == 0, result.stderr
     settings = json.loads((tmp_path / "search" / "search_settings.json").read_text())
     assert settings["space"]["head_dropout"] == [0.1, 0.2]
+    assert settings["space"]["width"] == [4, 8]  # the values tiny searches, not resnet's: only tiny is chosen
     best = json.loads((tmp_path / "search" / "best_config.json").read_text())
-    assert best["approach"] == "half_and_half" and best["model"]["backbone"]["type"] == "tiny"
-    assert best["model"]["backbone"]["width"] in (16, 32)  # width is searched for every backbone that has it
+    assert best["approach"]["type"] == "half_and_half" and best["approach"]["head_dropout"] in (0.1, 0.2)
+    assert best["model"]["backbone"]["type"] == "tiny" and best["model"]["backbone"]["width"] in (4, 8)
 
 
 @pytest.mark.slow
@@ -266,6 +277,7 @@ def test_the_default_search_spaces_offer_what_the_plugin_registers(plugin_folder
 
     assert spaces["multitask"]["backbone"] == ["lenet", "resnet", "tiny"]  # dsresnet is left out by its own entry
     assert spaces["width_when"] == ["backbone", ["resnet", "dsresnet", "tiny"]]
+    assert spaces["multitask"]["width"] == [4, 8, 16, 32]  # what tiny searches and what resnet does
     assert spaces["multitask"]["share"] == [0.25, 0.5]  # a plug-in's own option, searched when it is chosen
     assert spaces["share_when"] == ["loss_weighting", ["emotion_half"]]
     assert "emotion_half" in spaces["multitask"]["loss_weighting"]

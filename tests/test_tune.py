@@ -110,6 +110,113 @@ def test_hyperparameters_set_config_fields_and_inactive_ones_keep_the_base_value
     assert config.data.augment.grayscale_probability == base.data.augment.grayscale_probability
 
 
+@pytest.fixture
+def narrow_backbone():
+    """A backbone `narrow` with a `width` of its own, searched at other values than resnet's, for one test."""
+    from dataclasses import dataclass
+
+    from mtl.config import PluginOptions, number
+    from mtl.models import backbones
+
+    @dataclass(frozen=True)
+    class NarrowOptions(PluginOptions):
+        width: int = number(4, at_least=1, at_most=8)
+
+    backbones.register("narrow", options=NarrowOptions, search_defaults={"width": [4, 8]})(backbones.lenet)
+    try:
+        yield
+    finally:
+        backbones.BACKBONES.remove("narrow")
+
+
+def settled_space(approach_name, given, base=None):
+    """The space `mtl tune APPROACH --hp ...` settles on: the defaults given the choices, then what was given."""
+    from mtl.tuning.search import resolve_settings
+    from mtl.tuning.options import TuneRequest
+
+    hp = tuple(f"{name}={json.dumps(spec)}" for name, spec in given.items())
+    base = base or ExperimentConfig(approach=approach_name)
+    return resolve_settings(TuneRequest(tuner="random", hp=hp), base, {}).space
+
+
+def test_a_plugin_chosen_alone_searches_its_own_values_of_an_option_and_together_the_values_of_both(narrow_backbone):
+    assert settled_space("multitask", {"backbone": ["narrow"]})["width"] == [4, 8]
+    assert settled_space("multitask", {"backbone": ["resnet"]})["width"] == [16, 32]
+    assert settled_space("multitask", {"backbone": ["narrow", "resnet"]})["width"] == [4, 8, 16, 32]
+    assert "width" not in settled_space("multitask", {"backbone": ["lenet"]})  # nothing chosen has a width
+
+
+def test_every_option_of_a_plugin_the_search_can_choose_is_a_hyperparameter():
+    dwa = settled_space("multitask", {"loss_weighting": ["dwa", "fixed"], "temperature": [1.0, 3.0]})
+    assert dwa["temperature"] == [1.0, 3.0] and "temperature" not in settled_space("multitask", {})
+
+    hp = kt.HyperParameters()
+    hp.values.update({"loss_weighting": "dwa", "temperature": 3.0})
+    config = config_for(hp, approaches.get("multitask"), dwa, ExperimentConfig(approach="multitask"))
+    assert config.options.loss_weighting == config_from_dict(
+        {"options": {"loss_weighting": {"type": "dwa", "temperature": 3.0}}}).options.loss_weighting
+
+    # A plug-in no hyperparameter chooses is the base config's: its options are searched when named.
+    group_dro = config_from_dict({"approach": "separate", "options": {"robust": "group_dro"}})
+    assert settled_space("separate", {"step_size": [0.01, 0.1]}, group_dro)["step_size"] == [0.01, 0.1]
+
+
+def test_an_approach_s_own_options_are_hyperparameters_of_its_searches_only():
+    from mtl.errors import UserError
+
+    space = settled_space("crosslabel", {"four_class_epochs": [2, 3]})
+    hp = kt.HyperParameters()
+    hp.values.update({"backbone": "lenet", "four_class_epochs": 3})
+    config = config_for(hp, approaches.get("crosslabel"), space, ExperimentConfig(approach="crosslabel"))
+    assert config.approach.four_class_epochs == 3 and config.to_dict()["approach"]["four_class_epochs"] == 3
+    with pytest.raises(UserError, match="^Unknown hyperparameter 'four_class_epochs' for the multitask approach"):
+        settled_space("multitask", {"four_class_epochs": [2, 3]})
+
+
+@pytest.mark.parametrize(
+    "given,sentence",
+    [
+        ({"temperature": [1.0], "loss_weighting": ["fixed"]},
+         "Hyperparameter 'temperature' is an option of the loss weighting dwa, which this search never chooses "
+         "(options.loss_weighting: fixed)."),
+        ({"step_size": [0.1]},
+         "Hyperparameter 'step_size' is an option of the group-robust method group_dro, which this search never chooses "
+         "(options.robust: none)."),
+    ],
+)
+def test_an_option_of_no_plugin_the_search_chooses_is_refused_in_one_sentence(given, sentence):
+    from mtl.errors import UserError
+
+    with pytest.raises(UserError) as error:
+        settled_space("multitask", given)
+    assert str(error.value) == sentence
+
+
+def test_an_option_name_two_plugin_fields_share_is_named_by_its_field_and_the_bare_name_is_refused():
+    from dataclasses import dataclass
+
+    from mtl import labels
+    from mtl.config import PluginOptions, number
+    from mtl.errors import UserError
+
+    @labels.register("weighed_soft")
+    class WeighedSoft(labels.LabelSource):  # an option named as the dwa weighting's
+        @dataclass(frozen=True)
+        class Options(PluginOptions):
+            temperature: float = number(1.0, above=0)
+
+        search_defaults = {"temperature": [0.5, 1.0]}
+
+    try:
+        space = settled_space("multitask", {"loss_weighting.temperature": [3.0]})
+        assert space["pseudo_labels.temperature"] == [0.5, 1.0] and space["loss_weighting.temperature"] == [3.0]
+        with pytest.raises(UserError, match="^Hyperparameter 'temperature' is an option of plug-ins of more than one "
+                                            "field; name it pseudo_labels.temperature or loss_weighting.temperature.$"):
+            settled_space("multitask", {"temperature": [3.0]})
+    finally:
+        labels.LABEL_SOURCES.remove("weighed_soft")
+
+
 def test_augment_strength_one_is_the_base_augmentation():
     assert config_from_dict({"data": {"augment": scaled_augmentation(None, 1.0)}}).data.augment == AugmentConfig()
 
@@ -123,7 +230,7 @@ def test_a_two_trial_search_writes_a_best_config_that_trains(multitask_search, t
     assert "| trial | val_mean_accuracy |" in out and str(directory / "best_config.json") in out
 
     config = load_config(directory / "best_config.json")
-    assert config.approach == "multitask" and config.train.epochs == 1
+    assert config.approach.type == "multitask" and config.train.epochs == 1
     assert config.train.learning_rate == best["hyperparameters"]["values"]["learning_rate"]
     assert config.data.batch_size == best["hyperparameters"]["values"]["batch_size"]
     # Every trial is a row of TensorBoard's HParams dashboard.

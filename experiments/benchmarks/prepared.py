@@ -89,7 +89,7 @@ def training_fed(args) -> dict:
 
     config = experiment_config(args, True, "none")
     data = ExperimentData.load(config.data, config.train.seed)
-    approach = approaches.get(config.approach)
+    approach = approaches.get(config.approach.type)
     batches, steps = approach.training_batches(config, approach.stages(config)[0].name, data, None)
     iterator = iter(batches)
     epochs = []

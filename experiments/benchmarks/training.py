@@ -80,7 +80,7 @@ def experiment_config(args, backbone: str, approach: str, batch_size: int):
 
 def measure(config, data, stage, merged_dir, args, jit_compile="auto") -> dict:
     """One network's training step fed by its approach's batches and by one of them held in memory."""
-    approach = approaches.get(config.approach)
+    approach = approaches.get(config.approach.type)
     stage.trainer.compile(optimizer=training.make_optimizer(config.train, args.steps, args.steps * args.repeats), jit_compile=jit_compile)
     batches, _ = approach.training_batches(config, stage.name, data, merged_dir)
     memory = tf.data.Dataset.from_tensors(next(iter(batches))).repeat()
@@ -89,7 +89,7 @@ def measure(config, data, stage, merged_dir, args, jit_compile="auto") -> dict:
     multiply_adds = forward_multiply_adds(stage.network)
     return {
         "backbone": config.model.backbone.type,
-        "approach": config.approach,
+        "approach": config.approach.type,
         "network": stage.network.name,
         "batch_size": batch_size,
         "parameters": int(stage.network.count_params()),

@@ -3,7 +3,8 @@
 An approach says which networks it fits, in order (its stages), on which batches (and what
 share of them each task's faces are), with which
 loss weighting and group-robust method; whether it needs the teachers' pseudo-labels; which hyperparameters it adds to a
-search; which option combinations it refuses; and which fields it adds to HParams rows.
+search; which option combinations it refuses; which fields it adds to HParams rows; and its own
+options (`Options`, a config's `{"type": NAME, OPTION: value}`, read as `config.approach.OPTION`).
 The runner (`mtl.experiment`) fits the stages; `mtl train`, `mtl compare` and `mtl tune` run
 every approach through this interface and never branch on an approach's name, so a new
 approach is one module with one registered class.
@@ -16,7 +17,7 @@ import keras
 import tensorflow as tf
 
 from mtl import groups, robust, training
-from mtl.config import ExperimentConfig, merge
+from mtl.config import ExperimentConfig, PluginOptions, merge
 from mtl.data.pipeline import ExperimentData
 from mtl.registry import Registry
 from mtl.searchable import Hyperparameter
@@ -41,6 +42,10 @@ class Approach:
     """Base of every approach; a subclass overrides what differs and is registered with `@register`."""
 
     name: str = ""
+    # Its own options (a `PluginOptions` subclass), read as `config.approach.OPTION`; this one has none.
+    Options = PluginOptions
+    # Its options a search varies, each with the values it tries by default (mtl.tuning.space).
+    search_defaults: dict = {}
     # Its trained runs can cross-label for other approaches (the separate models).
     provides_teachers: bool = False
     # Hyperparameters this approach adds to the shared search space (mtl.tuning.space).

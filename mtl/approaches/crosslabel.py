@@ -1,10 +1,12 @@
 """The notebook's method: teachers cross-label both datasets; a four-class model learns the merge.
 
-Options (ApproachConfig): pseudo_labels, any label source that learns from teachers (`mtl.labels`):
-"hard" (the notebook), "soft" (the teacher's probabilities), "threshold" (hard, leaving out images
-below its option `confidence`) or a plug-in's.
+Its own option: `four_class_epochs`, the four-class model's epochs (`{"type": "crosslabel",
+"four_class_epochs": 20}`; train.epochs by default). From ApproachConfig it reads pseudo_labels, any
+label source that learns from teachers (`mtl.labels`): "hard" (the notebook), "soft" (the teacher's
+probabilities), "threshold" (hard, leaving out images below its option `confidence`) or a plug-in's.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import tensorflow as tf
@@ -12,7 +14,7 @@ import tensorflow as tf
 from mtl import labels
 from mtl.approaches import batches
 from mtl.approaches.base import Approach, Stage, register, uses_groups
-from mtl.config import ExperimentConfig, merge
+from mtl.config import MAX_EPOCHS, ExperimentConfig, PluginOptions, merge, number
 from mtl.data.pipeline import ExperimentData
 from mtl.errors import UserError
 from mtl.models.build import build_network
@@ -26,6 +28,12 @@ FOUR_CLASS = "four_class"
 @register
 class CrossLabel(Approach):
     name = "crosslabel"
+
+    @dataclass(frozen=True)
+    class Options(PluginOptions):
+        # Epochs of the four-class model; None: train.epochs.
+        four_class_epochs: int | None = number(None, at_least=1, at_most=MAX_EPOCHS)
+
     hyperparameters = {
         # With each label source's own searched options ("threshold"'s confidence), mtl.tuning.space.
         "pseudo_labels": Hyperparameter(labels.teacher_sources, "options.pseudo_labels.type", categorical=True),
@@ -70,7 +78,7 @@ class CrossLabel(Approach):
         return four_class_batches, batches.steps_for(merged_examples(merged_dir), config)
 
     def epochs(self, config: ExperimentConfig, stage: str) -> int:
-        return config.train.four_class_epochs or config.train.epochs
+        return config.approach.four_class_epochs or config.train.epochs
 
     def with_stage_epochs(self, config: ExperimentConfig, epochs: int) -> ExperimentConfig:
-        return merge(config, {"train": {"four_class_epochs": epochs}})
+        return merge(config, {"approach": {"four_class_epochs": epochs}})

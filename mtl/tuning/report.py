@@ -66,7 +66,7 @@ def report(oracle, approach: Approach, settings, base: ExperimentConfig, directo
     print(best_trials_table(best, approach, settings))
     path = directory / BEST_CONFIG_FILE
     write_json(path, best_config(best[0], approach, settings, base).to_dict())
-    print(f"\nBest hyperparameters written to {path}; train them with: mtl train {base.approach} --config {path}")
+    print(f"\nBest hyperparameters written to {path}; train them with: mtl train {base.approach.type} --config {path}")
     print(f"TensorBoard (HParams tab lists every trial): tensorboard --logdir {directory / TENSORBOARD_DIR}")
     return {
         "best_trial": best[0].trial_id,

@@ -145,10 +145,11 @@ def resolve_settings(request: TuneRequest, config: ExperimentConfig, search: dic
     if not isinstance(max_epochs, int) or max_epochs < 1 or (max_trials is not None and max_trials < 1):
         raise UserError("--max-epochs and --max-trials must be positive whole numbers.")
 
-    space = {**default_space(approach), **(search.get("space") or {}), **_space_overrides(request)}
-    check_space(approach, space)
+    given = {**(search.get("space") or {}), **_space_overrides(request)}
+    space = {**default_space(approach, given, config), **given}
+    check_space(approach, space, config)
     return SearchSettings(
-        config.approach, tuner, objective, max_epochs, max_trials, factor, space, config.data.data_dir, config.to_dict()
+        config.approach.type, tuner, objective, max_epochs, max_trials, factor, space, config.data.data_dir, config.to_dict()
     )
 
 
@@ -270,7 +271,7 @@ def run_tuning(request: TuneRequest, config: ExperimentConfig, search: dict | No
     settings = resolve_settings(request, config, search or {})
     approach = validate(config)
     directory = Path(request.directory) if request.directory else run_directory(
-        request.runs_dir, request.name or f"tune-{config.approach}")
+        request.runs_dir, request.name or f"tune-{config.approach.type}")
     with contextlib.ExitStack() as stack, distributed_role(request) as tuner_id:
         chief = tuner_id is not None and "chief" in tuner_id
         worker = tuner_id if tuner_id is not None and not chief else None

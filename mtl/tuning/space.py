@@ -1,17 +1,20 @@
 """Search spaces: which hyperparameters a search may vary, and how a trial's values become a config.
 
 A hyperparameter is declared once (`mtl.searchable.Hyperparameter`), with the config field it sets
-and the values it may take (its spec). The shared ones are below, with each registered backbone's
-own; each approach adds its own (`Approach.hyperparameters`).
+and the values it may take (its spec). The shared ones are below; each approach adds its own
+(`Approach.hyperparameters`); every option of a registered plug-in is one too (`searchable_options`),
+searched by default with the values the plug-ins a search chooses declare (`search_defaults`).
 A spec is a list (a choice), `{"min", "max"[, "step", "sampling"]}` (a range; integers if every
 bound is) or anything else (a fixed value). Search files and `--hp` replace specs, never fields.
 """
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import keras_tuner as kt
 
-from mtl.config import AugmentConfig, ExperimentConfig, deep_merge, merge, plugin_registry
+from mtl.config import AugmentConfig, ExperimentConfig, PluginOptions, deep_merge, merge, plugin_fields, plugin_registry
 from mtl.errors import UserError
 from mtl.models import backbones
 from mtl.searchable import Hyperparameter
@@ -65,39 +68,122 @@ def shared_hyperparameters() -> dict[str, Hyperparameter]:
     }
 
 
-def searched_options(choice: str, hyperparameter: Hyperparameter) -> dict[str, Hyperparameter]:
-    """The options that the plug-ins a choice of plug-in picks from search (each one's `search_defaults`),
-    each active when one of the plug-ins that has it is chosen: the backbones' width and depth, the
-    fixed weighting's emotion weight, a plug-in's own. The first plug-in to declare an option gives its spec."""
-    registry = plugin_registry(hyperparameter.field)
-    if registry is None:
-        return {}
-    searched = {name: getattr(entry, "search_defaults", {}) for name, entry in registry.items()}
-    section = hyperparameter.field[: -len(".type")]
-    options = {}
-    for defaults in searched.values():
-        for option, spec in defaults.items():
-            readers = tuple(name for name, other in searched.items() if option in other)
-            options.setdefault(option, Hyperparameter(spec, f"{section}.{option}", when=(choice, readers)))
-    return options
+@dataclass(frozen=True)
+class PluginOption:
+    """An option of the plug-ins of one config field, as a search may set it: `width` of the backbones."""
+
+    field: str  # the plug-in field, "model.backbone"
+    option: str  # "width"
+    chooser: str | None  # the hyperparameter choosing the field's plug-in; None: the base config's plug-in
+    readers: tuple[str, ...]  # the plug-ins that have the option
+    searched: dict  # plug-in -> the values it searches by default (its `search_defaults`), for those that do
+
+    def hyperparameter(self, spec=None) -> Hyperparameter:
+        when = (self.chooser, self.readers) if self.chooser else None
+        return Hyperparameter(spec, f"{self.field}.{self.option}", when=when)
+
+
+def _declared(approach) -> dict[str, Hyperparameter]:
+    return {**shared_hyperparameters(), **approach.hyperparameters}
+
+
+def searchable_options(declared: dict[str, Hyperparameter]) -> dict[str, PluginOption]:
+    """Every option of every registered plug-in, by the name a search gives it: the option's own name, or
+    `KEY.option` (`loss_weighting.share`) where the plug-ins of two fields, or a declared hyperparameter, share it."""
+    choosers = {hyperparameter.field: name for name, hyperparameter in declared.items() if hyperparameter.field}
+    found: list[PluginOption] = []
+    for field in plugin_fields():
+        registry = plugin_registry(f"{field}.type")
+        readers: dict[str, list[str]] = {}
+        for name, entry in registry.items():
+            for item in dataclasses.fields(getattr(entry, "Options", PluginOptions)):
+                if item.name != "type":
+                    readers.setdefault(item.name, []).append(name)
+        for option, names in readers.items():
+            defaults = {name: getattr(registry.get(name), "search_defaults", {}) for name in names}
+            searched = {name: own[option] for name, own in defaults.items() if option in own}
+            found.append(PluginOption(field, option, choosers.get(f"{field}.type"), tuple(names), searched))
+    shared = {option.option for option in found
+              if option.option in declared or sum(other.option == option.option for other in found) > 1}
+    return {f"{option.field.split('.')[-1]}.{option.option}" if option.option in shared else option.option: option
+            for option in found}
+
+
+def _options_of(approach) -> dict[str, PluginOption]:
+    """The plug-in options a search of `approach` has: every plug-in's, and of the approaches its own."""
+    return {name: option for name, option in searchable_options(_declared(approach)).items()
+            if option.field != "approach" or approach.name in option.readers}
 
 
 def hyperparameters_of(approach) -> dict[str, Hyperparameter]:
-    """The shared hyperparameters and the approach's own, each plug-in choice followed by its plug-ins'
-    searched options, every spec given as a function resolved."""
-    declared = {**shared_hyperparameters(), **approach.hyperparameters}
+    """The shared hyperparameters and the approach's own, each plug-in choice followed by the options of its
+    plug-ins (then those of the plug-ins a base config fixes), every spec given as a function resolved.
+
+    A plug-in option's spec here is None: what it searches follows from the plug-ins chosen (`default_space`)."""
+    declared = _declared(approach)
+    options = _options_of(approach)
     ordered = {}
     for name, hyperparameter in declared.items():
         ordered[name] = hyperparameter
-        for option, searched in searched_options(name, hyperparameter).items():
-            if option not in declared:
-                ordered.setdefault(option, searched)
+        ordered.update({option_name: option.hyperparameter() for option_name, option in options.items()
+                        if option.chooser == name})
+    ordered.update({name: option.hyperparameter() for name, option in options.items() if option.chooser is None})
     return {name: hyperparameter.resolved() for name, hyperparameter in ordered.items()}
 
 
-def default_space(approach) -> dict[str, Any]:
-    """Hyperparameter name -> default spec, for an approach."""
-    return {name: hyperparameter.spec for name, hyperparameter in hyperparameters_of(approach).items()}
+def chosen_plugins(option: PluginOption, space: dict, base: ExperimentConfig) -> list[str]:
+    """The plug-ins of the option's field that a search with `space` can choose: the values of its
+    chooser, or the base config's plug-in."""
+    if option.chooser is not None:
+        return possible_values(space[option.chooser]) or []
+    plugin = base
+    for part in option.field.split("."):
+        plugin = getattr(plugin, part)
+    return [plugin.type]
+
+
+def merged_spec(specs: list):
+    """One spec trying what each of `specs` tries: itself if they agree, else the union of lists, else a
+    range over every bound and value (Keras Tuner takes one spec per name, whatever conditions it has)."""
+    distinct = [spec for index, spec in enumerate(specs) if spec not in specs[:index]]
+    if len(distinct) <= 1:
+        return distinct[0] if distinct else None
+    if all(isinstance(spec, list) for spec in distinct):
+        values = []
+        for spec in distinct:
+            values += [value for value in spec if value not in values]
+        numbers = all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in values)
+        return sorted(values) if numbers else values
+    bounds = [bound for spec in distinct for bound in (
+        [spec["min"], spec["max"]] if isinstance(spec, dict) else spec if isinstance(spec, list) else [spec])]
+    samplings = {spec.get("sampling", "linear") if isinstance(spec, dict) else "linear" for spec in distinct}
+    merged = {"min": min(bounds), "max": max(bounds)}
+    return {**merged, "sampling": samplings.pop()} if len(samplings) == 1 else merged
+
+
+def default_space(approach, given: dict | None = None, base: ExperimentConfig | None = None) -> dict[str, Any]:
+    """Hyperparameter name -> default spec, for an approach whose search sets the specs `given`.
+
+    A plug-in option follows its plug-in's choice where a plug-in the search can choose searches it
+    (`search_defaults`), with what those plug-ins search: a backbone `tiny` chosen alone tries its own
+    widths, not resnet's; the approach's own options are searched too. The options of another plug-in
+    the base config fixes (`options.robust`) are searched only when given."""
+    given = given or {}
+    base = base or ExperimentConfig(approach=approach.name)
+    definitions = hyperparameters_of(approach)
+    options = _options_of(approach)
+    space = {}
+    for name, hyperparameter in definitions.items():
+        if name not in options:
+            space[name] = given.get(name, hyperparameter.spec)
+            continue
+        if options[name].chooser is None and options[name].field != "approach":
+            continue  # a plug-in the base config fixes; the approach is the one the search is of, so its own are searched
+        chosen = chosen_plugins(options[name], space, base)
+        spec = merged_spec([spec for plugin, spec in options[name].searched.items() if plugin in chosen])
+        if spec is not None:
+            space[name] = spec
+    return space
 
 
 def possible_values(spec) -> list | None:
@@ -107,14 +193,23 @@ def possible_values(spec) -> list | None:
     return None if isinstance(spec, dict) else [spec]
 
 
-def check_space(approach, space: dict) -> None:
-    """Refuse hyperparameters the approach does not have and ranges where only choices make sense."""
+def check_space(approach, space: dict, base: ExperimentConfig | None = None) -> None:
+    """Refuse hyperparameters the approach does not have, options of plug-ins the search never chooses
+    (`base`: the search's base config) and ranges where only choices make sense."""
     known = hyperparameters_of(approach)
+    options = _options_of(approach)
+    base = base or ExperimentConfig(approach=approach.name)
     unknown = sorted(set(space) - set(known))
     old = [name for name in unknown if RENAMED.get(name) in known]
     if old:
         raise UserError(f"Hyperparameter '{old[0]}' is now called '{RENAMED[old[0]]}', the name of the option it sets; "
                         "write that in --hp or the search file.")
+    for name in unknown:
+        qualified = [qualified for qualified, option in options.items() if option.option == name]
+        if qualified:
+            raise UserError(
+                f"Hyperparameter '{name}' is an option of plug-ins of more than one field; name it {' or '.join(qualified)}."
+            )
     if unknown:
         raise UserError(
             f"Unknown hyperparameter '{unknown[0]}' for the {approach.name} approach; expected one of: {', '.join(known)}."
@@ -122,6 +217,14 @@ def check_space(approach, space: dict) -> None:
     for name, spec in space.items():
         if known[name].categorical and possible_values(spec) is None:
             raise UserError(f"Hyperparameter '{name}' takes a list of choices or one value, not a range.")
+        option = options.get(name)
+        chosen = chosen_plugins(option, space, base) if option else []
+        if option and not set(chosen) & set(option.readers):
+            what = plugin_registry(f"{option.field}.type").what
+            raise UserError(
+                f"Hyperparameter '{name}' is an option of the {what} {' and '.join(option.readers)}, which this search "
+                f"never chooses ({option.field}: {', '.join(map(str, chosen))})."
+            )
     declare_space(kt.HyperParameters(), approach, space)  # a malformed spec fails here, before anything runs
 
 
