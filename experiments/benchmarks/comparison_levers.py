@@ -76,7 +76,7 @@ def decoding(config, folder: Path, file_cache: bool) -> dict:
 
 def stage_plans(config, data: ExperimentData, merged_dir: Path | None) -> list[tuple]:
     """(stage, its batches, its plan) of every stage of `config`'s approach, as `train_approach` plans them."""
-    approach = approaches.get(config.approach)
+    approach = approaches.get(config.approach.type)
     stages = approach.stages(config)
     batches = {stage.name: approach.training_batches(config, stage.name, data, merged_dir) for stage in stages}
     demands = [stage_demand(approach, config, stage, data, batches[stage.name][1]) for stage in stages]
@@ -123,11 +123,11 @@ def measure_size(configs: dict, size: int, folder: Path, args) -> dict:
     result["cross_label_seconds"] = round(seconds, 1)
     result["variants"], networks = {}, {}
     for name, config in configs.items():
-        needs = approaches.get(config.approach).needs_teachers(config)
+        needs = approaches.get(config.approach.type).needs_teachers(config)
         plans = stage_plans(config, data, merged_dir if needs else None)
         stages = []
         for stage, batches, plan in plans:
-            key = (config.approach, stage.network.name)
+            key = (config.approach.type, stage.network.name)
             if key not in networks:  # variants that train the same network (other labels) step alike
                 print(f"{size} px: timing {name}'s {stage.network.name}", flush=True)
                 networks[key] = step_seconds(stage, batches, config, args)
@@ -136,7 +136,7 @@ def measure_size(configs: dict, size: int, folder: Path, args) -> dict:
                            "validations": plan.evaluations, **networks[key]})
         result["variants"][name] = {"needs_teachers": needs, "stages": stages}
     result["validation_seconds"] = round(timed(lambda: compiled.trainer.evaluate(data.validation(), verbose=0))[0], 1)
-    multitask = next(config for config in configs.values() if config.approach == "multitask")
+    multitask = next(config for config in configs.values() if config.approach.type == "multitask")
     evaluated = [stage for stage, _, _ in stage_plans(multitask, data, None)]
     batch_sizes = (first.data.batch_size, args.eval_batch)
     if size == SIZES[0]:  # untimed: the reference labeller's answers, which a comparison computes once per process
@@ -169,9 +169,9 @@ def projection(result: dict, seeds: int) -> list[dict]:
         ("one file cache per comparison", "64", {"file_cache"}),
         ("one cross-labelled set per seed", "64", {"shared_cross_labels"}),
         (f"evaluation in batches of {result['eval_batch']}", "64", {"eval_batch"}),
-        ("all three", "64", {"file_cache", "shared_cross_labels", "eval_batch"}),
+        ("one file cache and one cross-labelled set", "64", {"file_cache", "shared_cross_labels"}),
         ("input 48 px", "48", set()),
-        ("input 48 px and the three", "48", {"file_cache", "shared_cross_labels", "eval_batch"}),
+        ("input 48 px, one file cache and one cross-labelled set", "48", {"file_cache", "shared_cross_labels"}),
     ]:
         measured = result["sizes"][size]
         minutes = seeds * sum(run_seconds(variant, measured, levers, max(teacher_variants, 1))
