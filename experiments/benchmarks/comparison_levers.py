@@ -154,8 +154,10 @@ def run_seconds(variant: dict, size: dict, levers: set[str], per_seed_teacher_va
     if variant["needs_teachers"]:
         share = 1 / per_seed_teacher_variants if "shared_cross_labels" in levers else 1
         seconds += size["cross_label_seconds"] * share
+    validations = 0.5 if "half_the_validations" in levers else 1
     for stage in variant["stages"]:
-        seconds += stage["steps"] * stage["seconds_per_step_continuous"] + stage["validations"] * size["validation_seconds"]
+        seconds += stage["steps"] * stage["seconds_per_step_continuous"]
+        seconds += stage["validations"] * validations * size["validation_seconds"]
     batch = max(size["evaluation_seconds"], key=int) if "eval_batch" in levers else min(size["evaluation_seconds"], key=int)
     return seconds + size["evaluation_seconds"][batch]
 
@@ -169,6 +171,7 @@ def projection(result: dict, seeds: int) -> list[dict]:
         ("one file cache per comparison", "64", {"file_cache"}),
         ("one cross-labelled set per seed", "64", {"shared_cross_labels"}),
         (f"evaluation in batches of {result['eval_batch']}", "64", {"eval_batch"}),
+        ("validation at half the points (4 instead of train.budget.points 8)", "64", {"half_the_validations"}),
         ("one file cache and one cross-labelled set", "64", {"file_cache", "shared_cross_labels"}),
         ("input 48 px", "48", set()),
         ("input 48 px, one file cache and one cross-labelled set", "48", {"file_cache", "shared_cross_labels"}),
