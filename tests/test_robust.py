@@ -303,6 +303,6 @@ def test_separate_with_balanced_trains_its_own_teachers_with_none_first(tmp_path
     assert (run_dir / "teachers" / "model.keras").is_file() and (run_dir / "crosslabeled" / "summary.json").is_file()
     assert not (run_dir / "teachers" / "crosslabeled").exists() and not (run_dir / "teachers" / "teachers").exists()
     teacher_config = load_config(run_dir / "teachers" / "config.json")  # a run like any other, evaluable on its own
-    assert teacher_config.approach == "separate" and teacher_config.options.robust.type == "none"
+    assert teacher_config.approach.type == "separate" and teacher_config.options.robust.type == "none"
     for stage in TASKS:
         assert np.isfinite(json.loads((run_dir / f"{stage}_training.json").read_text())["history"]["loss"]).all()
