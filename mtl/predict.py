@@ -128,6 +128,12 @@ def _images_in(folder: Path) -> list[Path]:
     return [Path(image) for image in list_images(folder)[0]]
 
 
+def _plugin_name(saved):
+    """A plug-in field's name as a saved config holds it: the name alone (the defaults, or a run before
+    December 2026) or a mapping with its "type"."""
+    return saved.get("type") if isinstance(saved, dict) else saved
+
+
 def split_model_and_inputs(paths: list[str]) -> tuple[Path | None, list[Path]]:
     """(run directory, or None for the bundled model; inputs): the first path is the model when it is a run."""
     first, rest = Path(paths[0]), [Path(p) for p in paths[1:]]
@@ -225,11 +231,7 @@ def which_model(model_dir: Path, bundled: bool, runtime: str | None = None, doin
     details = []
     if (model_dir / CONFIG_FILE).is_file():
         config = json.loads((model_dir / CONFIG_FILE).read_text())  # read as JSON: checking it would import TensorFlow
-        backbone = config.get("model", {}).get("backbone")
-        backbone = backbone.get("type") if isinstance(backbone, dict) else backbone  # runs before Dec 2026 saved the name
-        approach = config.get("approach")
-        approach = approach.get("type") if isinstance(approach, dict) else approach  # a mapping where it has options
-        details.append(f"{approach}, {backbone}")
+        details.append(f"{_plugin_name(config.get('approach'))}, {_plugin_name(config.get('model', {}).get('backbone'))}")
     accuracies = [f"{task} {accuracy:.1%}" for task, accuracy in recorded_test_accuracies(model_dir).items()]
     details.append(f"test accuracy {', '.join(accuracies)}" if accuracies else "no test accuracy recorded")
     if runtime == lite.LiteModel.runtime:
