@@ -17,6 +17,8 @@ ABSL_PREAMBLE = re.compile(r"^WARNING: All log messages before absl::InitializeL
 NO_CUDA_DRIVER = re.compile(r"^I\d{4} .*Could not find cuda drivers on your machine, GPU will not be used\.$")
 # On a machine without a driver cuInit has to fail; with a driver, its failure is a real error and is shown.
 CUINIT_WITHOUT_DRIVER = re.compile(r"^E\d{4} .*failed call to cuInit: ")
+# On a CPU with AVX-512 VNNI or BF16, TensorFlow turns oneDNN's custom operations on and says so as it loads.
+ONEDNN_NOTICE = re.compile(r"^I\d{4} .*oneDNN custom operations are on\. ")
 CPU_INSTRUCTIONS = re.compile(r"^(I\d{4} .*cpu_feature_guard\.cc.*|To enable the following instructions: .*)$")
 # LiteRT's (mtl.lite) one line when its interpreter first runs on the CPU.
 XNNPACK_DELEGATE = re.compile(r"^INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.$")
@@ -39,7 +41,7 @@ def start_tensorflow() -> None:
 def is_noise(line: str, no_driver_seen: bool) -> bool:
     """Whether one line of stderr is start-up noise (the cuInit failure only once no driver was reported)."""
     return bool(ABSL_PREAMBLE.match(line) or NO_CUDA_DRIVER.match(line) or CPU_INSTRUCTIONS.match(line)
-                or XNNPACK_DELEGATE.match(line)
+                or ONEDNN_NOTICE.match(line) or XNNPACK_DELEGATE.match(line)
                 or (no_driver_seen and CUINIT_WITHOUT_DRIVER.match(line)))
 
 

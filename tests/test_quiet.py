@@ -14,6 +14,9 @@ REPO = Path(__file__).resolve().parents[1]
 PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 NO_DRIVER = ("I0000 00:00:1796119686.690675    4162 cudart_stub.cc:31] Could not find cuda drivers on your machine, "
              "GPU will not be used.")
+ONEDNN = ("I0000 00:00:1796575281.336058    7678 port.cc:153] oneDNN custom operations are on. You may see slightly "
+          "different numerical results due to floating-point round-off errors from different computation orders. "
+          "To turn them off, set the environment variable `TF_ENABLE_ONEDNN_OPTS=0`.")
 CUINIT = ("E0000 00:00:1796119691.624699    4162 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: "
           "Failed call to cuInit: UNKNOWN ERROR (303)")
 
@@ -22,6 +25,7 @@ def test_the_start_up_lines_of_a_machine_without_a_gpu_are_noise():
     assert is_noise(PREAMBLE, no_driver_seen=False)
     assert is_noise(NO_DRIVER, no_driver_seen=False)
     assert is_noise(CUINIT, no_driver_seen=True)
+    assert is_noise(ONEDNN, no_driver_seen=False)  # a CPU with AVX-512 VNNI or BF16
     assert is_noise("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.", no_driver_seen=False)  # LiteRT
 
 
