@@ -1,4 +1,4 @@
-"""The `mtl` command: train, evaluate, predict, compare, tune, prepare, export.
+"""The `mtl` command: train, evaluate, refit, predict, compare, tune, prepare, export.
 
 User mistakes end in one sentence on stderr and exit status 2, never a traceback. Every subcommand
 takes `--plugin MODULE` (and reads `MTL_PLUGINS`), imported before any config is checked.
@@ -148,6 +148,26 @@ def cmd_evaluate(args) -> None:
     _print_headline(metrics)
 
 
+def cmd_refit(args) -> None:
+    from mtl.config import load_config, merge
+    from mtl.refit import refit_run
+    from mtl.runs import CONFIG_FILE, require_run, run_directory
+
+    if args.run_dir:
+        run_dir = require_run(Path(args.run_dir))
+        plugins.load_for_run(run_dir)
+    else:  # the bundled model, refitted on the data it trained on (its config's data_dir) unless --data-dir
+        from mtl.predict import bundled_model_path
+
+        run_dir = require_run(bundled_model_path().parent)
+    config = merge(load_config(run_dir / CONFIG_FILE), _overrides(args))
+    output_dir = run_directory(args.runs_dir, args.name or f"{run_dir.resolve().name}-refit")
+    heads = [head for head in args.heads.split(",") if head]
+    evaluation = refit_run(run_dir, output_dir, config, heads, args.attributes or [])
+    print(f"Run written to {output_dir}")
+    _print_headline(evaluation.metrics)
+
+
 def cmd_predict(args) -> None:
     from mtl.predict import predict_command
 
@@ -287,6 +307,18 @@ def build_parser() -> argparse.ArgumentParser:
                           help="also score the joint folder on detected faces (Happy House always is)")
     _add_data_options(evaluate, experiment=False)
     evaluate.set_defaults(handler=cmd_evaluate)
+
+    refit = commands.add_parser(
+        "refit", help="refit a run's heads on its validation faces, every group (class x other task x source) weighing the same"
+    )
+    refit.add_argument("run_dir", nargs="?", help="run directory (default: the bundled model)")
+    refit.add_argument("--heads", default="gender,emotion", help="which heads to refit (default: gender,emotion)")
+    refit.add_argument("--attributes", action="append", metavar="NAME",
+                       help="also group by this attribute of a source, e.g. age_band (repeatable)")
+    refit.add_argument("--runs-dir", default="runs", help="where the new run directory is created (default: runs)")
+    refit.add_argument("--name", help="name of the new run directory (default: RUN-refit)")
+    refit.add_argument("--data-dir", help="folder holding the datasets the run trained on (default: its config's)")
+    refit.set_defaults(handler=cmd_refit)
 
     predict = commands.add_parser(
         "predict", help="gender, emotion and four-class labels of every face in photos",

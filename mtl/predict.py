@@ -32,8 +32,8 @@ from mtl.builtin_names import RUNTIMES
 from mtl.data.images import IMAGE_SUFFIXES, list_images, read_pixels
 from mtl.errors import UserError
 from mtl.quiet import start_tensorflow
-from mtl.runs import (CONFIG_FILE, LITE_MODEL_FILE, METRICS_FILE, MODEL_FILE, atomic_path, bundled_model_path,
-                      require_run)
+from mtl.runs import (CONFIG_FILE, LITE_MODEL_FILE, METRICS_FILE, MODEL_FILE, REFIT_FILE, TRAINED_HEAD, atomic_path,
+                      bundled_model_path, require_run)
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER
 
 ANSWERS = (GENDER, EMOTION, FOUR)
@@ -224,6 +224,16 @@ def recorded_test_accuracies(model_dir: Path) -> dict[str, float]:
     return {task: headline[f"{task}_accuracy"] for task in (GENDER, EMOTION) if headline.get(f"{task}_accuracy") is not None}
 
 
+def refitted_heads(model_dir: Path) -> list[str]:
+    """The heads that `mtl refit` changed in this run ([] for a trained run, or one whose heads it kept)."""
+    path = model_dir / REFIT_FILE
+    try:
+        heads = json.loads(path.read_text()).get("heads", {}) if path.is_file() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return []
+    return [task for task, head in heads.items() if isinstance(head, dict) and head.get("chosen") not in (None, TRAINED_HEAD)]
+
+
 def which_model(model_dir: Path, bundled: bool, runtime: str | None = None, doing: str = "Answering with") -> str:
     """One sentence saying which model answers (or, with `doing`, is scored: "Scoring"), with its test
     accuracies when its metrics file has them."""
@@ -232,6 +242,9 @@ def which_model(model_dir: Path, bundled: bool, runtime: str | None = None, doin
     if (model_dir / CONFIG_FILE).is_file():
         config = json.loads((model_dir / CONFIG_FILE).read_text())  # read as JSON: checking it would import TensorFlow
         details.append(f"{_plugin_name(config.get('approach'))}, {_plugin_name(config.get('model', {}).get('backbone'))}")
+    refitted = refitted_heads(model_dir)
+    if refitted:
+        details.append(f"{' and '.join(refitted)} head{'s' if len(refitted) > 1 else ''} refitted with groups weighed alike (mtl refit)")
     accuracies = [f"{task} {accuracy:.1%}" for task, accuracy in recorded_test_accuracies(model_dir).items()]
     details.append(f"test accuracy {', '.join(accuracies)}" if accuracies else "no test accuracy recorded")
     if runtime == lite.LiteModel.runtime:

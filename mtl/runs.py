@@ -27,6 +27,8 @@ CONFIG_FILE = "config.json"
 MODEL_FILE = "model.keras"
 LITE_MODEL_FILE = "model.tflite"  # the TFLite export of MODEL_FILE beside it (the bundled model ships one)
 METRICS_FILE = "metrics.json"
+REFIT_FILE = "refit.json"  # in a run made by `mtl refit`: which heads were refitted, chosen how, on which groups
+TRAINED_HEAD = "trained head"  # what REFIT_FILE names as chosen where `mtl refit` kept a head as training left it
 EVALUATION_DIR = "evaluation"  # the figures of METRICS_FILE, beside it
 LOCK_FILE = ".lock"  # held by the process writing the run; hidden, so readers of the run skip it
 

@@ -422,7 +422,7 @@ def test_help_says_what_mtl_is_and_lists_every_command():
     code, out, _ = run_cli("--help")
     assert code == 0
     assert "gender (female/male) and the emotion (happy/sad) of every face" in " ".join(out.split())
-    for command in ("train", "evaluate", "predict", "export", "prepare", "compare", "notebook", "tune"):
+    for command in ("train", "evaluate", "refit", "predict", "export", "prepare", "compare", "notebook", "tune"):
         assert re.search(rf"^    {command} ", out, re.MULTILINE), command
 
 

@@ -1,0 +1,134 @@
+"""Refitting a run's heads with groups weighed alike (`mtl refit`, `mtl.refit`): a planted shortcut
+that the plain fit follows and the balanced fit does not, the head's new weights answering as the
+regression does, and the command on a run trained on the sample."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from mtl.config import DataConfig, ModelConfig
+from mtl.data.sources import ImageSource
+from mtl.errors import UserError
+from mtl.models.build import build_network, inference_model
+from mtl.refit import (TRAINED, Candidate, HeadFaces, answers_of, choose, fit_head, group_names, head_layer,
+                       set_head)
+from conftest import run_cli
+
+
+def shortcut_faces(faces: int = 4000, agreeing: float = 0.95, seed: int = 0) -> HeadFaces:
+    """Two-class faces whose features hold a weak true signal and a strong shortcut.
+
+    The shortcut (think "smiling") agrees with the class for `agreeing` of the faces; the rest form
+    the rare groups (a sad woman: class 0 with the shortcut of class 1). A face's group is its class
+    x its shortcut value, as a head's group is its class x the other task's answer.
+    """
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, faces)
+    shortcut = np.where(rng.random(faces) < agreeing, labels, 1 - labels)
+    signal = (2 * labels - 1) * 1.0 + rng.normal(0, 1.0, faces)  # alone about 84% right for every group
+    cue = (2 * shortcut - 1) * 3.0 + rng.normal(0, 0.5, faces)
+    features = np.stack([signal, cue, rng.normal(0, 1, faces)], axis=1).astype(np.float32)
+    groups = np.array([f"class{label}|shortcut{value}" for label, value in zip(labels, shortcut)])
+    trained = np.eye(2)[shortcut]  # a head that learnt the shortcut alone
+    return HeadFaces(features, features[:, [0, 1, 2]], labels, groups, trained)
+
+
+def rare_group_accuracy(faces: HeadFaces, answers: np.ndarray, indices: np.ndarray) -> float:
+    rare = faces.groups[indices] != np.array([f"class{label}|shortcut{label}" for label in faces.labels[indices]])
+    return float((answers[rare] == faces.labels[indices][rare]).mean())
+
+
+def test_the_plain_fit_follows_a_planted_shortcut_and_the_balanced_fit_does_not():
+    faces, held_out = shortcut_faces(seed=0), shortcut_faces(seed=1)
+    everyone = np.arange(len(faces.labels))
+    plain = fit_head(faces, everyone, Candidate(0.0, 1.0), seed=0)
+    balanced = fit_head(faces, everyone, Candidate(1.0, 1.0), seed=0)
+    plain_rare = rare_group_accuracy(held_out, answers_of(plain, held_out, everyone, mirror=False), everyone)
+    balanced_rare = rare_group_accuracy(held_out, answers_of(balanced, held_out, everyone, mirror=False), everyone)
+    assert plain_rare < 0.5  # the shortcut wins where it disagrees with the class
+    assert balanced_rare > 0.75  # the true signal wins, near what it gives alone
+
+
+def test_choosing_on_the_scoring_half_picks_a_balanced_fit_over_the_shortcut_head():
+    chosen, scored = choose(shortcut_faces(), mirror=False, seed=0)
+    by_name = {row["candidate"]: row for row in scored}
+    assert chosen.alpha == 1.0
+    assert by_name[chosen.name]["worst_group_accuracy"] > by_name[TRAINED]["worst_group_accuracy"] + 0.5
+    assert len(scored) == 10  # the trained head and 3 balance powers x 3 regularisations
+
+
+def test_the_trained_head_stays_where_no_refit_lifts_its_worst_group_beyond_the_noise():
+    faces = shortcut_faces(agreeing=0.5)  # no shortcut to unlearn: the cue is noise
+    from_signal = np.eye(2)[(faces.features[:, 0] > 0).astype(int)]  # a head that reads the true signal already
+    faces = HeadFaces(faces.features, faces.mirrored, faces.labels, faces.groups, from_signal)
+    chosen, scored = choose(faces, mirror=False, seed=0)
+    assert chosen.name == TRAINED
+    assert max(row["worst_group_accuracy"] for row in scored[1:]) > 0.5  # the refits were fitted and scored
+
+
+def test_a_refitted_dense_head_answers_as_the_regression_does():
+    faces = shortcut_faces()
+    regression = fit_head(faces, np.arange(len(faces.labels)), Candidate(0.5, 0.1), seed=0)
+    head = keras.layers.Dense(2, activation="softmax")
+    head.build((None, 3))
+    set_head(head, regression)
+    np.testing.assert_allclose(np.asarray(head(faces.features[:50])), regression.predict_proba(faces.features[:50]),
+                               atol=1e-5)
+
+
+def test_a_group_names_class_other_answer_short_source_and_attributes():
+    source = ImageSource(
+        "gender", np.array(["a.jpg", "b.jpg", "c.jpg"]),
+        {"gender": np.array([0, 1, 0]), "emotion": np.array([-1, -1, -1]), "source": np.array([0, 1, 1])},
+        {"age_band": np.array(["", "60+", "20-29"])},
+    )
+    names = group_names(source, "gender", np.array([1, 0, 0]), ["gender_training", "utkface_train"], ["age_band"])
+    assert names.tolist() == ["female|sad|gender_training", "male|happy|utkface_train|60+", "female|happy|utkface_train|20-29"]
+
+
+def test_a_four_class_model_has_no_task_head_to_refit():
+    data, model = DataConfig(image_size=32), ModelConfig(backbone="lenet")
+    four_class = inference_model([build_network(model, data, {"four": 4}, name="four_class")], data)
+    with pytest.raises(UserError, match="no gender head to refit"):
+        head_layer(four_class, "gender")
+
+
+@pytest.mark.slow
+def test_mtl_refit_writes_a_new_evaluated_run_and_leaves_the_trained_one_as_it_was(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    before = (run_dir / "model.keras").read_bytes()
+    code, out, err = run_cli("refit", run_dir, "--runs-dir", tmp_path, "--name", "refitted")
+    assert code == 0, err
+    refitted = tmp_path / "refitted"
+    record = json.loads((refitted / "refit.json").read_text())
+    assert set(record["heads"]) == {"gender", "emotion"}
+    assert record["from_run"] == run_dir.name
+    for head in record["heads"].values():
+        assert len(head["candidates_on_the_scoring_half"]) == 10
+        assert all("|" in name and "/" not in name for name in head["groups"])  # short source names, no paths
+    assert "gender_accuracy" in json.loads((refitted / "metrics.json").read_text())["headline"]
+    assert (run_dir / "model.keras").read_bytes() == before
+    assert f"Run written to {refitted}" in out
+
+    code, _, err = run_cli("refit", run_dir, "--runs-dir", tmp_path, "--name", "refitted")
+    assert code == 2 and "already exists" in err  # never written over
+
+
+def test_mtl_refit_refuses_an_unknown_head_in_one_sentence(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    code, _, err = run_cli("refit", run_dir, "--runs-dir", tmp_path, "--heads", "four")
+    assert code == 2
+    assert "--heads takes gender and/or emotion" in err and "Traceback" not in err
+    assert not (tmp_path / f"{run_dir.name}-refit").exists()
+
+
+def test_the_line_naming_the_model_says_which_heads_mtl_refit_changed(tmp_path):
+    from mtl.predict import which_model
+
+    (tmp_path / "refit.json").write_text(json.dumps({"heads": {"gender": {"chosen": "alpha=1, C=0.1"},
+                                                               "emotion": {"chosen": TRAINED}}}))
+    assert "gender head refitted with groups weighed alike (mtl refit)" in which_model(tmp_path, bundled=False)
+    (tmp_path / "refit.json").write_text(json.dumps({"heads": {"gender": {"chosen": TRAINED}}}))
+    assert "refitted" not in which_model(tmp_path, bundled=False)
