@@ -298,9 +298,10 @@ def test_the_shipped_bundled_model_is_announced_with_its_test_accuracies():
     shipped = Path(predict.__file__).parent / "pretrained"
     headline = json.loads((shipped / "metrics.json").read_text())["headline"]
     assert headline["gender_accuracy"] > 0.9 and headline["emotion_accuracy"] > 0.8  # the full-data model, not a test's
+    assert predict.refitted_heads(shipped) == ["gender"]  # by mtl refit: experiments/results/pretrained/refit.json
     assert predict.which_model(shipped, bundled=True) == (
-        f"Answering with the bundled model ({shipped}): multitask, resnet; test accuracy gender "
-        f"{headline['gender_accuracy']:.1%}, emotion {headline['emotion_accuracy']:.1%}.")
+        f"Answering with the bundled model ({shipped}): multitask, resnet; gender head refitted with groups weighed "
+        f"alike (mtl refit); test accuracy gender {headline['gender_accuracy']:.1%}, emotion {headline['emotion_accuracy']:.1%}.")
 
 
 # ---------------------------------------------------------------- annotated copies: where and what
