@@ -56,7 +56,7 @@ class HeadFaces:
     features: np.ndarray  # [faces, width]
     mirrored: np.ndarray  # [faces, width]
     labels: np.ndarray  # [faces] class index
-    groups: np.ndarray  # [faces] group name, "female|sad|utkface/train"
+    groups: np.ndarray  # [faces] group name, "female|sad|utkface_train"
     trained_answers: np.ndarray  # [faces, classes] the saved model's probabilities
 
 
@@ -248,6 +248,11 @@ def refit_run(run_dir: Path, output_dir: Path, config: ExperimentConfig, heads: 
     for task in heads:
         head_layer(model, task)  # refused before the data is read
     data = ExperimentData.load(config.data, config.train.seed)  # the split the run was trained and selected with
+    known = {attribute for split in (data.gender_validation, data.emotion_validation) for attribute in split.groups}
+    missing = [attribute for attribute in attributes if attribute not in known]
+    if missing:
+        raise UserError(f"--attributes {missing[0]}: no training source has it; "
+                        f"they have: {', '.join(sorted(known)) or 'none'} (UTKFace: age_band, ethnicity).")
     with run_lock(output_dir):
         create_run(output_dir, config)
         record = refit_heads(model, config, data, heads, attributes)

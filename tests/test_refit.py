@@ -124,6 +124,15 @@ def test_mtl_refit_refuses_an_unknown_head_in_one_sentence(trained_run, tmp_path
     assert not (tmp_path / f"{run_dir.name}-refit").exists()
 
 
+@pytest.mark.slow
+def test_mtl_refit_refuses_an_attribute_no_source_has_before_writing_anything(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    code, _, err = run_cli("refit", run_dir, "--runs-dir", tmp_path, "--attributes", "age_bnd")
+    assert code == 2
+    assert "--attributes age_bnd: no training source has it" in err and "Traceback" not in err
+    assert not (tmp_path / f"{run_dir.name}-refit").exists()
+
+
 def test_the_line_naming_the_model_says_which_heads_mtl_refit_changed(tmp_path):
     from mtl.predict import which_model
 
