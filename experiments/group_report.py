@@ -10,6 +10,10 @@ read as it goes. Per variant, mean ± std over its finished seeds (accuracies in
 
     python experiments/group_report.py runs/generalisation --out experiments/results/generalisation
     python experiments/group_report.py --metrics before=OLD.json --metrics after=NEW.json   # single runs
+
+`--difference A,B` adds a row `B - A`: per seed, B's value less A's, then mean ± std over the
+seeds both have. Two variants that share each seed's backbone (a run and its `mtl refit`) differ
+by less than their seeds spread, so the paired difference is the one to judge.
 """
 
 import argparse
@@ -78,24 +82,39 @@ COLUMNS = {
 
 
 def finished_runs(root: Path) -> dict[str, list[dict]]:
-    """variant -> the metrics of its finished seeds, in the comparison's variant order where known."""
+    """variant -> the metrics of its finished seeds (each with its "seed" folder name added), in the
+    comparison's variant order where known."""
     order = list(json.loads((root / "comparison.json").read_text())["variants"]) if (root / "comparison.json").is_file() else []
     found: dict[str, list[dict]] = {}
     for path in sorted(root.glob(f"*/{SEED_DIR}*/metrics.json")):
-        found.setdefault(path.parent.parent.name, []).append(json.loads(path.read_text()))
+        found.setdefault(path.parent.parent.name, []).append({**json.loads(path.read_text()), "seed": path.parent.name})
     return {name: found[name] for name in sorted(found, key=lambda name: (order.index(name) if name in order else len(order), name))}
 
 
-def summary(values: list) -> str:
+def summary(values: list, signed: bool = False) -> str:
     values = [100 * value for value in values if value is not None]
+    sign = "+" if signed else ""
     if not values:
         return "-"
     if len(values) == 1:
-        return f"{values[0]:.1f}"
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+        return f"{values[0]:{sign}.1f}"
+    return f"{statistics.mean(values):{sign}.1f} ± {statistics.stdev(values):.1f}"
 
 
-def report(root: Path | None, named: dict[str, Path] | None = None) -> tuple[str, list[dict]]:
+def difference_row(runs: dict[str, list[dict]], first: str, second: str) -> dict:
+    """`second - first` per seed both finished, as mean ± std in points."""
+    if first not in runs or second not in runs:
+        raise SystemExit(f"group_report: --difference names '{first if first not in runs else second}', which has no finished run.")
+    by_seed = {metrics["seed"]: metrics for metrics in runs[first]}
+    pairs = [(by_seed[metrics["seed"]], metrics) for metrics in runs[second] if metrics["seed"] in by_seed]
+    row = {"variant": f"{second} - {first}", "seeds": len(pairs)}
+    for column, (_, read) in COLUMNS.items():
+        values = [read(b) - read(a) for a, b in pairs if read(a) is not None and read(b) is not None]
+        row[column] = summary(values, signed=True)
+    return row
+
+
+def report(root: Path | None, named: dict[str, Path] | None = None, differences=()) -> tuple[str, list[dict]]:
     runs = finished_runs(root) if root else {}
     runs.update({name: [json.loads(path.read_text())] for name, path in (named or {}).items()})
     if not runs:
@@ -107,6 +126,7 @@ def report(root: Path | None, named: dict[str, Path] | None = None) -> tuple[str
         for column, (_, read) in COLUMNS.items():
             row[column] = summary([read(m) for m in metrics])
         rows.append(row)
+    rows += [difference_row(runs, first, second) for first, second in differences]
     lines = [
         f"# Per-group report of {title} ({sum(len(m) for m in runs.values())} finished runs)",
         "",
@@ -143,6 +163,8 @@ def main(argv=None) -> int:
     parser.add_argument("--metrics", action="append", default=[], metavar="NAME=FILE",
                         help="a single run's metrics.json, as a row named NAME (repeatable)")
     parser.add_argument("--out", type=Path, help="write group_report.md and group_report.csv here")
+    parser.add_argument("--difference", action="append", default=[], metavar="A,B",
+                        help="add a row B - A: the per-seed difference of two variants of the comparison (repeatable)")
     args = parser.parse_args(argv)
     if args.root is not None and not args.root.is_dir():
         print(f"group_report: '{args.root}' is not a folder.", file=sys.stderr)
@@ -153,7 +175,11 @@ def main(argv=None) -> int:
     if args.root is None and not named:
         print("group_report: give a comparison folder or --metrics NAME=FILE.", file=sys.stderr)
         return 2
-    text, rows = report(args.root, named)
+    differences = [tuple(pair.split(",")) for pair in args.difference]
+    if any(len(pair) != 2 for pair in differences):
+        print("group_report: --difference takes two variant names, A,B.", file=sys.stderr)
+        return 2
+    text, rows = report(args.root, named, differences)
     print(text)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

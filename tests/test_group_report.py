@@ -49,3 +49,17 @@ def test_single_runs_given_by_their_metrics_file_are_rows_of_their_own(tmp_path)
     assert rows[1].startswith("before,1,95.0,") and rows[1].endswith(",-,-")
     assert rows[2].startswith("after,1,95.0,") and ",85.0," in rows[2]  # the validation mean of 90% and 80%
     assert group_report.main(["--metrics", "nothing"]) == 2
+
+
+def test_a_difference_row_pairs_the_two_variants_seed_by_seed(tmp_path):
+    for variant, sads in (("trained", (0.6, 0.8)), ("refitted", (0.7, 0.95))):
+        for seed, sad in enumerate(sads):
+            run = tmp_path / variant / f"seed-{seed}"
+            run.mkdir(parents=True)
+            (run / "metrics.json").write_text(json.dumps(run_metrics(sad)))
+    _, rows = group_report.report(tmp_path, differences=[("trained", "refitted")])
+    difference = rows[-1]
+    assert difference["variant"] == "refitted - trained" and difference["seeds"] == 2
+    assert difference["utkface_sad_women"] == "+12.5 ± 3.5"  # +10 and +15 points: far less spread than either variant's
+    with pytest.raises(SystemExit, match="'other', which has no finished run"):
+        group_report.report(tmp_path, differences=[("trained", "other")])
