@@ -32,9 +32,14 @@ def group(metrics: dict, test_set: str, task: str, family: str, name: str) -> fl
     return cell["accuracy"] if cell else None
 
 
-def women(metrics: dict, test_set: str) -> float | None:
+def called(metrics: dict, test_set: str, gender: str) -> float | None:
+    """The share of one gender's faces called that gender (its recall)."""
     scores = metrics["test_sets"].get(test_set, {}).get("gender")
-    return scores["per_class"]["female"]["recall"] if scores else None
+    return scores["per_class"].get(gender, {}).get("recall") if scores else None
+
+
+def women(metrics: dict, test_set: str) -> float | None:
+    return called(metrics, test_set, "female")
 
 
 def worst_adult(metrics: dict) -> float | None:
@@ -65,6 +70,7 @@ COLUMNS = {
     "gender_validation": ("gender, gender/Validation", lambda m: m["headline"].get("gender_accuracy")),
     "utkface": ("gender, utkface/test", lambda m: m["headline"].get("utkface_test_gender_accuracy")),
     "utkface_women": ("women called women, utkface/test", lambda m: women(m, "utkface_test")),
+    "utkface_men": ("men called men, utkface/test", lambda m: called(m, "utkface_test", "male")),
     "utkface_sad_women": ("sad-looking women, utkface/test", lambda m: group(m, "utkface_test", "gender", "emotion", "female|sad")),
     "utkface_women_60": ("women 60+, utkface/test", lambda m: group(m, "utkface_test", "gender", "age_band", "female|60+")),
     "utkface_worst_adult": ("worst adult group (age band >= 20 or ethnicity, x gender), utkface/test", worst_adult),
