@@ -497,5 +497,6 @@ def test_evaluate_without_a_run_says_on_stderr_that_it_scores_the_bundled_model(
     assert code == 0, err
     shipped = predict.bundled_model_path().parent
     assert err.splitlines() == [predict.which_model(shipped, bundled=True, doing="Scoring")]
-    assert err.startswith(f"Scoring the bundled model ({shipped}): multitask, resnet; test accuracy gender ")
+    assert err.startswith(f"Scoring the bundled model ({shipped}): multitask, resnet; gender head refitted with groups "
+                          "weighed alike (mtl refit); test accuracy gender ")
     assert out.startswith("Metrics written to bundled_model_metrics.json")
