@@ -80,8 +80,13 @@ def test_mirrored_over_two_devices_trains_as_one_device(tmp_path):
     assert histories[0].keys() == histories[1].keys()
     for key in histories[0]:
         # An accuracy moves by 1/670 (training) or 1/80 (validation) when one face near the decision
-        # boundary falls the other side of it: a few may.
-        tolerance = {"atol": 0.03} if key.endswith("accuracy") else {"rtol": 1e-3}
+        # boundary falls the other side of it: a few may. A worst group holds 20-40 of the 80 faces, so
+        # one face moves it by 1/40 to 1/20 (on an AVX-512 CPU with oneDNN, 0.275 against 0.3125 while
+        # the weights differed by 1.2e-4): the weights below are the check that the training is the same.
+        if key.endswith("worst_group_accuracy"):
+            tolerance = {"atol": 0.1}
+        else:
+            tolerance = {"atol": 0.03} if key.endswith("accuracy") else {"rtol": 1e-3}
         np.testing.assert_allclose(histories[1][key], histories[0][key], err_msg=key, **tolerance)
     # One epoch moves the largest weight by about 5e-3; the two runs differ by about 1e-4 (float sums
     # in another order). Gradients summed over the replicas without their share, twice as large,
