@@ -23,16 +23,15 @@ import tensorflow as tf
 from mtl.config import load_config, merge
 from mtl.data.pipeline import test_sets
 from mtl.evaluate import predict_dataset, score_test_set, test_set_groups
-from mtl.models.build import load_inference_model
+from mtl.models.build import Grayscale, load_inference_model
 from mtl.runs import CONFIG_FILE, MODEL_FILE
 from mtl.tasks import GENDER
 
-LUMINANCE = (0.299, 0.587, 0.114)
+TO_GREY = Grayscale()  # the model's own colour removal (data.color=gray), on the image before it
 
 
 def grey(image, labels):
-    value = tf.reduce_sum(tf.cast(image, tf.float32) * LUMINANCE, axis=-1, keepdims=True)
-    return tf.cast(tf.round(tf.repeat(value, 3, axis=-1)), tf.uint8), labels
+    return tf.cast(tf.round(TO_GREY(tf.cast(image, tf.float32))), tf.uint8), labels
 
 
 def cell(scores: dict, family: str, name: str) -> float | None:

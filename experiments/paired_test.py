@@ -51,26 +51,20 @@ def test_set_groups(config_file: Path, data_dir: str) -> dict[str, dict[str, np.
     that `config_file` names, grouped as `mtl evaluate` groups them."""
     from mtl.config import load_config, merge
     from mtl.data.pipeline import test_sets
+    from mtl.evaluate import group_members, task_families
     from mtl.evaluate import test_set_groups as groups_of
-    from mtl.tasks import CLASSES, TASKS
+    from mtl.tasks import TASKS
 
     config = merge(load_config(config_file), {"data": {"data_dir": data_dir}})
     masks = {}
     for name, source in test_sets(config.data).items():
         if source.photographs:
             continue  # scored whole and on detected faces, never per group
-        families = groups_of(source)
+        groups = groups_of(source)
         for task in TASKS:
-            known = source.labels[task] >= 0
-            classes = np.array(CLASSES[task])[source.labels[task][known]]
-            cells = {}
-            for family, values in families.items():
-                if family == task:
-                    continue
-                values = values[known]
-                for true_class, value in sorted(set(zip(classes, values))):
-                    if value:
-                        cells[f"{true_class}|{value}"] = (classes == true_class) & (values == value)
+            true = source.labels[task][source.labels[task] >= 0]
+            families = group_members(task, true, task_families(groups, source.labels, task))
+            cells = {group: members for cells_of_family in families.values() for group, members in cells_of_family.items()}
             if cells:
                 masks[f"{name}/{task}"] = cells
     return masks

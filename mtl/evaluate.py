@@ -123,28 +123,38 @@ def score_test_set(probabilities: dict, labels: dict, groups: dict[str, np.ndarr
     scores = {task: task_scores(task, true, probs) for task, (true, probs) in answered.items()}
     for task in TASKS:
         if task in scores and groups:
-            known = labels[task] >= 0
-            families = {attribute: values[known] for attribute, values in groups.items() if attribute != task}
             true, probs = answered[task]
-            scores[task].update(group_scores(task, true, probs.argmax(axis=1), families))
+            scores[task].update(group_scores(task, true, probs.argmax(axis=1), task_families(groups, labels, task)))
     return scores
+
+
+def task_families(groups: dict[str, np.ndarray], labels: dict, task: str) -> dict[str, np.ndarray]:
+    """The families `task` is scored by (every attribute but the task itself), over the images it labels."""
+    known = labels[task] >= 0
+    return {attribute: values[known] for attribute, values in groups.items() if attribute != task}
+
+
+def group_members(task: str, true: np.ndarray, families: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """{family: {"female|sad": bool mask}}: each family's values crossed with the true class; an image
+    without a value for a family (a source without that attribute) is in none of its groups."""
+    classes = np.array(CLASSES[task])[true]
+    members = {}
+    for family, values in families.items():
+        cells = {"|".join(name): (classes == name[0]) & (values == name[1])
+                 for name in sorted(set(zip(classes, values))) if name[1]}
+        if cells:
+            members[family] = cells
+    return members
 
 
 def group_scores(task: str, true: np.ndarray, predicted: np.ndarray, families: dict[str, np.ndarray]) -> dict:
     """Accuracy per group, each family's values crossed with the true class ("female|sad", "male|60+"),
     the worst group of at least MIN_GROUP_IMAGES images, and the confound gap of the other task's family."""
-    classes = np.array(CLASSES[task])[true]
     right = predicted == true
-    groups: dict[str, dict] = {}
-    for family, values in families.items():
-        cells = {}
-        for name in sorted(set(zip(classes, values))):
-            if not name[1]:
-                continue  # no value for this image (a source without this attribute)
-            members = (classes == name[0]) & (values == name[1])
-            cells["|".join(name)] = {"accuracy": float(right[members].mean()), "images": int(members.sum())}
-        if cells:
-            groups[family] = cells
+    groups = {
+        family: {name: {"accuracy": float(right[members].mean()), "images": int(members.sum())} for name, members in cells.items()}
+        for family, cells in group_members(task, true, families).items()
+    }
     counted = [(f"{family}:{name}", cell) for family, cells in groups.items() for name, cell in cells.items()
                if cell["images"] >= MIN_GROUP_IMAGES]
     worst = min(counted, key=lambda item: item[1]["accuracy"], default=None)

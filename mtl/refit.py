@@ -43,7 +43,6 @@ from mtl.tasks import CLASSES, EMOTION, GENDER, TASKS
 
 ALPHAS = (0.0, 0.5, 1.0)
 INVERSE_REGULARISATIONS = (0.01, 0.1, 1.0)
-TRAINED = TRAINED_HEAD  # the candidate that keeps the head as training left it
 MIN_GAIN_STANDARD_ERRORS = 2.0  # how far a refit must lift the worst group to replace the trained head
 SELECTION_SEED = 0  # the split of the validation faces into a fitting half and a scoring half
 
@@ -67,7 +66,7 @@ class Candidate:
 
     @property
     def name(self) -> str:
-        return TRAINED if self.alpha is None else f"alpha={self.alpha:g}, C={self.inverse_regularisation:g}"
+        return TRAINED_HEAD if self.alpha is None else f"alpha={self.alpha:g}, C={self.inverse_regularisation:g}"
 
 
 def candidates() -> list[Candidate]:
@@ -163,8 +162,8 @@ def choose(faces: HeadFaces, mirror: bool, seed: int) -> tuple[Candidate, list[d
     """
     fitting, scoring = train_test_split(np.arange(len(faces.labels)), test_size=0.5, random_state=seed,
                                         stratify=_stratifiable(faces.groups))
-    scored = []
-    for candidate in candidates():
+    options, scored = candidates(), []
+    for candidate in options:
         regression = None if candidate.alpha is None else fit_head(faces, fitting, candidate, seed)
         right = answers_of(regression, faces, scoring, mirror) == faces.labels[scoring]
         scored.append({"candidate": candidate.name, **asdict(candidate), **group_accuracy(right, faces.groups[scoring])})
@@ -175,7 +174,7 @@ def choose(faces: HeadFaces, mirror: bool, seed: int) -> tuple[Candidate, list[d
         needed = MIN_GAIN_STANDARD_ERRORS * math.sqrt(accuracy * (1 - accuracy) / images)
         if scored[best]["worst_group_accuracy"] - accuracy <= needed:
             best = 0
-    return candidates()[best], scored
+    return options[best], scored
 
 
 def _stratifiable(groups: np.ndarray) -> np.ndarray | None:
@@ -233,7 +232,7 @@ def _scores_line(scored: list[dict], chosen: str) -> str:
                 if worst is not None else f"{row['candidate']} {row['accuracy']:.1%}")
 
     best_refit = max(scored[1:], key=lambda row: (row["worst_group_accuracy"] or 0.0, row["accuracy"]))
-    verdict = ("the trained head stays: no refit lifts its worst group beyond the noise" if chosen == TRAINED
+    verdict = ("the trained head stays: no refit lifts its worst group beyond the noise" if chosen == TRAINED_HEAD
                else f"refitted with {chosen}")
     return f"{verdict} (scoring half: {shown(scored[0])}; best refit {shown(best_refit)})"
 

@@ -12,8 +12,9 @@ from mtl.config import DataConfig, ModelConfig
 from mtl.data.sources import ImageSource
 from mtl.errors import UserError
 from mtl.models.build import build_network, inference_model
-from mtl.refit import (TRAINED, Candidate, HeadFaces, answers_of, choose, fit_head, group_names, head_layer,
+from mtl.refit import (Candidate, HeadFaces, answers_of, choose, fit_head, group_names, head_layer,
                        set_head)
+from mtl.runs import TRAINED_HEAD
 from conftest import run_cli
 
 
@@ -55,7 +56,7 @@ def test_choosing_on_the_scoring_half_picks_a_balanced_fit_over_the_shortcut_hea
     chosen, scored = choose(shortcut_faces(), mirror=False, seed=0)
     by_name = {row["candidate"]: row for row in scored}
     assert chosen.alpha == 1.0
-    assert by_name[chosen.name]["worst_group_accuracy"] > by_name[TRAINED]["worst_group_accuracy"] + 0.5
+    assert by_name[chosen.name]["worst_group_accuracy"] > by_name[TRAINED_HEAD]["worst_group_accuracy"] + 0.5
     assert len(scored) == 10  # the trained head and 3 balance powers x 3 regularisations
 
 
@@ -64,7 +65,7 @@ def test_the_trained_head_stays_where_no_refit_lifts_its_worst_group_beyond_the_
     from_signal = np.eye(2)[(faces.features[:, 0] > 0).astype(int)]  # a head that reads the true signal already
     faces = HeadFaces(faces.features, faces.mirrored, faces.labels, faces.groups, from_signal)
     chosen, scored = choose(faces, mirror=False, seed=0)
-    assert chosen.name == TRAINED
+    assert chosen.name == TRAINED_HEAD
     assert max(row["worst_group_accuracy"] for row in scored[1:]) > 0.5  # the refits were fitted and scored
 
 
@@ -116,20 +117,16 @@ def test_mtl_refit_writes_a_new_evaluated_run_and_leaves_the_trained_one_as_it_w
     assert code == 2 and "already exists" in err  # never written over
 
 
-def test_mtl_refit_refuses_an_unknown_head_in_one_sentence(trained_run, tmp_path):
-    run_dir, _ = trained_run
-    code, _, err = run_cli("refit", run_dir, "--runs-dir", tmp_path, "--heads", "four")
-    assert code == 2
-    assert "--heads takes gender and/or emotion" in err and "Traceback" not in err
-    assert not (tmp_path / f"{run_dir.name}-refit").exists()
-
-
 @pytest.mark.slow
-def test_mtl_refit_refuses_an_attribute_no_source_has_before_writing_anything(trained_run, tmp_path):
+@pytest.mark.parametrize("option, refusal", [
+    (("--heads", "four"), "--heads takes gender and/or emotion"),
+    (("--attributes", "age_bnd"), "--attributes age_bnd: no training source has it"),
+])
+def test_mtl_refit_refuses_a_bad_option_in_one_sentence_before_writing_anything(trained_run, tmp_path, option, refusal):
     run_dir, _ = trained_run
-    code, _, err = run_cli("refit", run_dir, "--runs-dir", tmp_path, "--attributes", "age_bnd")
+    code, _, err = run_cli("refit", run_dir, "--runs-dir", tmp_path, *option)
     assert code == 2
-    assert "--attributes age_bnd: no training source has it" in err and "Traceback" not in err
+    assert refusal in err and "Traceback" not in err
     assert not (tmp_path / f"{run_dir.name}-refit").exists()
 
 
@@ -137,7 +134,7 @@ def test_the_line_naming_the_model_says_which_heads_mtl_refit_changed(tmp_path):
     from mtl.predict import which_model
 
     (tmp_path / "refit.json").write_text(json.dumps({"heads": {"gender": {"chosen": "alpha=1, C=0.1"},
-                                                               "emotion": {"chosen": TRAINED}}}))
+                                                               "emotion": {"chosen": TRAINED_HEAD}}}))
     assert "gender head refitted with groups weighed alike (mtl refit)" in which_model(tmp_path, bundled=False)
-    (tmp_path / "refit.json").write_text(json.dumps({"heads": {"gender": {"chosen": TRAINED}}}))
+    (tmp_path / "refit.json").write_text(json.dumps({"heads": {"gender": {"chosen": TRAINED_HEAD}}}))
     assert "refitted" not in which_model(tmp_path, bundled=False)
