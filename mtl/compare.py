@@ -13,6 +13,11 @@ statistics and `mtl.comparison_tables` the tables.
 A comparison config is `{"base": <experiment config>, "variants": {name: <overrides>}, "seeds": N,
 "baseline": <variant>}`. Running the same command again resumes: finished runs are kept.
 
+A variant `{"refit": {"of": <variant>, "heads": [...], "attributes": [...]}}` trains nothing: each
+seed's run of `of` is refitted by `mtl.refit` (its heads fitted again on its validation faces, every
+group weighing the same) into the variant's own run, so a comparison shows a recipe with and
+without the refit on the same trained networks.
+
 Under a budget other than epochs (`train.budget.kind`, `mtl compare --budget`), every variant
 gets the amount that `train.epochs` epochs of the baseline cost (`equal_budgets`), and
 `mtl.comparison_curves` writes each variant's accuracy against the faces it had seen.
@@ -20,23 +25,25 @@ gets the amount that `train.epochs` epochs of the baseline cost (`equal_budgets`
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mtl import approaches
+from mtl import approaches, budget
 from mtl.comparison_curves import write_curves
 from mtl.comparison_stats import summarise
 from mtl.comparison_tables import write_tables
-from mtl.config import ExperimentConfig, config_from_dict, merge
+from mtl.config import ExperimentConfig, config_from_dict, load_config, merge
 from mtl.dashboard.comparison import write_comparison
 from mtl.dashboard.figures import GRID_FACES, confusion_matrix_image, face_grid_image, write_images
 from mtl.data.sources import source_name
 from mtl.errors import UserError
-from mtl.evaluate import Evaluation, read_correct
+from mtl.evaluate import Evaluation, read_correct, write_metrics
 from mtl.experiment import TEACHERS_DIR, reference_budget, train_and_evaluate, validate
 from mtl.metrics import COMPARED
-from mtl.runs import METRICS_FILE, evaluation_dir, write_json
+from mtl.refit import refit_run
+from mtl.runs import CONFIG_FILE, METRICS_FILE, evaluation_dir, write_json
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, TASKS, four_class_index
 
 # The variants every comparison runs unless its config names others. Variants that need teachers
@@ -58,8 +65,21 @@ BUDGET_AMOUNTS = {"examples": tuple(f"{task}_faces" for task in TASKS), "steps":
 COMPARISON_FILE = "comparison.json"
 
 
+@dataclass(frozen=True)
+class Refit:
+    """A variant made of another variant's trained runs, one per seed, with `heads` refitted (`mtl refit`)."""
+
+    of: str
+    heads: tuple[str, ...] = (GENDER, EMOTION)
+    attributes: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:  # its HParams column
+        return "+".join(self.heads)
+
+
 def variant_configs(spec: dict) -> dict[str, ExperimentConfig]:
-    """The config of each variant: the base config with the variant's overrides."""
+    """The config of each variant that trains: the base config with the variant's overrides."""
     unknown = set(spec) - {"base", "variants", "seeds", "baseline"}
     if unknown:
         raise UserError(
@@ -67,7 +87,33 @@ def variant_configs(spec: dict) -> dict[str, ExperimentConfig]:
         )
     base = config_from_dict(spec.get("base", {}))
     variants = spec.get("variants") or DEFAULT_VARIANTS
-    return {name: merge(base, overrides) for name, overrides in variants.items()}
+    return {name: merge(base, overrides) for name, overrides in variants.items() if "refit" not in overrides}
+
+
+def refit_variants(spec: dict, trained: list[str]) -> dict[str, Refit]:
+    """The variants that refit another one's runs (`{"refit": {"of": ..., "heads": [...], "attributes": [...]}}`)."""
+    found = {}
+    for name, overrides in (spec.get("variants") or {}).items():
+        if "refit" not in overrides:
+            continue
+        if set(overrides) != {"refit"} or not isinstance(overrides["refit"], dict):
+            raise UserError(f"Variant '{name}' refits another variant's runs and takes only "
+                            '"refit": {"of": <variant>, "heads": [...], "attributes": [...]}.')
+        fields = overrides["refit"]
+        unknown = sorted(set(fields) - {"of", "heads", "attributes"})
+        if unknown:
+            raise UserError(f"Variant '{name}': unknown refit key '{unknown[0]}'; expected 'of', 'heads' and 'attributes'.")
+        if fields.get("of") not in trained:
+            raise UserError(f"Variant '{name}' refits '{fields.get('of')}', which is not a variant that trains; "
+                            f"this comparison trains: {', '.join(trained)}.")
+        heads = fields.get("heads", [GENDER, EMOTION])
+        attributes = fields.get("attributes", [])
+        if not isinstance(heads, list) or not heads or any(head not in TASKS for head in heads):
+            raise UserError(f"Variant '{name}': refit heads must be a list of {' and/or '.join(TASKS)}; got {heads!r}.")
+        if not isinstance(attributes, list) or not all(isinstance(attribute, str) for attribute in attributes):
+            raise UserError(f"Variant '{name}': refit attributes must be a list of names; got {attributes!r}.")
+        found[name] = Refit(fields["of"], tuple(heads), tuple(attributes))
+    return found
 
 
 def hparams_columns(configs: dict[str, ExperimentConfig]) -> list[str]:
@@ -85,6 +131,7 @@ def hparams_of(config: ExperimentConfig, columns: list[str]) -> dict:
         "epochs": config.train.epochs,
         "seed": str(config.train.seed),  # a string, so the mean's row can say "mean"
         "gender_sources": "+".join(source_name(spec) for spec in config.data.gender_train),
+        "refit": "none",  # a column only where the comparison has refit variants
         **approaches.get(config.approach.type).hparams(config),
     }
     return {column: values.get(column, "n/a") for column in columns}
@@ -167,26 +214,32 @@ def compare(spec: dict, root: Path, only: list[str] | None = None, seeds: int | 
     """Run every variant with every seed into `root`; returns one result row per variant (means over seeds)."""
     root = Path(root)
     configs = variant_configs(spec)
+    refits = refit_variants(spec, list(configs))
     seeds = seed_count(spec, seeds)
     baseline = spec.get("baseline") or next(iter(configs))
     if baseline not in configs:
-        raise UserError(f"Baseline variant '{baseline}' is not one of this comparison's: {', '.join(configs)}.")
+        raise UserError(f"Baseline variant '{baseline}' is not one of the variants this comparison trains: {', '.join(configs)}.")
     configs = equal_budgets(configs, baseline)
     if only:
-        missing = [name for name in only if name not in configs]
+        missing = [name for name in only if name not in configs and name not in refits]
         if missing:
-            raise UserError(f"Unknown variant '{missing[0]}'; this comparison has: {', '.join(configs)}.")
-        keep = {*only, teacher_variant(configs, only)}
+            raise UserError(f"Unknown variant '{missing[0]}'; this comparison has: {', '.join([*configs, *refits])}.")
+        refits = {name: refit for name, refit in refits.items() if name in only}
+        trained = [name for name in only if name in configs] + [refit.of for refit in refits.values()]
+        keep = {*trained, teacher_variant(configs, trained)}
         configs = {name: configs[name] for name in configs if name in keep}
     for config in configs.values():
         validate(config)
     configs = teachers_first(configs)
     baseline = baseline if baseline in configs else next(iter(configs))
-    columns = hparams_columns(configs)
+    columns = hparams_columns(configs) + (["refit"] if refits else [])  # which heads a refit variant refitted
     described = {"seeds": seeds, "baseline": baseline, "variants": {name: config.to_dict() for name, config in configs.items()}}
+    if refits:
+        described["refits"] = {name: {"of": refit.of, "heads": list(refit.heads), "attributes": list(refit.attributes)}
+                               for name, refit in refits.items()}
     if claim_root(root, described):
         print(f"Resuming the comparison in {root}: finished runs are kept.", flush=True)
-    runs = {name: [] for name in configs}  # variant -> per seed (row, per-image correctness)
+    runs = {name: [] for name in [*configs, *refits]}  # variant -> per seed (row, per-image correctness)
     for seed_index in range(seeds):
         teacher_run = None
         for name, config in configs.items():
@@ -200,6 +253,9 @@ def compare(spec: dict, root: Path, only: list[str] | None = None, seeds: int | 
                 teacher_run = run_dir
             elif teacher_run is None and lacks_teachers(config):
                 teacher_run = run_dir / TEACHERS_DIR  # trained inside this run: the next variants reuse them
+        for name, refit in refits.items():
+            runs[name].append(refit_variant(name, seed_index, refit, root, columns))
+            write_comparison(root, [row for variant in runs for row, _ in runs[variant]], [], columns, METRICS)
     rows = summarise(runs, baseline, columns)
     per_seed = [row for name in runs for row, _ in runs[name]]
     curves = write_curves(root, list(runs), seeds)
@@ -223,6 +279,39 @@ def run_variant(name: str, seed_index: int, config: ExperimentConfig, run_dir: P
         print(f"{label} took {time.perf_counter() - started:.0f} s", flush=True)
         metrics, correct = evaluation.metrics, evaluation.correct
     return row_of(label, config, metrics, columns), correct
+
+
+def refit_variant(name: str, seed_index: int, refit: Refit, root: Path, columns: list[str]):
+    """(result row, per-image correctness) of a refit of `refit.of`'s run of this seed: made now, or read back.
+
+    Its cost is its trained run's (training seconds, faces, steps, multiply-adds) and the refit's seconds;
+    the validation faces the refit fitted are in its `refit.json`.
+    """
+    label = f"{name}/seed-{seed_index}"
+    trained_dir, run_dir = root / refit.of / f"seed-{seed_index}", root / name / f"seed-{seed_index}"
+    config = load_config(trained_dir / CONFIG_FILE)
+    if (run_dir / METRICS_FILE).is_file():
+        print(f"\n=== {label}: finished earlier, kept ===", flush=True)
+        metrics = json.loads((run_dir / METRICS_FILE).read_text())
+        correct = read_correct(evaluation_dir(run_dir / METRICS_FILE))
+    else:
+        print(f"\n=== {label}: {refit.of}/seed-{seed_index} with its {' and '.join(refit.heads)} heads refitted ===", flush=True)
+        started = time.perf_counter()
+        evaluation = refit_run(trained_dir, run_dir, config, list(refit.heads), list(refit.attributes),
+                               replace_unfinished=True)
+        seconds = time.perf_counter() - started
+        trained = json.loads((trained_dir / METRICS_FILE).read_text())
+        metrics = evaluation.metrics
+        metrics["training_seconds"] = round(trained.get("training_seconds", 0.0) + seconds, 1)
+        metrics["budget"] = {key: trained["budget"][key] for key in ("kind", "spent", "teachers", "spent_with_teachers")
+                             if key in trained.get("budget", {})}  # what its network was trained with; no curves
+        metrics.update(budget.headline(metrics["budget"]))
+        write_metrics(metrics, run_dir / METRICS_FILE)
+        log_to_tensorboard(run_dir, evaluation)
+        print(f"{label} took {seconds:.0f} s", flush=True)
+        correct = evaluation.correct
+    row = row_of(label, config, metrics, columns)
+    return row | {"refit": refit.label}, correct
 
 
 def log_to_tensorboard(run_dir: Path, evaluation: Evaluation) -> None:

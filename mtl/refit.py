@@ -37,8 +37,8 @@ from mtl.errors import UserError
 from mtl.evaluate import MIN_GROUP_IMAGES, OTHER_TASK, evaluate_run, write_metrics
 from mtl.experiment import save_model
 from mtl.models.build import Mirror, load_inference_model
-from mtl.runs import (EVALUATION_DIR, METRICS_FILE, MODEL_FILE, REFIT_FILE, TRAINED_HEAD, create_run, run_lock,
-                      write_json)
+from mtl.runs import (EVALUATION_DIR, METRICS_FILE, MODEL_FILE, REFIT_FILE, TRAINED_HEAD, create_run,
+                      remove_contents, run_lock, write_json)
 from mtl.tasks import CLASSES, EMOTION, GENDER, TASKS
 
 ALPHAS = (0.0, 0.5, 1.0)
@@ -237,9 +237,14 @@ def _scores_line(scored: list[dict], chosen: str) -> str:
     return f"{verdict} (scoring half: {shown(scored[0])}; best refit {shown(best_refit)})"
 
 
-def refit_run(run_dir: Path, output_dir: Path, config: ExperimentConfig, heads: list[str], attributes: list[str]):
+def refit_run(run_dir: Path, output_dir: Path, config: ExperimentConfig, heads: list[str], attributes: list[str],
+              replace_unfinished: bool = False):
     """A new run in `output_dir`: `run_dir`'s model with `heads` refitted, its config, `refit.json`, and its
-    evaluation on every test set (metrics.json, evaluation/). Returns the evaluation."""
+    evaluation on every test set (metrics.json, evaluation/). Returns the evaluation.
+
+    `replace_unfinished`: an `output_dir` without metrics.json (a refit that was killed) is emptied first,
+    as `mtl compare` does on resuming; otherwise an existing run directory is refused.
+    """
     unknown = [head for head in heads if head not in TASKS]
     if unknown or not heads:
         raise UserError(f"--heads takes {' and/or '.join(TASKS)}, comma-separated; got {','.join(heads) or 'nothing'}.")
@@ -253,6 +258,8 @@ def refit_run(run_dir: Path, output_dir: Path, config: ExperimentConfig, heads: 
         raise UserError(f"--attributes {missing[0]}: no training source has it; "
                         f"they have: {', '.join(sorted(known)) or 'none'} (UTKFace: age_band, ethnicity).")
     with run_lock(output_dir):
+        if replace_unfinished and not (output_dir / METRICS_FILE).exists():
+            remove_contents(output_dir)
         create_run(output_dir, config)
         record = refit_heads(model, config, data, heads, attributes)
         record["from_run"] = Path(run_dir).resolve().name  # a name, not this machine's path

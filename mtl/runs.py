@@ -83,6 +83,13 @@ def create_run(directory: Path, config: ExperimentConfig) -> Path:
     return directory
 
 
+def remove_contents(directory: Path) -> None:
+    """Empty `directory` but for its lock file: what a killed writer holding that lock left unfinished."""
+    for left in Path(directory).iterdir():
+        if left.name != LOCK_FILE:
+            shutil.rmtree(left) if left.is_dir() and not left.is_symlink() else left.unlink()
+
+
 @contextlib.contextmanager
 def run_lock(directory: Path, kind: str = "Run directory"):
     """Holds `directory` (made if missing) for this process while the block runs; a second holder is a UserError.

@@ -138,3 +138,53 @@ def test_the_line_naming_the_model_says_which_heads_mtl_refit_changed(tmp_path):
     assert "gender head refitted with groups weighed alike (mtl refit)" in which_model(tmp_path, bundled=False)
     (tmp_path / "refit.json").write_text(json.dumps({"heads": {"gender": {"chosen": TRAINED_HEAD}}}))
     assert "refitted" not in which_model(tmp_path, bundled=False)
+
+
+@pytest.mark.slow
+def test_a_comparison_variant_refits_each_seed_s_run_of_another_and_resumes_an_interrupted_refit(tmp_path):
+    """`{"refit": {"of": ...}}` in `mtl compare`: no training of its own, the trained runs left as they were."""
+    comparison = {
+        "base": {"data": {"batch_size": 32}, "model": {"backbone": "lenet"},
+                 "train": {"epochs": 1, "seed": 7}},
+        "variants": {"multitask": {"approach": "multitask", "options": {"pseudo_labels": "none"}},
+                     "multitask_refit": {"refit": {"of": "multitask", "heads": ["gender"]}}},
+        "seeds": 2,
+    }
+    config_file = tmp_path / "comparison.json"
+    config_file.write_text(json.dumps(comparison))
+    command = ("compare", "--config", config_file, "--runs-dir", tmp_path, "--name", "cmp")
+    code, out, err = run_cli(*command)
+    assert code == 0, err
+    root = tmp_path / "cmp"
+    for seed in (0, 1):
+        trained, refitted = root / "multitask" / f"seed-{seed}", root / "multitask_refit" / f"seed-{seed}"
+        record = json.loads((refitted / "refit.json").read_text())
+        assert list(record["heads"]) == ["gender"] and record["from_run"] == f"seed-{seed}"
+        assert json.loads((refitted / "config.json").read_text())["train"]["seed"] == 7 + seed
+        spent, own = (json.loads((run / "metrics.json").read_text()) for run in (trained, refitted))
+        assert own["gender_faces_seen"] == spent["gender_faces_seen"] > 0  # its network's training is its cost
+        assert own["training_seconds"] > spent["training_seconds"]
+    assert "multitask_refit" in (root / "results.md").read_text()
+
+    (root / "multitask_refit" / "seed-1" / "metrics.json").unlink()  # as if killed before the end
+    before = (root / "multitask" / "seed-1" / "model.keras").read_bytes()
+    code, out, err = run_cli(*command)
+    assert code == 0, err
+    assert "multitask_refit/seed-0: finished earlier, kept" in out
+    assert "multitask_refit/seed-1: multitask/seed-1 with its gender heads refitted" in out
+    assert (root / "multitask_refit" / "seed-1" / "metrics.json").is_file()
+    assert (root / "multitask" / "seed-1" / "model.keras").read_bytes() == before
+
+
+@pytest.mark.parametrize("variant, refusal", [
+    ({"refit": {"of": "nothing"}}, "refits 'nothing', which is not a variant that trains"),
+    ({"refit": {"of": "multitask"}, "approach": "separate"}, "takes only"),
+    ({"refit": {"of": "multitask", "head": ["gender"]}}, "unknown refit key 'head'"),
+    ({"refit": {"of": "multitask", "heads": ["four"]}}, "refit heads must be a list of gender and/or emotion"),
+])
+def test_a_refit_variant_that_cannot_be_made_is_refused_in_one_sentence(variant, refusal):
+    from mtl.compare import refit_variants
+
+    spec = {"variants": {"multitask": {"approach": "multitask"}, "refitted": variant}}
+    with pytest.raises(UserError, match=refusal):
+        refit_variants(spec, ["multitask"])
