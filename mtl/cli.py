@@ -28,8 +28,8 @@ DESCRIPTION = (
     "Start with: mtl predict PHOTO"
 )
 BUNDLED_METRICS_FILE = "bundled_model_metrics.json"  # in the current folder: `mtl evaluate` without a run
-# In metrics.json, made by training, not by evaluation.
-TRAINING_RESULTS = ("training_seconds", "budget", *BUDGET_HEADLINE, "training_multiply_adds_with_teachers")
+# In metrics.json, made by training (or a refit), not by evaluation.
+TRAINING_RESULTS = ("training_seconds", "refit_seconds", "budget", *BUDGET_HEADLINE, "training_multiply_adds_with_teachers")
 
 # Approaches are plug-ins registered where TensorFlow is imported, so the parser takes any name
 # and the config refuses an unknown one: `mtl --help` never loads TensorFlow, and lists the

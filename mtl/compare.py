@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mtl import approaches, budget
+from mtl import approaches
 from mtl.comparison_curves import write_curves
 from mtl.comparison_stats import summarise
 from mtl.comparison_tables import write_tables
@@ -39,7 +39,7 @@ from mtl.dashboard.comparison import write_comparison
 from mtl.dashboard.figures import GRID_FACES, confusion_matrix_image, face_grid_image, write_images
 from mtl.data.sources import source_name
 from mtl.errors import UserError
-from mtl.evaluate import Evaluation, read_correct, write_metrics
+from mtl.evaluate import Evaluation, read_correct
 from mtl.experiment import TEACHERS_DIR, reference_budget, train_and_evaluate, validate
 from mtl.metrics import COMPARED
 from mtl.refit import refit_run
@@ -102,7 +102,8 @@ def refit_variants(spec: dict, trained: list[str]) -> dict[str, Refit]:
         fields = overrides["refit"]
         unknown = sorted(set(fields) - {"of", "heads", "attributes"})
         if unknown:
-            raise UserError(f"Variant '{name}': unknown refit key '{unknown[0]}'; expected 'of', 'heads' and 'attributes'.")
+            raise UserError(f"Variant '{name}': unknown refit key '{unknown[0]}'; "
+                            "expected 'of', 'heads' and 'attributes'.")
         if fields.get("of") not in trained:
             raise UserError(f"Variant '{name}' refits '{fields.get('of')}', which is not a variant that trains; "
                             f"this comparison trains: {', '.join(trained)}.")
@@ -218,7 +219,8 @@ def compare(spec: dict, root: Path, only: list[str] | None = None, seeds: int | 
     seeds = seed_count(spec, seeds)
     baseline = spec.get("baseline") or next(iter(configs))
     if baseline not in configs:
-        raise UserError(f"Baseline variant '{baseline}' is not one of the variants this comparison trains: {', '.join(configs)}.")
+        raise UserError(f"Baseline variant '{baseline}' is not one of the variants this comparison trains: "
+                        f"{', '.join(configs)}.")
     configs = equal_budgets(configs, baseline)
     if only:
         missing = [name for name in only if name not in configs and name not in refits]
@@ -284,8 +286,8 @@ def run_variant(name: str, seed_index: int, config: ExperimentConfig, run_dir: P
 def refit_variant(name: str, seed_index: int, refit: Refit, root: Path, columns: list[str]):
     """(result row, per-image correctness) of a refit of `refit.of`'s run of this seed: made now, or read back.
 
-    Its cost is its trained run's (training seconds, faces, steps, multiply-adds) and the refit's seconds;
-    the validation faces the refit fitted are in its `refit.json`.
+    Its cost (`mtl.refit.cost`) is its trained run's and the refit's seconds; the validation faces the
+    refit fitted are in its `refit.json`.
     """
     label = f"{name}/seed-{seed_index}"
     trained_dir, run_dir = root / refit.of / f"seed-{seed_index}", root / name / f"seed-{seed_index}"
@@ -295,21 +297,14 @@ def refit_variant(name: str, seed_index: int, refit: Refit, root: Path, columns:
         metrics = json.loads((run_dir / METRICS_FILE).read_text())
         correct = read_correct(evaluation_dir(run_dir / METRICS_FILE))
     else:
-        print(f"\n=== {label}: {refit.of}/seed-{seed_index} with its {' and '.join(refit.heads)} heads refitted ===", flush=True)
+        heads = " and ".join(refit.heads)
+        print(f"\n=== {label}: {refit.of}/seed-{seed_index} with its {heads} heads refitted ===", flush=True)
         started = time.perf_counter()
         evaluation = refit_run(trained_dir, run_dir, config, list(refit.heads), list(refit.attributes),
                                replace_unfinished=True)
-        seconds = time.perf_counter() - started
-        trained = json.loads((trained_dir / METRICS_FILE).read_text())
-        metrics = evaluation.metrics
-        metrics["training_seconds"] = round(trained.get("training_seconds", 0.0) + seconds, 1)
-        metrics["budget"] = {key: trained["budget"][key] for key in ("kind", "spent", "teachers", "spent_with_teachers")
-                             if key in trained.get("budget", {})}  # what its network was trained with; no curves
-        metrics.update(budget.headline(metrics["budget"]))
-        write_metrics(metrics, run_dir / METRICS_FILE)
         log_to_tensorboard(run_dir, evaluation)
-        print(f"{label} took {seconds:.0f} s", flush=True)
-        correct = evaluation.correct
+        print(f"{label} took {time.perf_counter() - started:.0f} s", flush=True)
+        metrics, correct = evaluation.metrics, evaluation.correct
     row = row_of(label, config, metrics, columns)
     return row | {"refit": refit.label}, correct
 

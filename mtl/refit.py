@@ -19,7 +19,9 @@ mean over the face and its mirror image where the model averages them).
 """
 
 import itertools
+import json
 import math
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,7 +31,7 @@ import tensorflow as tf
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
-from mtl import plugins
+from mtl import budget, plugins
 from mtl.config import ExperimentConfig
 from mtl.data.pipeline import ExperimentData, evaluation_batches
 from mtl.data.sources import SOURCE, ImageSource, source_name
@@ -240,7 +242,7 @@ def _scores_line(scored: list[dict], chosen: str) -> str:
 def refit_run(run_dir: Path, output_dir: Path, config: ExperimentConfig, heads: list[str], attributes: list[str],
               replace_unfinished: bool = False):
     """A new run in `output_dir`: `run_dir`'s model with `heads` refitted, its config, `refit.json`, and its
-    evaluation on every test set (metrics.json, evaluation/). Returns the evaluation.
+    evaluation on every test set (metrics.json, with its cost: `run_dir`'s and the refit's). Returns the evaluation.
 
     `replace_unfinished`: an `output_dir` without metrics.json (a refit that was killed) is emptied first,
     as `mtl compare` does on resuming; otherwise an existing run directory is refused.
@@ -248,6 +250,7 @@ def refit_run(run_dir: Path, output_dir: Path, config: ExperimentConfig, heads: 
     unknown = [head for head in heads if head not in TASKS]
     if unknown or not heads:
         raise UserError(f"--heads takes {' and/or '.join(TASKS)}, comma-separated; got {','.join(heads) or 'nothing'}.")
+    started = time.perf_counter()
     model = load_inference_model(Path(run_dir) / MODEL_FILE, config.data.image_size)
     for task in heads:
         head_layer(model, task)  # refused before the data is read
@@ -266,6 +269,21 @@ def refit_run(run_dir: Path, output_dir: Path, config: ExperimentConfig, heads: 
         save_model(model, output_dir / MODEL_FILE)
         write_json(output_dir / REFIT_FILE, record)
         plugins.record(output_dir)
+        seconds = time.perf_counter() - started
         evaluation = evaluate_run(output_dir, config.data, artifacts_dir=output_dir / EVALUATION_DIR)
+        evaluation.metrics.update(cost(Path(run_dir) / METRICS_FILE, seconds))
         write_metrics(evaluation.metrics, output_dir / METRICS_FILE)
     return evaluation
+
+
+def cost(trained_metrics: Path, refit_seconds: float) -> dict:
+    """A refitted run's cost as metrics.json states it: the refit's seconds, and what its trained run spent
+    (its seconds, faces, steps and multiply-adds, where that run's metrics.json has them), the refit's added."""
+    trained = json.loads(trained_metrics.read_text()) if trained_metrics.is_file() else {}
+    found = {"refit_seconds": round(refit_seconds, 1)}
+    if trained.get("training_seconds") is not None:
+        found["training_seconds"] = round(trained["training_seconds"] + refit_seconds, 1)
+    if "budget" in trained:  # what its network was trained with; the curves are the trained run's own
+        found["budget"] = {key: value for key, value in trained["budget"].items() if key != "curves"}
+        found.update(budget.headline(found["budget"]))
+    return found

@@ -109,7 +109,10 @@ def test_mtl_refit_writes_a_new_evaluated_run_and_leaves_the_trained_one_as_it_w
     for head in record["heads"].values():
         assert len(head["candidates_on_the_scoring_half"]) == 10
         assert all("|" in name and "/" not in name for name in head["groups"])  # short source names, no paths
-    assert "gender_accuracy" in json.loads((refitted / "metrics.json").read_text())["headline"]
+    metrics, trained = (json.loads((run / "metrics.json").read_text()) for run in (refitted, run_dir))
+    assert "gender_accuracy" in metrics["headline"]
+    assert metrics["refit_seconds"] > 0 and metrics["training_seconds"] > trained["training_seconds"]
+    assert metrics["gender_faces_seen"] == trained["gender_faces_seen"] > 0  # its network's training is its cost
     assert (run_dir / "model.keras").read_bytes() == before
     assert f"Run written to {refitted}" in out
 
