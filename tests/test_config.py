@@ -187,7 +187,8 @@ def committed_configs():
             yield values["base_config"]
         elif "base" in values:
             yield values["base"]
-            yield from (deep_merge(values["base"], variant) for variant in (values.get("variants") or {}).values())
+            yield from (deep_merge(values["base"], variant) for variant in (values.get("variants") or {}).values()
+                        if "refit" not in variant)  # a refit variant trains nothing: the test below reads it
         elif "approach" in values and "data" in values:
             yield values
 
@@ -197,6 +198,17 @@ def test_every_committed_experiment_config_is_still_valid():
     assert len(configs) >= 10
     for values in configs:
         config_from_dict(values)
+
+
+def test_every_committed_refit_variant_refits_a_variant_its_comparison_trains():
+    from mtl.compare import refit_variants, variant_configs
+
+    specs = [json.loads(path.read_text()) for path in sorted(EXPERIMENTS.rglob("*.json"))]
+    specs = [spec for spec in specs if "base" in spec
+             and any("refit" in variant for variant in (spec.get("variants") or {}).values())]
+    assert specs  # experiments/configs/generalisation.json has two
+    for spec in specs:
+        assert refit_variants(spec, list(variant_configs(spec)))
 
 
 @pytest.mark.parametrize(
