@@ -90,7 +90,8 @@ COLUMNS = {
 def finished_runs(root: Path) -> dict[str, list[dict]]:
     """variant -> the metrics of its finished seeds (each with its "seed" folder name added), in the
     comparison's variant order where known."""
-    order = list(json.loads((root / "comparison.json").read_text())["variants"]) if (root / "comparison.json").is_file() else []
+    described = json.loads((root / "comparison.json").read_text()) if (root / "comparison.json").is_file() else {}
+    order = [*described.get("variants", {}), *described.get("refits", {})]  # refits: mtl compare's refit variants
     found: dict[str, list[dict]] = {}
     for path in sorted(root.glob(f"*/{SEED_DIR}*/metrics.json")):
         found.setdefault(path.parent.parent.name, []).append({**json.loads(path.read_text()), "seed": path.parent.name})
