@@ -25,7 +25,7 @@ gets the amount that `train.epochs` epochs of the baseline cost (`equal_budgets`
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -237,8 +237,7 @@ def compare(spec: dict, root: Path, only: list[str] | None = None, seeds: int | 
     columns = hparams_columns(configs) + (["refit"] if refits else [])  # which heads a refit variant refitted
     described = {"seeds": seeds, "baseline": baseline, "variants": {name: config.to_dict() for name, config in configs.items()}}
     if refits:
-        described["refits"] = {name: {"of": refit.of, "heads": list(refit.heads), "attributes": list(refit.attributes)}
-                               for name, refit in refits.items()}
+        described["refits"] = {name: asdict(refit) for name, refit in refits.items()}
     if claim_root(root, described):
         print(f"Resuming the comparison in {root}: finished runs are kept.", flush=True)
     runs = {name: [] for name in [*configs, *refits]}  # variant -> per seed (row, per-image correctness)

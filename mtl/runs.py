@@ -87,7 +87,12 @@ def remove_contents(directory: Path) -> None:
     """Empty `directory` but for its lock file: what a killed writer holding that lock left unfinished."""
     for left in Path(directory).iterdir():
         if left.name != LOCK_FILE:
-            shutil.rmtree(left) if left.is_dir() and not left.is_symlink() else left.unlink()
+            _remove(left)
+
+
+def _remove(path: Path) -> None:
+    """Remove a file, link or folder."""
+    shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
 
 
 @contextlib.contextmanager
@@ -119,7 +124,7 @@ def output_lock(path: Path):
             left_by_the_killed = re.compile(rf"\.{re.escape(path.name)}(\.json)?\.\d+\.tmp.*")
             for left in path.parent.iterdir():
                 if left_by_the_killed.fullmatch(left.name):  # only a writer of `path`, which held this lock, makes these
-                    shutil.rmtree(left) if left.is_dir() and not left.is_symlink() else left.unlink()
+                    _remove(left)
             yield path
         finally:
             lock_file.unlink(missing_ok=True)  # while still held: the next holder checks it locked the file at the name
