@@ -177,10 +177,15 @@ def test_reading_the_config_module_loads_no_tensorflow():
     subprocess.run([sys.executable, "-c", check], check=True, timeout=60)
 
 
+def committed_json():
+    """(path, contents) of every JSON file committed under experiments/."""
+    for path in sorted(EXPERIMENTS.rglob("*.json")):
+        yield path, json.loads(path.read_text())
+
+
 def committed_configs():
     """Every experiment config committed under experiments/: run configs, comparisons, search bases."""
-    for path in sorted(EXPERIMENTS.rglob("*.json")):
-        values = json.loads(path.read_text())
+    for path, values in committed_json():
         if path.name == "comparison.json":  # as `mtl compare` saves it; older ones map variants to configs directly
             yield from values.get("variants", values).values()
         elif "base_config" in values:
@@ -203,8 +208,7 @@ def test_every_committed_experiment_config_is_still_valid():
 def test_every_committed_refit_variant_refits_a_variant_its_comparison_trains():
     from mtl.compare import refit_variants, variant_configs
 
-    specs = [json.loads(path.read_text()) for path in sorted(EXPERIMENTS.rglob("*.json"))]
-    specs = [spec for spec in specs if "base" in spec
+    specs = [spec for _, spec in committed_json() if "base" in spec
              and any("refit" in variant for variant in (spec.get("variants") or {}).values())]
     assert specs  # experiments/configs/generalisation.json has two
     for spec in specs:
