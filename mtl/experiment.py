@@ -173,6 +173,8 @@ def cross_labelled_images(config: ExperimentConfig, directory: Path, data: Exper
     teacher = pseudo_labels.load_teacher(teachers(config, directory, data))
     summary = pseudo_labels.cross_label(teacher, data, merged_dir)
     print(f"Cross-labelled {summary['examples']} images into {merged_dir}.", flush=True)
+    for line in pseudo_labels.confound_lines(summary["confound"]):
+        print(line, flush=True)
     return merged_dir
 
 

@@ -15,7 +15,7 @@ from mtl.data.pipeline import ExperimentData
 from mtl.errors import UserError
 from mtl.losses import masked_cross_entropy
 from mtl.models.build import build_network, inference_model
-from mtl.tasks import EMOTION, FOUR, GENDER, MISSING, TASKS
+from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, MISSING, TASKS
 from mtl.training import Trainer
 
 
@@ -257,6 +257,36 @@ def test_cross_labelled_images_keep_their_true_labels_and_source(merged, sample_
     assert json.loads((out / pseudo_labels.SUMMARY_FILE).read_text()) == summary
     assert (summary["by_source"]["gender"]["images"], summary["by_source"]["emotion"]["images"]) == (320, 960)
     assert 0.5 <= summary["by_source"]["gender"]["mean_confidence_on_missing_task"] <= 1
+
+
+def test_cross_labelling_counts_each_source_by_its_class_and_the_teachers_answer_for_the_other_task(merged, sample_data):
+    out, summary = merged
+    expected = {}
+    for source, task, other in (("gender", GENDER, EMOTION), ("emotion", EMOTION, GENDER)):
+        for _, labels, predictions in pseudo_labels.read_merged(out, source=source).as_numpy_iterator():
+            key = f"{CLASSES[task][labels[task]]}|{CLASSES[other][predictions[other].argmax()]}"
+            expected[key] = expected.get(key, 0) + 1
+
+    confound = summary["confound"]
+
+    # The sample's one source per task, by its short name: no machine's path in the summary.
+    assert list(confound) == ["gender_training", "fer2013_train"]
+    assert confound["gender_training"]["task"] == GENDER and confound["fer2013_train"]["task"] == EMOTION
+    counted = {key: count for table in confound.values() for key, count in table.items() if key != "task"}
+    assert {key: count for key, count in counted.items() if count} == expected
+    assert sum(expected.values()) == 1280
+
+
+def test_the_confound_reads_as_one_sentence_per_source():
+    confound = {
+        "gender_training": {"task": GENDER, "female|happy": 81, "female|sad": 19, "male|happy": 63, "male|sad": 37},
+        "fer2013_train": {"task": EMOTION, "happy|female": 49, "happy|male": 51, "sad|female": 0, "sad|male": 0},
+    }
+
+    assert pseudo_labels.confound_lines(confound) == [
+        "gender_training: the teachers call happy 81% of its female faces and 63% of its male faces.",
+        "fer2013_train: the teachers call female 49% of its happy faces and no sad faces.",
+    ]
 
 
 def test_cross_labelling_records_the_predicted_label_and_confidence_of_the_missing_task(merged):
