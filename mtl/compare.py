@@ -241,6 +241,7 @@ def compare(spec: dict, root: Path, only: list[str] | None = None, seeds: int | 
     if claim_root(root, described):
         print(f"Resuming the comparison in {root}: finished runs are kept.", flush=True)
     runs = {name: [] for name in [*configs, *refits]}  # variant -> per seed (row, per-image correctness)
+    places = iter(f"run {index} of {seeds * len(runs)}" for index in range(1, seeds * len(runs) + 1))
     for seed_index in range(seeds):
         teacher_run = None
         for name, config in configs.items():
@@ -248,14 +249,14 @@ def compare(spec: dict, root: Path, only: list[str] | None = None, seeds: int | 
             if teacher_run is not None and lacks_teachers(config):
                 config = merge(config, {"options": {"teachers": str(teacher_run)}})
             run_dir = root / name / f"seed-{seed_index}"
-            runs[name].append(run_variant(name, seed_index, config, run_dir, columns))
+            runs[name].append(run_variant(name, seed_index, config, run_dir, columns, next(places)))
             write_comparison(root, [row for variant in runs for row, _ in runs[variant]], [], columns, METRICS)
             if teacher_run is None and approaches.get(config.approach.type).provides_teachers:
                 teacher_run = run_dir
             elif teacher_run is None and lacks_teachers(config):
                 teacher_run = run_dir / TEACHERS_DIR  # trained inside this run: the next variants reuse them
         for name, refit in refits.items():
-            runs[name].append(refit_variant(name, seed_index, refit, root, columns))
+            runs[name].append(refit_variant(name, seed_index, refit, root, columns, next(places)))
             write_comparison(root, [row for variant in runs for row, _ in runs[variant]], [], columns, METRICS)
     rows = summarise(runs, baseline, columns)
     per_seed = [row for name in runs for row, _ in runs[name]]
@@ -264,15 +265,18 @@ def compare(spec: dict, root: Path, only: list[str] | None = None, seeds: int | 
     return rows
 
 
-def run_variant(name: str, seed_index: int, config: ExperimentConfig, run_dir: Path, columns: list[str]):
-    """(result row, per-image correctness) of one variant and seed: trained now, or read back if finished."""
+def run_variant(name: str, seed_index: int, config: ExperimentConfig, run_dir: Path, columns: list[str], place: str):
+    """(result row, per-image correctness) of one variant and seed: trained now, or read back if finished.
+
+    `place` ("run 3 of 30") says how far the comparison is, in its log.
+    """
     label = f"{name}/seed-{seed_index}"
     if (run_dir / METRICS_FILE).is_file():
-        print(f"\n=== {label}: finished earlier, kept ===", flush=True)
+        print(f"\n=== {label}: finished earlier, kept ({place}) ===", flush=True)
         metrics = json.loads((run_dir / METRICS_FILE).read_text())
         correct = read_correct(evaluation_dir(run_dir / METRICS_FILE))
     else:
-        print(f"\n=== {label}: {config.approach.type} ===", flush=True)
+        print(f"\n=== {label}: {config.approach.type} ({place}) ===", flush=True)
         started = time.perf_counter()
         # training_seconds includes cross-labelling, excludes evaluation and teachers trained elsewhere.
         evaluation = train_and_evaluate(config, run_dir)
@@ -282,7 +286,7 @@ def run_variant(name: str, seed_index: int, config: ExperimentConfig, run_dir: P
     return row_of(label, config, metrics, columns), correct
 
 
-def refit_variant(name: str, seed_index: int, refit: Refit, root: Path, columns: list[str]):
+def refit_variant(name: str, seed_index: int, refit: Refit, root: Path, columns: list[str], place: str):
     """(result row, per-image correctness) of a refit of `refit.of`'s run of this seed: made now, or read back.
 
     Its cost (`mtl.refit.cost`) is its trained run's and the refit's seconds; the validation faces the
@@ -292,12 +296,12 @@ def refit_variant(name: str, seed_index: int, refit: Refit, root: Path, columns:
     trained_dir, run_dir = root / refit.of / f"seed-{seed_index}", root / name / f"seed-{seed_index}"
     config = load_config(trained_dir / CONFIG_FILE)
     if (run_dir / METRICS_FILE).is_file():
-        print(f"\n=== {label}: finished earlier, kept ===", flush=True)
+        print(f"\n=== {label}: finished earlier, kept ({place}) ===", flush=True)
         metrics = json.loads((run_dir / METRICS_FILE).read_text())
         correct = read_correct(evaluation_dir(run_dir / METRICS_FILE))
     else:
         heads = " and ".join(refit.heads)
-        print(f"\n=== {label}: {refit.of}/seed-{seed_index} with its {heads} heads refitted ===", flush=True)
+        print(f"\n=== {label}: {refit.of}/seed-{seed_index} with its {heads} heads refitted ({place}) ===", flush=True)
         started = time.perf_counter()
         evaluation = refit_run(trained_dir, run_dir, config, list(refit.heads), list(refit.attributes),
                                replace_unfinished=True)

@@ -100,6 +100,15 @@ def test_results_md_shows_mean_and_spread_and_is_printed(comparison):
     assert table in out  # also printed
 
 
+def test_the_log_says_how_far_the_comparison_is_and_how_confounded_the_teachers_find_the_data(comparison):
+    _, out = comparison
+    headers = [line for line in out.splitlines() if line.startswith("=== ")]
+
+    assert headers[0] == "=== separate/seed-0: separate (run 1 of 9) ==="
+    assert headers[-1] == "=== multitask_masked/seed-2: multitask (run 9 of 9) ==="
+    assert "gender_training: the teachers call happy" in out and "fer2013_train: the teachers call female" in out
+
+
 def test_later_variants_use_the_same_seed_s_separate_run_as_teachers(comparison):
     root, _ = comparison
     for k in range(SEEDS):
