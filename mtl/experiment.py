@@ -42,6 +42,8 @@ def validate(config: ExperimentConfig) -> Approach:
     approach = approaches.get(config.approach.type)
     approach.check(config)
     backbones.check_image_size(config.model, config.data)
+    if config.options.teachers and approach.needs_teachers(config):
+        pseudo_labels.require_teacher(config.options.teachers)  # not first found with a run folder already made
     return approach
 
 

@@ -73,11 +73,17 @@ def _example(png: bytes, labels, probs, source: str, source_id: int = 0) -> byte
     return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
 
 
-def load_teacher(run_dir: str | Path) -> keras.Model:
-    """The inference model of a finished separate-approach run, to cross-label with."""
+def require_teacher(run_dir: str | Path) -> Path:
+    """The model file of the teacher run `run_dir`, or the sentence saying it has none."""
     path = Path(run_dir) / MODEL_FILE
     if not path.is_file():
         raise UserError(f"Teacher run '{run_dir}' holds no {MODEL_FILE}; train the separate approach first.")
+    return path
+
+
+def load_teacher(run_dir: str | Path) -> keras.Model:
+    """The inference model of a finished separate-approach run, to cross-label with."""
+    path = require_teacher(run_dir)
     log.info("Using the separate models of '%s' as teachers.", run_dir)
     return load_inference_model(path)
 

@@ -305,6 +305,16 @@ def test_unknown_approach_in_a_comparison_config(tmp_path):
     assert_one_error_line(code, err, "'ensemble'")
 
 
+def test_teachers_without_a_model_are_refused_before_a_run_directory_is_made(tmp_path):
+    runs = tmp_path / "runs"
+    command = ["train", "multitask", "--set", "options.robust=balanced", "--runs-dir", runs, "--name", "r"]
+
+    code, _, err = run_cli(*command, "--set", f"options.teachers={tmp_path / 'nowhere'}")
+
+    assert_one_error_line(code, err, f"Teacher run '{tmp_path / 'nowhere'}' holds no model.keras")
+    assert not runs.exists()  # else the corrected command, with the same --name, is refused as another config
+
+
 REFUSED_SETTINGS = [
     "train.epochs=abc", "train.epochs=0", "train.epochs=-1", "train.epochs=2.5", "train.epochs=true",
     "train.learning_rate=abc", "train.learning_rate=0", "train.learning_rate=-1",
