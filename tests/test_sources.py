@@ -75,6 +75,41 @@ def test_a_kind_of_source_with_an_option_takes_it_from_the_config_checked_with_i
         sources.KINDS.remove("every_nth_for_test")
 
 
+def write_utkface(folder):
+    """Six faces named as UTKFace names them (AGE_GENDER_RACE_DATETIME); three aged 40 or more."""
+    for gender, ages in {"female": (25, 64, 5), "male": (61, 70, 33)}.items():
+        (folder / gender).mkdir(parents=True, exist_ok=True)
+        for age in ages:
+            Image.new("RGB", (40, 40), (age, 90, 90)).save(folder / gender / f"{age}_{int(gender == 'female')}_0_2017.jpg")
+
+
+def test_utkface_split_by_age_is_two_sources_whose_older_faces_mix_and_group_apart(tmp_path):
+    write_utkface(tmp_path / "utk")
+    younger = {"type": "utkface", "path": "utk", "below_age": 40}
+    older = {"type": "utkface", "path": "utk", "min_age": 40}
+    config = config_from_dict({"data": {"data_dir": str(tmp_path), "gender_train": [younger, older]}}).data
+
+    merged = pipeline.training_source(config.gender_train, tmp_path, GENDER)
+
+    assert [sources.source_name(spec) for spec in config.gender_train] == ["utk_below_age_40", "utk_min_age_40"]
+    assert merged.source_names == [f"{tmp_path / 'utk'}[ages 0-39]", f"{tmp_path / 'utk'}[ages 40+]"]
+    ages = [sources.utkface_age(path) for path in merged.paths]
+    assert sorted(ages) == [5, 25, 33, 61, 64, 70]
+    assert all((age >= 40) == bool(source) for age, source in zip(ages, merged.labels["source"]))
+    assert set(merged.groups["age_band"][merged.labels["source"] == 1]) == {"60+"}
+
+
+@pytest.mark.parametrize("ages,refusal", [
+    ({"min_age": 80}, "holds no faces of ages 80+"),
+    ({"min_age": 40, "below_age": 40}, "below_age 40 must be above min_age 40"),
+])
+def test_an_age_range_without_faces_or_upside_down_is_one_sentence(tmp_path, ages, refusal):
+    write_utkface(tmp_path / "utk")
+
+    with pytest.raises(UserError, match=refusal):
+        sources.read_source({"type": "utkface", "path": "utk", **ages}, tmp_path, GENDER)
+
+
 def test_an_unknown_kind_is_one_sentence_with_the_closest_name():
     with pytest.raises(UserError, match="Data source 'utkfac:utkface/train'.*did you mean 'utkface'"):
         sources.parse_source("utkfac:utkface/train")

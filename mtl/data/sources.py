@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 from sklearn.model_selection import train_test_split
 
-from mtl.config import PluginOptions
+from mtl.config import PluginOptions, number
 from mtl.data.images import MAX_PIXELS, decode, decode_and_resize, list_images, over_pixel_limit, resize
 from mtl.errors import UserError
 from mtl.registry import Registry
@@ -427,9 +427,14 @@ def parse_source(spec) -> tuple[str, str]:
 
 
 def source_name(spec: str) -> str:
-    """A short name for a source spec, for tables and metrics: 'utkface:utkface/test' -> 'utkface_test'."""
-    _, path = parse_source(spec)
+    """A short name for a source spec, for tables and metrics: 'utkface:utkface/test' -> 'utkface_test';
+    options set away from their defaults are part of it: 'utkface_train_min_age_40'."""
+    kind, path = parse_source(spec)
     stem = Path(path).with_suffix("").as_posix() if Path(path).suffix else path
+    if isinstance(spec, dict):
+        defaults = KINDS.get(kind).Options(type=kind)
+        stem += "".join(f"_{key}_{value}" for key, value in spec.items()
+                        if key not in ("type", "path") and getattr(defaults, key, None) != value)
     return re.sub(r"[^a-z0-9]+", "_", stem.lower()).strip("_") or "source"
 
 
@@ -474,10 +479,40 @@ def utkface_groups(path: str) -> dict[str, str]:
     return {"age_band": age_band(int(found.group(1))), "ethnicity": UTKFACE_ETHNICITIES[int(found.group(3))]}
 
 
-@source_kind("utkface")
-def _read_utkface(path: Path, task: str) -> ImageSource:
+def utkface_age(path: str) -> int | None:
+    """The age in a UTKFace file name `AGE_GENDER_RACE_DATETIME.jpg`; None if it has none."""
+    found = _UTKFACE_NAME.match(Path(path).name)
+    return int(found.group(1)) if found else None
+
+
+@dataclass(frozen=True)
+class UTKFaceOptions(PluginOptions):
+    """Which ages to read: the faces aged `min_age` or more and, if given, below `below_age`.
+
+    Two listings of one folder that split it by age make its older faces a source of their own, so
+    that `data.source_mixing` can draw them more often and a group-robust method balances them as
+    groups (its groups are class x the other task x source): UTKFace's older faces are mostly men.
+    """
+
+    min_age: int = number(0, at_least=0)
+    below_age: int | None = number(None, above=0)
+
+
+@source_kind("utkface", options=UTKFaceOptions)
+def _read_utkface(path: Path, task: str, options: UTKFaceOptions) -> ImageSource:
     """UTKFace laid out as class folders, its file names giving each face's age band and ethnicity."""
-    return task_folder(path, task, groups_of=utkface_groups)
+    whole = task_folder(path, task, groups_of=utkface_groups)
+    if options.min_age == 0 and options.below_age is None:
+        return whole
+    ages = f"ages {options.min_age}-{options.below_age - 1}" if options.below_age is not None else f"ages {options.min_age}+"
+    if options.below_age is not None and options.below_age <= options.min_age:
+        raise UserError(f"UTKFace source '{path}': below_age {options.below_age} must be above min_age {options.min_age}.")
+    ages_of = [utkface_age(file) for file in whole.paths]
+    kept = [i for i, age in enumerate(ages_of)
+            if age is not None and age >= options.min_age and (options.below_age is None or age < options.below_age)]
+    if not kept:
+        raise UserError(f"UTKFace source '{path}' holds no faces of {ages} (its file names give each face's age).")
+    return whole.subset(np.array(kept), f"{whole.name}[{ages}]")
 
 
 @source_kind("csv", suffixes=(".csv",))
