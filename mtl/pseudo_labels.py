@@ -114,7 +114,7 @@ def confound_table(counts: np.ndarray, task: str, names: list[str]) -> dict:
 def confound_lines(confound: dict) -> list[str]:
     """One sentence per training source: the share of each of its classes the teachers put in the other task's first class.
 
-    'gender_training: the teachers call happy 81% of its female faces and 63% of its male faces.'
+    'gender_training: the teachers call happy 80% of its female faces and 63% of its male faces.'
     Far apart, a model can learn one task as a shortcut for the other ("smiling means female").
     """
     lines = []

@@ -504,9 +504,9 @@ def _read_utkface(path: Path, task: str, options: UTKFaceOptions) -> ImageSource
     whole = task_folder(path, task, groups_of=utkface_groups)
     if options.min_age == 0 and options.below_age is None:
         return whole
-    ages = f"ages {options.min_age}-{options.below_age - 1}" if options.below_age is not None else f"ages {options.min_age}+"
     if options.below_age is not None and options.below_age <= options.min_age:
         raise UserError(f"UTKFace source '{path}': below_age {options.below_age} must be above min_age {options.min_age}.")
+    ages = f"ages {options.min_age}-{options.below_age - 1}" if options.below_age is not None else f"ages {options.min_age}+"
     ages_of = [utkface_age(file) for file in whole.paths]
     kept = [i for i, age in enumerate(ages_of)
             if age is not None and age >= options.min_age and (options.below_age is None or age < options.below_age)]
