@@ -263,8 +263,8 @@ def test_cross_labelling_counts_each_source_by_its_class_and_the_teachers_answer
     out, summary = merged
     expected = {}
     for source, task, other in (("gender", GENDER, EMOTION), ("emotion", EMOTION, GENDER)):
-        for _, labels, predictions in pseudo_labels.read_merged(out, source=source).as_numpy_iterator():
-            key = f"{CLASSES[task][labels[task]]}|{CLASSES[other][predictions[other].argmax()]}"
+        for _, true, predictions in pseudo_labels.read_merged(out, source=source).as_numpy_iterator():
+            key = f"{CLASSES[task][true[task]]}|{CLASSES[other][predictions[other].argmax()]}"
             expected[key] = expected.get(key, 0) + 1
 
     confound = summary["confound"]

@@ -525,12 +525,12 @@ def _read_csv(path: Path, task: str) -> ImageSource:
     if not rows or "path" not in rows[0] or task not in rows[0]:
         raise UserError(f"CSV source '{path}' needs a header with the columns 'path' and '{task}' and at least one row.")
     paths, labels = [], {name: [] for name in TASKS}
-    for number, row in enumerate(rows, start=2):
+    for line_number, row in enumerate(rows, start=2):
         for name in TASKS:
             value = (row.get(name) or "").strip().lower()
             if value and value not in CLASSES[name]:
                 raise UserError(
-                    f"CSV source '{path}', line {number}: {name} '{value}' is not one of {', '.join(CLASSES[name])}."
+                    f"CSV source '{path}', line {line_number}: {name} '{value}' is not one of {', '.join(CLASSES[name])}."
                 )
             labels[name].append(CLASSES[name].index(value) if value else MISSING)
         paths.append(str(path.parent / row["path"]))
