@@ -28,7 +28,7 @@ def composition(source, task: str) -> dict[str, list[dict]]:
     tables = {}
     for attribute, values in source.groups.items():
         rows = []
-        for value in dict.fromkeys(sorted(set(values) - {""}, key=_natural)):
+        for value in sorted(set(values) - {""}, key=_natural):
             here = labels[values == value]
             rows.append({"value": value, "faces": int(len(here))} | {name: int((here == i).sum()) for i, name in enumerate(classes)})
         tables[attribute] = rows

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from mtl.data.pipeline import ExperimentData
-from mtl.data.sources import SOURCE, source_name
+from mtl.data.sources import SOURCE
 from mtl.errors import UserError
 from mtl.groups import other_task
 from mtl.models.build import load_inference_model
@@ -93,12 +93,6 @@ def merged_examples(directory: Path) -> int:
     return json.loads((Path(directory) / SUMMARY_FILE).read_text())["examples"]
 
 
-def spec_names(data: ExperimentData, task: str, source) -> list[str]:
-    """Short names of a task's training sources ("gender_training", "utkface_train"): no machine's path."""
-    specs = data.config.gender_train if task == GENDER else data.config.emotion_train
-    return [source_name(spec) for spec in specs] if len(specs) == len(source.source_names) else list(source.source_names)
-
-
 def confound_table(counts: np.ndarray, task: str, names: list[str]) -> dict:
     """{source: {task: t, "female|happy": faces, ...}} from counts[source, class of task, teacher's class of the other]."""
     other = other_task(task)
@@ -171,7 +165,7 @@ def cross_label(teacher: keras.Model, data: ExperimentData, out_dir: Path, batch
                 "images": len(confident),
                 "mean_confidence_on_missing_task": float(np.mean(confident)) if confident else None,
             }
-            confound.update(confound_table(counts, task, spec_names(data, task, source)))
+            confound.update(confound_table(counts, task, data.source_names(task)))
     finally:
         for writer in writers:
             writer.close()

@@ -34,7 +34,7 @@ from sklearn.model_selection import train_test_split
 from mtl import budget, plugins
 from mtl.config import ExperimentConfig
 from mtl.data.pipeline import ExperimentData, evaluation_batches
-from mtl.data.sources import SOURCE, ImageSource, source_name
+from mtl.data.sources import SOURCE, ImageSource
 from mtl.errors import UserError
 from mtl.evaluate import MIN_GROUP_IMAGES, OTHER_TASK, evaluate_run, write_metrics
 from mtl.experiment import save_model
@@ -205,10 +205,9 @@ def refit_heads(model: keras.Model, config: ExperimentConfig, data: ExperimentDa
               "attributes": list(attributes), "selection_seed": SELECTION_SEED,
               "min_gain_standard_errors": MIN_GAIN_STANDARD_ERRORS, "heads": {}}
     splits = {GENDER: data.gender_validation, EMOTION: data.emotion_validation}
-    specs = {GENDER: config.data.gender_train, EMOTION: config.data.emotion_train}
     for task in heads:
         source = splits[task]
-        source_names = [source_name(spec) for spec in specs[task]]  # "utkface_train": no machine's path
+        source_names = data.source_names(task)
         if len(source) == 0 or len(np.unique(source.labels[task])) < len(CLASSES[task]):
             raise UserError(f"The {task} validation split holds no faces of every {task} class; nothing to refit on.")
         faces = held_out_faces(model, task, source, data.images(source), source_names, attributes,

@@ -77,6 +77,11 @@ class ExperimentData:
         """How many training sources `task` has (an example's `labels["source"]` is below it)."""
         return len((self.gender_train if task == GENDER else self.emotion_train).source_names)
 
+    def source_names(self, task: str) -> list[str]:
+        """Short names of `task`'s training sources, in `labels["source"]` order: "gender_training",
+        "utkface_train" (`sources.source_name`), no machine's path."""
+        return [sources.source_name(spec) for spec in (self.config.gender_train if task == GENDER else self.config.emotion_train)]
+
     def training_examples(self, source: sources.ImageSource, seed: int) -> tf.data.Dataset:
         """An endless shuffled stream of a training split, its sources mixed as `data.source_mixing` says.
 
