@@ -207,11 +207,14 @@ def refit_heads(model: keras.Model, config: ExperimentConfig, data: ExperimentDa
     splits = {GENDER: data.gender_validation, EMOTION: data.emotion_validation}
     for task in heads:
         source = splits[task]
-        source_names = data.source_names(task)
         if len(source) == 0 or len(np.unique(source.labels[task])) < len(CLASSES[task]):
             raise UserError(f"The {task} validation split holds no faces of every {task} class; nothing to refit on.")
-        faces = held_out_faces(model, task, source, data.images(source), source_names, attributes,
-                               config.data.batch_size)
+    # Every head's faces are read before any head changes, so that one head's groups never come from the
+    # other head's refit: refitting both heads groups them as refitting each alone does.
+    faces_of = {task: held_out_faces(model, task, splits[task], data.images(splits[task]), data.source_names(task),
+                                     attributes, config.data.batch_size)
+                for task in heads}
+    for task, faces in faces_of.items():
         chosen, scored = choose(faces, mirror, SELECTION_SEED)
         if chosen.alpha is not None:
             set_head(head_layer(model, task)[1], fit_head(faces, np.arange(len(faces.labels)), chosen, SELECTION_SEED))
