@@ -163,7 +163,7 @@ def cmd_refit(args) -> None:
     config = merge(load_config(run_dir / CONFIG_FILE), _overrides(args))
     output_dir = run_directory(args.runs_dir, args.name or f"{run_dir.resolve().name}-refit")
     heads = [head for head in args.heads.split(",") if head]
-    evaluation = refit_run(run_dir, output_dir, config, heads, args.attributes or [])
+    evaluation = refit_run(run_dir, output_dir, config, heads, args.attributes or [], teachers=args.teachers)
     print(f"Run written to {output_dir}")
     _print_headline(evaluation.metrics)
 
@@ -315,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     refit.add_argument("--heads", default="gender,emotion", help="which heads to refit (default: gender,emotion)")
     refit.add_argument("--attributes", action="append", metavar="NAME",
                        help="also group by this attribute of a source, e.g. age_band (repeatable)")
+    refit.add_argument("--teachers", metavar="RUN",
+                       help="a run (or mtl/reference_labeller) whose answers for the other task group the faces "
+                            "(default: the run's own model)")
     refit.add_argument("--runs-dir", default="runs", help="where the new run directory is created (default: runs)")
     refit.add_argument("--name", help="name of the new run directory (default: RUN-refit)")
     refit.add_argument("--data-dir", help="folder holding the datasets the run trained on (default: its config's)")

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mtl import approaches
+from mtl import approaches, pseudo_labels
 from mtl.comparison_curves import write_curves
 from mtl.comparison_stats import summarise
 from mtl.comparison_tables import write_tables
@@ -72,6 +72,7 @@ class Refit:
     of: str
     heads: tuple[str, ...] = (GENDER, EMOTION)
     attributes: tuple[str, ...] = ()
+    teachers: str | None = None  # whose answers for the other task group the faces; None: the run's own model
 
     @property
     def label(self) -> str:  # its HParams column
@@ -91,19 +92,20 @@ def variant_configs(spec: dict) -> dict[str, ExperimentConfig]:
 
 
 def refit_variants(spec: dict, trained: list[str]) -> dict[str, Refit]:
-    """The variants that refit another one's runs (`{"refit": {"of": ..., "heads": [...], "attributes": [...]}}`)."""
+    """The variants that refit another one's runs
+    (`{"refit": {"of": ..., "heads": [...], "attributes": [...], "teachers": ...}}`)."""
     found = {}
     for name, overrides in (spec.get("variants") or {}).items():
         if "refit" not in overrides:
             continue
         if set(overrides) != {"refit"} or not isinstance(overrides["refit"], dict):
             raise UserError(f"Variant '{name}' refits another variant's runs and takes only "
-                            '"refit": {"of": <variant>, "heads": [...], "attributes": [...]}.')
+                            '"refit": {"of": <variant>, "heads": [...], "attributes": [...], "teachers": <run>}.')
         fields = overrides["refit"]
-        unknown = sorted(set(fields) - {"of", "heads", "attributes"})
+        unknown = sorted(set(fields) - {"of", "heads", "attributes", "teachers"})
         if unknown:
             raise UserError(f"Variant '{name}': unknown refit key '{unknown[0]}'; "
-                            "expected 'of', 'heads' and 'attributes'.")
+                            "expected 'of', 'heads', 'attributes' and 'teachers'.")
         if fields.get("of") not in trained:
             raise UserError(f"Variant '{name}' refits '{fields.get('of')}', which is not a variant that trains; "
                             f"this comparison trains: {', '.join(trained)}.")
@@ -113,7 +115,12 @@ def refit_variants(spec: dict, trained: list[str]) -> dict[str, Refit]:
             raise UserError(f"Variant '{name}': refit heads must be a list of {' and/or '.join(TASKS)}; got {heads!r}.")
         if not isinstance(attributes, list) or not all(isinstance(attribute, str) for attribute in attributes):
             raise UserError(f"Variant '{name}': refit attributes must be a list of names; got {attributes!r}.")
-        found[name] = Refit(fields["of"], tuple(heads), tuple(attributes))
+        teachers = fields.get("teachers")
+        if teachers is not None:
+            if not isinstance(teachers, str):
+                raise UserError(f"Variant '{name}': refit teachers must be a run directory; got {teachers!r}.")
+            pseudo_labels.require_teacher(teachers)  # refused before any run is made
+        found[name] = Refit(fields["of"], tuple(heads), tuple(attributes), teachers)
     return found
 
 
@@ -304,7 +311,7 @@ def refit_variant(name: str, seed_index: int, refit: Refit, root: Path, columns:
         print(f"\n=== {label}: {refit.of}/seed-{seed_index} with its {heads} heads refitted ({place}) ===", flush=True)
         started = time.perf_counter()
         evaluation = refit_run(trained_dir, run_dir, config, list(refit.heads), list(refit.attributes),
-                               replace_unfinished=True)
+                               replace_unfinished=True, teachers=refit.teachers)
         log_to_tensorboard(run_dir, evaluation)
         print(f"{label} took {time.perf_counter() - started:.0f} s", flush=True)
         metrics, correct = evaluation.metrics, evaluation.correct

@@ -6,16 +6,18 @@ holds what tells the rare groups apart; its head leans on the shortcut ("smiling
 because those groups are rare in training. A head refitted by logistic regression on the frozen
 features of held-out faces, with each group given the same total weight, leans on it less.
 
-A head's group of a face is its true class x the other task's answer (the run's own model: no
-face here has both labels) x its source, as in `mtl.groups`, and optionally a source's own
-attributes (UTKFace's age band). The held-out faces are the run's validation split, which its
-training only used to choose an epoch. That split is halved, stratified by group: each candidate
-(a balance power `alpha`, each face weighing 1 / group size ** alpha, and an inverse regularisation
-`C`; and the trained head itself) is fitted on one half and scored on the other by worst-group
-accuracy, then mean accuracy. The chosen one is fitted again on the whole split, as DFR does; the
-trained head stays where no refit lifts its worst group by more than two standard errors.
-Faces and their mirror images are both fitted; a candidate answers as the saved model does (the
-mean over the face and its mirror image where the model averages them).
+A head's group of a face is its true class x the other task's answer x its source, as in
+`mtl.groups`, and optionally a source's own attributes (UTKFace's age band). No face here has both
+labels, so the other task's answer is the run's own model's, or a labeller's (`--teachers`: a
+network whose other head is weak, as `separate`'s emotion network is after a short training, calls
+nearly every face happy and leaves the rare groups next to empty). The held-out faces are the run's
+validation split, which its training only used to choose an epoch. That split is halved, stratified
+by group: each candidate (a balance power `alpha`, each face weighing 1 / group size ** alpha, and
+an inverse regularisation `C`; and the trained head itself) is fitted on one half and scored on the
+other by worst-group accuracy, then mean accuracy. The chosen one is fitted again on the whole
+split, as DFR does; the trained head stays where no refit lifts its worst group by more than two
+standard errors. Faces and their mirror images are both fitted; a candidate answers as the saved
+model does (the mean over the face and its mirror image where the model averages them).
 """
 
 import itertools
@@ -31,7 +33,7 @@ import tensorflow as tf
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
-from mtl import budget, plugins
+from mtl import budget, plugins, pseudo_labels
 from mtl.config import ExperimentConfig
 from mtl.data.pipeline import ExperimentData, evaluation_batches
 from mtl.data.sources import SOURCE, ImageSource
@@ -47,6 +49,7 @@ ALPHAS = (0.0, 0.5, 1.0)
 INVERSE_REGULARISATIONS = (0.01, 0.1, 1.0)
 MIN_GAIN_STANDARD_ERRORS = 2.0  # how far a refit must lift the worst group to replace the trained head
 SELECTION_SEED = 0  # the split of the validation faces into a fitting half and a scoring half
+OWN_MODEL = "the run's own model"  # refit.json's labeller of the other task when no teachers are given
 
 
 @dataclass(frozen=True)
@@ -102,21 +105,24 @@ def group_names(source: ImageSource, task: str, other_answers: np.ndarray, sourc
 
 
 def held_out_faces(model: keras.Model, task: str, source: ImageSource, examples: tf.data.Dataset,
-                   source_names: list[str], attributes: list[str], batch_size: int) -> HeadFaces:
-    """Features of `task`'s head for every face of a validation split (and its mirror image), with groups."""
+                   source_names: list[str], attributes: list[str], batch_size: int,
+                   labeller: keras.Model | None = None) -> HeadFaces:
+    """Features of `task`'s head for every face of a validation split (and its mirror image), with groups
+    by the other task's answer of `labeller` (None: of `model` itself)."""
     network, head = head_layer(model, task)
     features_of = keras.Model(network.input, head.input)
-    features, mirrored, answers = [], [], {name: [] for name in TASKS}
+    other = OTHER_TASK[task]
+    features, mirrored, answers, other_answers = [], [], [], []
     for images, _ in evaluation_batches(examples, batch_size):
         features.append(np.asarray(features_of.predict_on_batch(images)))
         mirrored.append(np.asarray(features_of.predict_on_batch(tf.reverse(images, axis=[2]))))
         outputs = model.predict_on_batch(images)
-        for name in TASKS:
-            answers[name].append(np.asarray(outputs[name]))
-    answers = {name: np.concatenate(values) for name, values in answers.items()}
-    other_answers = answers[OTHER_TASK[task]].argmax(axis=1)
+        answers.append(np.asarray(outputs[task]))
+        labelled = outputs if labeller is None else labeller.predict_on_batch(images)
+        other_answers.append(np.asarray(labelled[other]).argmax(axis=1))
     return HeadFaces(np.concatenate(features), np.concatenate(mirrored), source.labels[task].astype(int),
-                     group_names(source, task, other_answers, source_names, attributes), answers[task])
+                     group_names(source, task, np.concatenate(other_answers), source_names, attributes),
+                     np.concatenate(answers))
 
 
 def balance_weights(groups: np.ndarray, alpha: float) -> np.ndarray:
@@ -197,11 +203,13 @@ def set_head(head: keras.layers.Dense, regression: LogisticRegression) -> None:
 
 
 def refit_heads(model: keras.Model, config: ExperimentConfig, data: ExperimentData, heads: list[str],
-                attributes: list[str]) -> dict:
-    """Refit `heads` of `model` in place on the validation splits of `data`; returns what `refit.json` records."""
+                attributes: list[str], labeller: keras.Model | None = None, labeller_name: str = OWN_MODEL) -> dict:
+    """Refit `heads` of `model` in place on the validation splits of `data`, grouping faces by the other
+    task's answer of `labeller` (None: `model`'s own); returns what `refit.json` records."""
     mirror = averages_mirror(model)
     record = {"method": "deep feature reweighting (Kirichenko et al. 2023): each head refitted by logistic "
                         "regression on the frozen features of the validation split, groups weighed alike",
+              "other_task_answers_from": labeller_name,
               "attributes": list(attributes), "selection_seed": SELECTION_SEED,
               "min_gain_standard_errors": MIN_GAIN_STANDARD_ERRORS, "heads": {}}
     splits = {GENDER: data.gender_validation, EMOTION: data.emotion_validation}
@@ -212,7 +220,7 @@ def refit_heads(model: keras.Model, config: ExperimentConfig, data: ExperimentDa
     # Every head's faces are read before any head changes, so that one head's groups never come from the
     # other head's refit: refitting both heads groups them as refitting each alone does.
     faces_of = {task: held_out_faces(model, task, splits[task], data.images(splits[task]), data.source_names(task),
-                                     attributes, config.data.batch_size)
+                                     attributes, config.data.batch_size, labeller)
                 for task in heads}
     for task, faces in faces_of.items():
         chosen, scored = choose(faces, mirror, SELECTION_SEED)
@@ -242,12 +250,13 @@ def _scores_line(scored: list[dict], chosen: str) -> str:
 
 
 def refit_run(run_dir: Path, output_dir: Path, config: ExperimentConfig, heads: list[str], attributes: list[str],
-              replace_unfinished: bool = False):
+              replace_unfinished: bool = False, teachers: str | None = None):
     """A new run in `output_dir`: `run_dir`'s model with `heads` refitted, its config, `refit.json`, and its
     evaluation on every test set (metrics.json, with its cost: `run_dir`'s and the refit's). Returns the evaluation.
 
-    `replace_unfinished`: an `output_dir` without metrics.json (a refit that was killed) is emptied first,
-    as `mtl compare` does on resuming; otherwise an existing run directory is refused.
+    `teachers`: a run (or `mtl/reference_labeller`) whose answers for the other task group the faces;
+    None: the run's own model's. `replace_unfinished`: an `output_dir` without metrics.json (a refit that
+    was killed) is emptied first, as `mtl compare` does on resuming; otherwise an existing run directory is refused.
     """
     unknown = [head for head in heads if head not in TASKS]
     if unknown or not heads:
@@ -256,6 +265,9 @@ def refit_run(run_dir: Path, output_dir: Path, config: ExperimentConfig, heads: 
     model = load_inference_model(Path(run_dir) / MODEL_FILE, config.data.image_size)
     for task in heads:
         head_layer(model, task)  # refused before the data is read
+    # The teachers answer the same faces as the model, so they take its image size.
+    labeller = None if teachers is None else load_inference_model(pseudo_labels.require_teacher(teachers),
+                                                                  config.data.image_size)
     data = ExperimentData.load(config.data, config.train.seed)  # the split the run was trained and selected with
     known = {attribute for split in (data.gender_validation, data.emotion_validation) for attribute in split.groups}
     missing = [attribute for attribute in attributes if attribute not in known]
@@ -266,7 +278,8 @@ def refit_run(run_dir: Path, output_dir: Path, config: ExperimentConfig, heads: 
         if replace_unfinished and not (output_dir / METRICS_FILE).exists():
             remove_contents(output_dir)
         create_run(output_dir, config)
-        record = refit_heads(model, config, data, heads, attributes)
+        record = refit_heads(model, config, data, heads, attributes, labeller,
+                             OWN_MODEL if teachers is None else labeller_name(teachers))
         record["from_run"] = Path(run_dir).resolve().name  # a name, not this machine's path
         save_model(model, output_dir / MODEL_FILE)
         write_json(output_dir / REFIT_FILE, record)
@@ -276,6 +289,12 @@ def refit_run(run_dir: Path, output_dir: Path, config: ExperimentConfig, heads: 
         evaluation.metrics.update(cost(Path(run_dir) / METRICS_FILE, seconds))
         write_metrics(evaluation.metrics, output_dir / METRICS_FILE)
     return evaluation
+
+
+def labeller_name(teachers: str | Path) -> str:
+    """How refit.json names the teachers: as given where relative (`mtl/reference_labeller`), else the
+    folder's name, never this machine's path."""
+    return Path(teachers).name if Path(teachers).is_absolute() else str(teachers)
 
 
 def cost(trained_metrics: Path, refit_seconds: float) -> dict:

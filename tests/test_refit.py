@@ -7,14 +7,15 @@ import json
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from mtl.config import DataConfig, ModelConfig
 from mtl.data.sources import ImageSource
 from mtl.errors import UserError
 from mtl.models.build import build_network, inference_model
 from mtl.refit import (Candidate, HeadFaces, answers_of, choose, fit_head, group_names, head_layer,
-                       set_head)
-from mtl.runs import TRAINED_HEAD
+                       held_out_faces, set_head)
+from mtl.runs import TRAINED_HEAD, reference_labeller_path
 from conftest import run_cli
 
 
@@ -89,6 +90,36 @@ def test_a_group_names_class_other_answer_short_source_and_attributes():
     assert names.tolist() == ["female|sad|gender_training", "male|happy|utkface_train|60+", "female|happy|utkface_train|20-29"]
 
 
+def tiny_two_head_model(seed: int, always_sad: bool = False) -> keras.Model:
+    """A two-head inference model on 32x32 images; with `always_sad`, its emotion head answers sad for every face."""
+    data, model = DataConfig(image_size=32), ModelConfig(backbone="lenet")
+    keras.utils.set_random_seed(seed)
+    network = build_network(model, data, {"gender": 2, "emotion": 2}, name="multitask_model")
+    if always_sad:
+        kernel, _ = network.get_layer("emotion").get_weights()
+        network.get_layer("emotion").set_weights([np.zeros_like(kernel), np.array([-10.0, 10.0], np.float32)])
+    return inference_model([network], data)
+
+
+def test_the_faces_are_grouped_by_the_teachers_answers_for_the_other_task_when_teachers_are_given():
+    faces = 12
+    source = ImageSource("gender", np.array([f"{i}.png" for i in range(faces)]),
+                         {"gender": np.arange(faces) % 2, "emotion": np.full(faces, -1)})
+    images = np.random.default_rng(0).integers(0, 256, (faces, 32, 32, 3)).astype(np.uint8)
+    examples = tf.data.Dataset.from_tensor_slices((images, dict(source.labels)))
+    model, teachers = tiny_two_head_model(seed=1), tiny_two_head_model(seed=2, always_sad=True)
+
+    own = held_out_faces(model, "gender", source, examples, ["gender_training"], [], batch_size=5)
+    taught = held_out_faces(model, "gender", source, examples, ["gender_training"], [], batch_size=5, labeller=teachers)
+
+    own_emotion = model.predict_on_batch(tf.cast(images, tf.float32))["emotion"].argmax(axis=1)
+    assert [name.split("|")[1] for name in own.groups] == [("happy", "sad")[i] for i in own_emotion]
+    assert any("|happy|" in name for name in own.groups)  # so the teachers' answers differ from the model's
+    assert [name.split("|")[1] for name in taught.groups] == ["sad"] * faces
+    np.testing.assert_array_equal(taught.features, own.features)  # the model's features and answers either way
+    np.testing.assert_array_equal(taught.trained_answers, own.trained_answers)
+
+
 def test_a_four_class_model_has_no_task_head_to_refit():
     data, model = DataConfig(image_size=32), ModelConfig(backbone="lenet")
     four_class = inference_model([build_network(model, data, {"four": 4}, name="four_class")], data)
@@ -119,11 +150,20 @@ def test_mtl_refit_writes_a_new_evaluated_run_and_leaves_the_trained_one_as_it_w
     code, _, err = run_cli("refit", run_dir, "--runs-dir", tmp_path, "--name", "refitted")
     assert code == 2 and "already exists" in err  # never written over
 
+    code, _, err = run_cli("refit", run_dir, "--runs-dir", tmp_path, "--name", "by-itself", "--teachers", run_dir)
+    assert code == 0, err
+    taught = json.loads((tmp_path / "by-itself" / "refit.json").read_text())
+    assert record["other_task_answers_from"] == "the run's own model"
+    assert taught["other_task_answers_from"] == run_dir.name  # a name, not this machine's path
+    for task, head in taught["heads"].items():  # the run as its own teachers groups the faces as without them
+        assert head["groups"] == record["heads"][task]["groups"]
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("option, refusal", [
     (("--heads", "four"), "--heads takes gender and/or emotion"),
     (("--attributes", "age_bnd"), "--attributes age_bnd: no training source has it"),
+    (("--teachers", "nowhere"), "Teacher run 'nowhere' holds no model.keras"),
 ])
 def test_mtl_refit_refuses_a_bad_option_in_one_sentence_before_writing_anything(trained_run, tmp_path, option, refusal):
     run_dir, _ = trained_run
@@ -150,7 +190,8 @@ def test_a_comparison_variant_refits_each_seed_s_run_of_another_and_resumes_an_i
         "base": {"data": {"batch_size": 32}, "model": {"backbone": "lenet"},
                  "train": {"epochs": 1, "seed": 7}},
         "variants": {"multitask": {"approach": "multitask", "options": {"pseudo_labels": "none"}},
-                     "multitask_refit": {"refit": {"of": "multitask", "heads": ["gender"]}}},
+                     "multitask_refit": {"refit": {"of": "multitask", "heads": ["gender"],
+                                                   "teachers": str(reference_labeller_path().parent)}}},
         "seeds": 2,
     }
     config_file = tmp_path / "comparison.json"
@@ -163,6 +204,7 @@ def test_a_comparison_variant_refits_each_seed_s_run_of_another_and_resumes_an_i
         trained, refitted = root / "multitask" / f"seed-{seed}", root / "multitask_refit" / f"seed-{seed}"
         record = json.loads((refitted / "refit.json").read_text())
         assert list(record["heads"]) == ["gender"] and record["from_run"] == f"seed-{seed}"
+        assert record["other_task_answers_from"] == "reference_labeller"
         assert json.loads((refitted / "config.json").read_text())["train"]["seed"] == 7 + seed
         spent, own = (json.loads((run / "metrics.json").read_text()) for run in (trained, refitted))
         assert own["gender_faces_seen"] == spent["gender_faces_seen"] > 0  # its network's training is its cost
@@ -184,6 +226,8 @@ def test_a_comparison_variant_refits_each_seed_s_run_of_another_and_resumes_an_i
     ({"refit": {"of": "multitask"}, "approach": "separate"}, "takes only"),
     ({"refit": {"of": "multitask", "head": ["gender"]}}, "unknown refit key 'head'"),
     ({"refit": {"of": "multitask", "heads": ["four"]}}, "refit heads must be a list of gender and/or emotion"),
+    ({"refit": {"of": "multitask", "teachers": "nowhere"}}, "Teacher run 'nowhere' holds no model.keras"),
+    ({"refit": {"of": "multitask", "teachers": ["a", "b"]}}, "refit teachers must be a run directory"),
 ])
 def test_a_refit_variant_that_cannot_be_made_is_refused_in_one_sentence(variant, refusal):
     from mtl.compare import refit_variants
