@@ -111,18 +111,23 @@ def held_out_faces(model: keras.Model, task: str, source: ImageSource, examples:
     by the other task's answer of `labeller` (None: of `model` itself)."""
     network, head = head_layer(model, task)
     features_of = keras.Model(network.input, head.input)
-    other = OTHER_TASK[task]
-    features, mirrored, answers, other_answers = [], [], [], []
-    for images, _ in evaluation_batches(examples, batch_size):
-        features.append(np.asarray(features_of.predict_on_batch(images)))
-        mirrored.append(np.asarray(features_of.predict_on_batch(tf.reverse(images, axis=[2]))))
-        outputs = model.predict_on_batch(images)
-        answers.append(np.asarray(outputs[task]))
-        labelled = outputs if labeller is None else labeller.predict_on_batch(images)
-        other_answers.append(np.asarray(labelled[other]).argmax(axis=1))
-    return HeadFaces(np.concatenate(features), np.concatenate(mirrored), source.labels[task].astype(int),
-                     group_names(source, task, np.concatenate(other_answers), source_names, attributes),
-                     np.concatenate(answers))
+    images, other = keras.Input(model.input_shape[1:]), OTHER_TASK[task]
+    answers = model(images)
+    # One model reads what the run's model says, so each batch is one call (and one traced function).
+    reader = keras.Model(images, {"features": features_of(images),
+                                  "mirrored": features_of(keras.ops.flip(images, axis=2)),
+                                  "answers": answers[task], "other": answers[other]})
+    read = {name: [] for name in reader.output}
+    for batch, _ in evaluation_batches(examples, batch_size):
+        outputs = reader.predict_on_batch(batch)
+        if labeller is not None:
+            outputs["other"] = labeller.predict_on_batch(batch)[other]
+        for name, values in outputs.items():
+            read[name].append(np.asarray(values))
+    read = {name: np.concatenate(values) for name, values in read.items()}
+    return HeadFaces(read["features"], read["mirrored"], source.labels[task].astype(int),
+                     group_names(source, task, read["other"].argmax(axis=1), source_names, attributes),
+                     read["answers"])
 
 
 def balance_weights(groups: np.ndarray, alpha: float) -> np.ndarray:
