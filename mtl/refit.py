@@ -237,16 +237,17 @@ def refit_heads(model: keras.Model, config: ExperimentConfig, data: ExperimentDa
             "groups": {str(name): int(count) for name, count in zip(names, counts)},
             "candidates_on_the_scoring_half": scored,
         }
-        print(f"{task} head: {_scores_line(scored, chosen.name)}", flush=True)
+        print(f"{task} head: {scores_line(scored, chosen.name)}", flush=True)
     return record
 
 
-def _scores_line(scored: list[dict], chosen: str) -> str:
-    """The trained head's and the best refit's scores on the scoring half, and which one stays."""
+def scores_line(scored: list[dict], chosen: str) -> str:
+    """The trained head's and the best refit's scores on the scoring half, and which one stays; the worst
+    group's size says how far to trust it (a group of a few dozen faces is mostly noise)."""
     def shown(row):
         worst = row["worst_group_accuracy"]
-        return (f"{row['candidate']} {row['accuracy']:.1%}, worst group {worst:.1%} {row['worst_group']}"
-                if worst is not None else f"{row['candidate']} {row['accuracy']:.1%}")
+        return (f"{row['candidate']} {row['accuracy']:.1%}, worst group {worst:.1%} {row['worst_group']} "
+                f"({row['worst_group_images']} faces)" if worst is not None else f"{row['candidate']} {row['accuracy']:.1%}")
 
     best_refit = max(scored[1:], key=lambda row: (row["worst_group_accuracy"] or 0.0, row["accuracy"]))
     verdict = ("the trained head stays: no refit lifts its worst group beyond the noise" if chosen == TRAINED_HEAD

@@ -14,7 +14,7 @@ from mtl.data.sources import ImageSource
 from mtl.errors import UserError
 from mtl.models.build import build_network, inference_model
 from mtl.refit import (Candidate, HeadFaces, answers_of, choose, fit_head, group_names, head_layer,
-                       held_out_faces, set_head)
+                       held_out_faces, scores_line, set_head)
 from mtl.runs import TRAINED_HEAD, reference_labeller_path
 from conftest import run_cli
 
@@ -59,6 +59,16 @@ def test_choosing_on_the_scoring_half_picks_a_balanced_fit_over_the_shortcut_hea
     assert chosen.alpha == 1.0
     assert by_name[chosen.name]["worst_group_accuracy"] > by_name[TRAINED_HEAD]["worst_group_accuracy"] + 0.5
     assert len(scored) == 10  # the trained head and 3 balance powers x 3 regularisations
+
+
+def test_the_printed_verdict_names_each_worst_group_with_its_size():
+    chosen, scored = choose(shortcut_faces(), mirror=False, seed=0)
+    line = scores_line(scored, chosen.name)
+    trained, best = scored[0], next(row for row in scored if row["candidate"] == chosen.name)
+    assert line.startswith(f"refitted with {chosen.name} (scoring half: trained head")
+    for row in (trained, best):
+        assert f"{row['worst_group']} ({row['worst_group_images']} faces)" in line
+    assert 0 < trained["worst_group_images"] < 200  # a rare group of the 2,000 scored faces
 
 
 def test_the_trained_head_stays_where_no_refit_lifts_its_worst_group_beyond_the_noise():
