@@ -246,8 +246,10 @@ def scores_line(scored: list[dict], chosen: str) -> str:
     group's size says how far to trust it (a group of a few dozen faces is mostly noise)."""
     def shown(row):
         worst = row["worst_group_accuracy"]
+        if worst is None:
+            return f"{row['candidate']} {row['accuracy']:.1%}"
         return (f"{row['candidate']} {row['accuracy']:.1%}, worst group {worst:.1%} {row['worst_group']} "
-                f"({row['worst_group_images']} faces)" if worst is not None else f"{row['candidate']} {row['accuracy']:.1%}")
+                f"({row['worst_group_images']} faces)")
 
     best_refit = max(scored[1:], key=lambda row: (row["worst_group_accuracy"] or 0.0, row["accuracy"]))
     verdict = ("the trained head stays: no refit lifts its worst group beyond the noise" if chosen == TRAINED_HEAD
