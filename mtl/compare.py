@@ -212,10 +212,13 @@ def claim_root(root: Path, described: dict) -> bool:
 
 
 def as_read_today(described: dict) -> dict:
-    """A saved comparison with each variant's config read by today's config, so that a field added
-    since (with its default) does not make the same comparison look like another."""
+    """A saved comparison with each variant's config and each refit read by today's code, so that a
+    field added since (with its default) does not make the same comparison look like another."""
     variants = {name: config_from_dict(config).to_dict() for name, config in described.get("variants", {}).items()}
-    return json.loads(json.dumps({**described, "variants": variants}))
+    today = {**described, "variants": variants}
+    if "refits" in described:
+        today["refits"] = {name: asdict(Refit(**refit)) for name, refit in described["refits"].items()}
+    return json.loads(json.dumps(today))
 
 
 def compare(spec: dict, root: Path, only: list[str] | None = None, seeds: int | None = None) -> list[dict]:

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -196,3 +197,18 @@ def test_a_comparison_saved_before_a_config_field_was_added_is_the_same_comparis
     other = {**described, "seeds": 2}
     with pytest.raises(UserError, match="holds another comparison"):
         compare.claim_root(tmp_path, other)
+
+
+def test_a_comparison_saved_before_refits_took_teachers_is_the_same_comparison(tmp_path):
+    described = {"seeds": 1, "baseline": "multitask",
+                 "variants": {"multitask": config.ExperimentConfig().to_dict()},
+                 "refits": {"multitask_refit": asdict(compare.Refit("multitask"))}}
+    older = json.loads(json.dumps(described))
+    del older["refits"]["multitask_refit"]["teachers"]  # as saved before refits took teachers
+    (tmp_path / "comparison.json").write_text(json.dumps(older))
+
+    assert compare.claim_root(tmp_path, described)  # resumed, not refused
+
+    taught = {**described, "refits": {"multitask_refit": asdict(compare.Refit("multitask", teachers="elsewhere"))}}
+    with pytest.raises(UserError, match="holds another comparison"):
+        compare.claim_root(tmp_path, taught)
