@@ -23,6 +23,7 @@ from mtl.comparison_stats import mcnemar_p  # noqa: E402
 
 
 def row(label: str, right_a: np.ndarray, right_b: np.ndarray) -> str:
+    label = label.replace("|", "\\|")  # a group's "female|sad" inside a Markdown cell
     return (f"| {label} | {right_a.size} | {right_a.mean():.2%} | {right_b.mean():.2%} | "
             f"{int(np.sum(right_a & ~right_b))} | {int(np.sum(~right_a & right_b))} | {mcnemar_p(right_a, right_b):.2g} |")
 

@@ -22,3 +22,15 @@ def test_each_shared_test_set_gets_both_accuracies_the_discordant_counts_and_a_p
     rows = (tmp_path / "t.md").read_text().splitlines()
     assert rows[2:] == ["| utkface_test/gender | 40 | 100.00% | 70.00% | 12 | 0 | 0.00049 |"]
     assert paired_test.main(["before=missing.npz", f"after={tmp_path / 'b.npz'}"]) == 2
+
+
+def test_a_group_row_keeps_the_table_s_seven_columns(tmp_path):
+    right, worse = np.ones(40, bool), np.ones(40, bool)
+    worse[:4] = False
+    np.savez(tmp_path / "a.npz", **{"utkface_test/gender": right})
+    np.savez(tmp_path / "b.npz", **{"utkface_test/gender": worse})
+    groups = {"utkface_test/gender": {"female|sad": np.arange(40) < 10}}
+
+    rows = paired_test.table({"before": tmp_path / "a.npz", "after": tmp_path / "b.npz"}, groups).splitlines()
+    assert rows[3] == "| utkface_test/gender: female\\|sad | 10 | 100.00% | 60.00% | 4 | 0 | 0.12 |"
+    assert {len(line.replace("\\|", "").split("|")) for line in rows} == {9}  # 7 cells between 8 pipes
