@@ -81,11 +81,12 @@ def require_teacher(run_dir: str | Path) -> Path:
     return path
 
 
-def load_teacher(run_dir: str | Path) -> keras.Model:
-    """The inference model of a finished separate-approach run, to cross-label with."""
+def load_teacher(run_dir: str | Path, image_size: int | None = None) -> keras.Model:
+    """The inference model of a finished separate-approach run, to cross-label with (or to name a refit's
+    groups); with `image_size`, one that takes images of that size, or a UserError."""
     path = require_teacher(run_dir)
     log.info("Using the separate models of '%s' as teachers.", run_dir)
-    return load_inference_model(path)
+    return load_inference_model(path, image_size)
 
 
 def merged_examples(directory: Path) -> int:

@@ -208,13 +208,12 @@ def set_head(head: keras.layers.Dense, regression: LogisticRegression) -> None:
 
 
 def refit_heads(model: keras.Model, config: ExperimentConfig, data: ExperimentData, heads: list[str],
-                attributes: list[str], labeller: keras.Model | None = None, labeller_name: str = OWN_MODEL) -> dict:
+                attributes: list[str], labeller: keras.Model | None = None) -> dict:
     """Refit `heads` of `model` in place on the validation splits of `data`, grouping faces by the other
     task's answer of `labeller` (None: `model`'s own); returns what `refit.json` records."""
     mirror = averages_mirror(model)
     record = {"method": "deep feature reweighting (Kirichenko et al. 2023): each head refitted by logistic "
                         "regression on the frozen features of the validation split, groups weighed alike",
-              "other_task_answers_from": labeller_name,
               "attributes": list(attributes), "selection_seed": SELECTION_SEED,
               "min_gain_standard_errors": MIN_GAIN_STANDARD_ERRORS, "heads": {}}
     splits = {GENDER: data.gender_validation, EMOTION: data.emotion_validation}
@@ -274,8 +273,7 @@ def refit_run(run_dir: Path, output_dir: Path, config: ExperimentConfig, heads: 
     for task in heads:
         head_layer(model, task)  # refused before the data is read
     # The teachers answer the same faces as the model, so they take its image size.
-    labeller = None if teachers is None else load_inference_model(pseudo_labels.require_teacher(teachers),
-                                                                  config.data.image_size)
+    labeller = None if teachers is None else pseudo_labels.load_teacher(teachers, config.data.image_size)
     data = ExperimentData.load(config.data, config.train.seed)  # the split the run was trained and selected with
     known = {attribute for split in (data.gender_validation, data.emotion_validation) for attribute in split.groups}
     missing = [attribute for attribute in attributes if attribute not in known]
@@ -286,9 +284,9 @@ def refit_run(run_dir: Path, output_dir: Path, config: ExperimentConfig, heads: 
         if replace_unfinished and not (output_dir / METRICS_FILE).exists():
             remove_contents(output_dir)
         create_run(output_dir, config)
-        record = refit_heads(model, config, data, heads, attributes, labeller,
-                             OWN_MODEL if teachers is None else labeller_name(teachers))
+        record = refit_heads(model, config, data, heads, attributes, labeller)
         record["from_run"] = Path(run_dir).resolve().name  # a name, not this machine's path
+        record["other_task_answers_from"] = labeller_name(teachers)
         save_model(model, output_dir / MODEL_FILE)
         write_json(output_dir / REFIT_FILE, record)
         plugins.record(output_dir)
@@ -299,9 +297,12 @@ def refit_run(run_dir: Path, output_dir: Path, config: ExperimentConfig, heads: 
     return evaluation
 
 
-def labeller_name(teachers: str | Path) -> str:
-    """How refit.json names the teachers: as given where relative (`mtl/reference_labeller`), else the
-    folder's name, never this machine's path."""
+def labeller_name(teachers: str | Path | None) -> str:
+    """How refit.json names whose answers grouped the faces: the run's own model (no teachers), the
+    teachers as given where relative (`mtl/reference_labeller`), else their folder's name, never this
+    machine's path."""
+    if teachers is None:
+        return OWN_MODEL
     return Path(teachers).name if Path(teachers).is_absolute() else str(teachers)
 
 
