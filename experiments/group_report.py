@@ -14,6 +14,10 @@ read as it goes. Per variant, mean ± std over its finished seeds (accuracies in
 `--difference A,B` adds a row `B - A`: per seed, B's value less A's, then mean ± std over the
 seeds both have. Two variants that share each seed's backbone (a run and its `mtl refit`) differ
 by less than their seeds spread, so the paired difference is the one to judge.
+
+A comparison's report ends with the variant that its validation splits choose, by the mean of both
+tasks and by the worst group, each with its per-seed lead over the runner-up and whether that lead
+exceeds the spread across seeds.
 """
 
 import argparse
@@ -25,6 +29,7 @@ from pathlib import Path
 
 ADULT_BANDS = ("20-29", "30-39", "40-49", "50-59", "60+")
 SEED_DIR = "seed-"
+SELECTION = ("validation_mean", "validation_worst_group")  # the columns that may choose a recipe
 
 
 def group(metrics: dict, test_set: str, task: str, family: str, name: str) -> float | None:
@@ -88,13 +93,14 @@ COLUMNS = {
 
 
 def finished_runs(root: Path) -> dict[str, list[dict]]:
-    """variant -> the metrics of its finished seeds (each with its "seed" folder name added), in the
-    comparison's variant order where known."""
+    """variant -> the metrics of its finished seeds (each with its "seed" folder name and what its
+    validation splits were drawn from added), in the comparison's variant order where known."""
     described = json.loads((root / "comparison.json").read_text()) if (root / "comparison.json").is_file() else {}
     order = [*described.get("variants", {}), *described.get("refits", {})]  # refits: mtl compare's refit variants
     found: dict[str, list[dict]] = {}
     for path in sorted(root.glob(f"*/{SEED_DIR}*/metrics.json")):
-        found.setdefault(path.parent.parent.name, []).append({**json.loads(path.read_text()), "seed": path.parent.name})
+        found.setdefault(path.parent.parent.name, []).append(
+            {**json.loads(path.read_text()), "seed": path.parent.name, "validation_splits": validation_splits(path.parent)})
     return {name: found[name] for name in sorted(found, key=lambda name: (order.index(name) if name in order else len(order), name))}
 
 
@@ -108,21 +114,113 @@ def summary(values: list, signed: bool = False) -> str:
     return f"{statistics.mean(values):{sign}.1f} ± {statistics.stdev(values):.1f}"
 
 
+def paired_differences(runs: dict[str, list[dict]], first: str, second: str, read) -> list[float]:
+    """`second - first` of one column, per seed both variants finished."""
+    by_seed = {metrics["seed"]: metrics for metrics in runs[first]}
+    pairs = [(by_seed[metrics["seed"]], metrics) for metrics in runs[second] if metrics["seed"] in by_seed]
+    return [read(b) - read(a) for a, b in pairs if read(a) is not None and read(b) is not None]
+
+
 def difference_row(runs: dict[str, list[dict]], first: str, second: str) -> dict:
     """`second - first` per seed both finished, as mean ± std in points."""
     if first not in runs or second not in runs:
         raise SystemExit(f"group_report: --difference names '{first if first not in runs else second}', which has no finished run.")
-    by_seed = {metrics["seed"]: metrics for metrics in runs[first]}
-    pairs = [(by_seed[metrics["seed"]], metrics) for metrics in runs[second] if metrics["seed"] in by_seed]
-    row = {"variant": f"{second} - {first}", "seeds": len(pairs)}
+    seeds = {metrics["seed"] for metrics in runs[first]} & {metrics["seed"] for metrics in runs[second]}
+    row = {"variant": f"{second} - {first}", "seeds": len(seeds)}
     for column, (_, read) in COLUMNS.items():
-        values = [read(b) - read(a) for a, b in pairs if read(a) is not None and read(b) is not None]
-        row[column] = summary(values, signed=True)
+        row[column] = summary(paired_differences(runs, first, second, read), signed=True)
     return row
 
 
+def column_mean(metrics: list[dict], column: str) -> float | None:
+    """The mean of one column over a variant's seeds; None where no seed has it."""
+    values = [value for m in metrics if (value := COLUMNS[column][1](m)) is not None]
+    return statistics.mean(values) if values else None
+
+
+def leader(runs: dict[str, list[dict]], column: str) -> tuple[str, str] | None:
+    """The variant with the highest mean of `column` over its seeds, and a line that says by how much it
+    leads the runner-up per seed and whether that lead exceeds the spread across seeds."""
+    read = COLUMNS[column][1]
+    means = {name: mean for name, metrics in runs.items() if (mean := column_mean(metrics, column)) is not None}
+    if not means:
+        return None
+    first, *others = sorted(means, key=means.get, reverse=True)
+    line = f"`{first}` ({summary([read(m) for m in runs[first]])})"
+    if not others:
+        return first, line + ", the only variant that has it"
+    second = others[0]
+    lead = paired_differences(runs, second, first, read)
+    if len(lead) < 2:
+        verdict = "fewer than two seeds in common: not a finding"
+    elif statistics.mean(lead) > statistics.stdev(lead):
+        verdict = "a finding: the lead exceeds its spread across seeds"
+    else:
+        verdict = "within the spread across seeds: not a finding"
+    return first, f"{line}, ahead of `{second}` by {summary(lead, signed=True)} points per seed; {verdict}"
+
+
+def validation_splits(run: Path) -> str:
+    """What a run's validation splits are drawn from, in words: runs of one seed whose words agree
+    were scored on the same validation faces, so only their validation accuracies compare."""
+    config_file = run / "config.json"
+    if not config_file.is_file():
+        return "validation data not recorded"
+    data = json.loads(config_file.read_text())["data"]
+
+    def named(entry) -> str:
+        return entry.split(":", 1)[-1] if isinstance(entry, str) else json.dumps(entry, sort_keys=True)
+
+    return (f"gender from {' + '.join(map(named, data['gender_train']))}, emotion from "
+            f"{' + '.join(map(named, data['emotion_train']))}, {data['validation_fraction']:g} of each held out")
+
+
+def undominated(runs: dict[str, list[dict]]) -> list[str]:
+    """The variants that no other variant beats on the mean of every selection column."""
+    missing = float("-inf")  # a variant without a column is beaten on it
+    means = {name: [missing if (mean := column_mean(metrics, column)) is None else mean for column in SELECTION]
+             for name, metrics in runs.items()}
+    return [name for name, own in means.items()
+            if not any(all(o > v for o, v in zip(other, own)) for other_name, other in means.items() if other_name != name)]
+
+
+def choice(runs: dict[str, list[dict]]) -> list[str]:
+    """The section that says which variant the validation splits choose, by the mean of both tasks and
+    by the worst group. Only variants scored on the same validation faces are ranked together, and
+    among them those with the most finished seeds (means over fewer seeds are not comparable)."""
+    by_splits: dict[str, dict[str, list[dict]]] = {}
+    for name, metrics in runs.items():
+        if any(validation_mean(m) is not None for m in metrics):  # a refit has no validation accuracies
+            by_splits.setdefault(metrics[0]["validation_splits"], {})[name] = metrics
+    if not by_splits:
+        return []
+    lines = [
+        "## Chosen on the validation splits",
+        "",
+        "What may choose a recipe: the mean of both tasks' validation accuracy and the worst validation group, never a test set.",
+        "Variants are ranked only against those scored on the same validation faces (drawn from the same training sources).",
+    ]
+    for splits, candidates in by_splits.items():
+        most = max(len(metrics) for metrics in candidates.values())
+        complete = {name: metrics for name, metrics in candidates.items() if len(metrics) == most}
+        left_out = [f"`{name}`" for name in candidates if name not in complete]
+        leaders = {column: found for column in SELECTION if (found := leader(complete, column))}
+        chosen = {name for name, _ in leaders.values()}
+        lines += [
+            "",
+            f"Validation faces: {splits}. Among {len(complete)} variant{'s' if len(complete) > 1 else ''} with "
+            f"{most} finished seed{'s' if most > 1 else ''}" + (f" (left out, fewer seeds: {', '.join(left_out)})" if left_out else "") + ":",
+            "",
+            *[f"- {COLUMNS[column][0]}: {line}" for column, (_, line) in leaders.items()],
+            f"- Both choose `{chosen.pop()}`." if len(chosen) == 1 else
+            f"- The two disagree: no variant leads on both. Behind no other variant on both: {', '.join(map('`{}`'.format, undominated(complete)))}.",
+        ]
+    return lines + [""]
+
+
 def report(root: Path | None, named: dict[str, Path] | None = None, differences=()) -> tuple[str, list[dict]]:
-    runs = finished_runs(root) if root else {}
+    compared = finished_runs(root) if root else {}
+    runs = {**compared}
     runs.update({name: [json.loads(path.read_text())] for name, path in (named or {}).items()})
     if not runs:
         raise SystemExit(f"group_report: no finished run (*/{SEED_DIR}*/metrics.json) under '{root}'.")
@@ -148,6 +246,7 @@ def report(root: Path | None, named: dict[str, Path] | None = None, differences=
         "| --- | --- | " + " | ".join("---" for _ in COLUMNS) + " |",
         *[f"| {row['variant']} | {row['seeds']} | " + " | ".join(row[column] for column in COLUMNS) + " |" for row in rows],
         "",
+        *(choice(compared) if compared else []),
     ]
     return "\n".join(lines), rows
 

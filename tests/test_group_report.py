@@ -63,3 +63,49 @@ def test_a_difference_row_pairs_the_two_variants_seed_by_seed(tmp_path):
     assert difference["utkface_sad_women"] == "+12.5 ± 3.5"  # +10 and +15 points: far less spread than either variant's
     with pytest.raises(SystemExit, match="'other', which has no finished run"):
         group_report.report(tmp_path, differences=[("trained", "other")])
+
+
+def write_run(root: Path, variant: str, seed: int, mean_parts: tuple[float, float], worst: float, gender_train: list) -> None:
+    run = root / variant / f"seed-{seed}"
+    run.mkdir(parents=True)
+    metrics = run_metrics(0.7)
+    metrics["headline"].update(validation_gender_accuracy=mean_parts[0], validation_emotion_accuracy=mean_parts[1],
+                               validation_worst_group_accuracy=worst)
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    data = {"gender_train": gender_train, "emotion_train": ["fer2013/train"], "validation_fraction": 0.2}
+    (run / "config.json").write_text(json.dumps({"data": data}))
+
+
+def test_the_validation_splits_choose_among_variants_scored_on_the_same_faces(tmp_path):
+    both = ["gender/Training", "utkface:utkface/train"]
+    for seed, shift in enumerate((0.0, 0.02)):
+        write_run(tmp_path, "plain", seed, (0.90 + shift, 0.86), 0.70 + shift, both)
+        write_run(tmp_path, "robust", seed, (0.88 + shift, 0.86), 0.80 + shift, both)
+        write_run(tmp_path, "weaker", seed, (0.87, 0.85), 0.69, both)  # behind `plain` on both
+        write_run(tmp_path, "one_source", seed, (0.99, 0.99), 0.99, ["gender/Training"])  # easier validation faces
+    write_run(tmp_path, "late", 0, (0.99, 0.99), 0.99, both)  # one seed: its mean is not comparable yet
+    refit = tmp_path / "plain_refit" / "seed-0"  # `mtl refit`'s metrics have no validation accuracies
+    refit.mkdir(parents=True)
+    refitted = run_metrics(0.8)
+    del refitted["headline"]["validation_gender_accuracy"], refitted["headline"]["validation_emotion_accuracy"]
+    (refit / "metrics.json").write_text(json.dumps(refitted))
+
+    text, _ = group_report.report(tmp_path)
+    chosen = text.split("## Chosen on the validation splits")[1]
+    two_sources, one_source = chosen.split("Validation faces: ")[1:]  # in the order of their first variant: `late`
+    assert one_source.startswith("gender from gender/Training, emotion from fer2013/train") and "Both choose `one_source`" in one_source
+    assert two_sources.startswith("gender from gender/Training + utkface/train,")
+    assert "Among 3 variants with 2 finished seeds (left out, fewer seeds: `late`)" in two_sources
+    assert "validation mean (what may choose): `plain` (88.5 ± 0.7), ahead of `robust` by +1.0 ± 0.0 points per seed; a finding" in two_sources
+    assert "validation worst group (class x source): `robust` (81.0 ± 1.4), ahead of `plain` by +10.0 ± 0.0" in two_sources
+    assert "The two disagree: no variant leads on both. Behind no other variant on both: `plain`, `robust`." in two_sources
+    assert "plain_refit" not in chosen
+
+
+def test_a_lead_within_the_spread_across_seeds_is_not_a_finding(tmp_path):
+    for seed, (first, second) in enumerate(((0.90, 0.80), (0.80, 0.86))):  # first leads by +10, then trails by -6
+        write_run(tmp_path, "first", seed, (first, first), 0.5, ["gender/Training"])
+        write_run(tmp_path, "second", seed, (second, second), 0.4, ["gender/Training"])
+    text, _ = group_report.report(tmp_path)
+    assert "`first` (85.0 ± 7.1), ahead of `second` by +2.0 ± 11.3 points per seed; within the spread across seeds: not a finding" in text
+    assert "Both choose `first`." in text
