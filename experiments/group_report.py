@@ -27,9 +27,11 @@ import statistics
 import sys
 from pathlib import Path
 
+from mtl import selection
+from mtl.selection import choice_section, scored_run
+
 ADULT_BANDS = ("20-29", "30-39", "40-49", "50-59", "60+")
 SEED_DIR = "seed-"
-SELECTION = ("validation_mean", "validation_worst_group")  # the columns that may choose a recipe
 
 
 def group(metrics: dict, test_set: str, task: str, family: str, name: str) -> float | None:
@@ -66,8 +68,7 @@ def happy_sad_gap(metrics: dict, test_set: str) -> float | None:
 
 def validation_mean(metrics: dict) -> float | None:
     """The mean of both tasks' validation accuracy; None for metrics written by `mtl evaluate` alone."""
-    accuracies = [metrics["headline"].get(f"validation_{task}_accuracy") for task in ("gender", "emotion")]
-    return None if None in accuracies else statistics.mean(accuracies)
+    return selection.validation_mean(metrics["headline"])
 
 
 # column -> (what it is, how to read it from one run's metrics.json)
@@ -93,14 +94,13 @@ COLUMNS = {
 
 
 def finished_runs(root: Path) -> dict[str, list[dict]]:
-    """variant -> the metrics of its finished seeds (each with its "seed" folder name and what its
-    validation splits were drawn from added), in the comparison's variant order where known."""
+    """variant -> the metrics of its finished seeds (each with its "seed" folder name added), in the
+    comparison's variant order where known."""
     described = json.loads((root / "comparison.json").read_text()) if (root / "comparison.json").is_file() else {}
     order = [*described.get("variants", {}), *described.get("refits", {})]  # refits: mtl compare's refit variants
     found: dict[str, list[dict]] = {}
     for path in sorted(root.glob(f"*/{SEED_DIR}*/metrics.json")):
-        found.setdefault(path.parent.parent.name, []).append(
-            {**json.loads(path.read_text()), "seed": path.parent.name, "validation_splits": validation_splits(path.parent)})
+        found.setdefault(path.parent.parent.name, []).append({**json.loads(path.read_text()), "seed": path.parent.name})
     return {name: found[name] for name in sorted(found, key=lambda name: (order.index(name) if name in order else len(order), name))}
 
 
@@ -132,90 +132,13 @@ def difference_row(runs: dict[str, list[dict]], first: str, second: str) -> dict
     return row
 
 
-def column_mean(metrics: list[dict], column: str) -> float | None:
-    """The mean of one column over a variant's seeds; None where no seed has it."""
-    values = [value for m in metrics if (value := COLUMNS[column][1](m)) is not None]
-    return statistics.mean(values) if values else None
+def scored(root: Path | None, runs: dict[str, list[dict]]) -> list:
+    """Each finished run of the comparison under `root` as mtl.selection ranks it."""
+    def data(variant: str, seed: str) -> dict | None:
+        config_file = root / variant / seed / "config.json"
+        return json.loads(config_file.read_text())["data"] if config_file.is_file() else None
 
-
-def leader(runs: dict[str, list[dict]], column: str) -> tuple[str, str] | None:
-    """The variant with the highest mean of `column` over its seeds, and a line that says by how much it
-    leads the runner-up per seed and whether that lead exceeds the spread across seeds."""
-    read = COLUMNS[column][1]
-    means = {name: mean for name, metrics in runs.items() if (mean := column_mean(metrics, column)) is not None}
-    if not means:
-        return None
-    first, *others = sorted(means, key=means.get, reverse=True)
-    line = f"`{first}` ({summary([read(m) for m in runs[first]])})"
-    if not others:
-        return first, line + ", the only variant that has it"
-    second = others[0]
-    lead = paired_differences(runs, second, first, read)
-    if len(lead) < 2:
-        verdict = "fewer than two seeds in common: not a finding"
-    elif statistics.mean(lead) > statistics.stdev(lead):
-        verdict = "a finding: the lead exceeds its spread across seeds"
-    else:
-        verdict = "within the spread across seeds: not a finding"
-    return first, f"{line}, ahead of `{second}` by {summary(lead, signed=True)} points per seed; {verdict}"
-
-
-def validation_splits(run: Path) -> str:
-    """What a run's validation splits are drawn from, in words: runs of one seed whose words agree
-    were scored on the same validation faces, so only their validation accuracies compare."""
-    config_file = run / "config.json"
-    if not config_file.is_file():
-        return "validation data not recorded"
-    data = json.loads(config_file.read_text())["data"]
-
-    def named(entry) -> str:
-        return entry.split(":", 1)[-1] if isinstance(entry, str) else json.dumps(entry, sort_keys=True)
-
-    return (f"gender from {' + '.join(map(named, data['gender_train']))}, emotion from "
-            f"{' + '.join(map(named, data['emotion_train']))}, {data['validation_fraction']:g} of each held out")
-
-
-def undominated(runs: dict[str, list[dict]]) -> list[str]:
-    """The variants that no other variant beats on the mean of every selection column."""
-    missing = float("-inf")  # a variant without a column is beaten on it
-    means = {name: [missing if (mean := column_mean(metrics, column)) is None else mean for column in SELECTION]
-             for name, metrics in runs.items()}
-    return [name for name, own in means.items()
-            if not any(all(o > v for o, v in zip(other, own)) for other_name, other in means.items() if other_name != name)]
-
-
-def choice(runs: dict[str, list[dict]]) -> list[str]:
-    """The section that says which variant the validation splits choose, by the mean of both tasks and
-    by the worst group. Only variants scored on the same validation faces are ranked together, and
-    among them those with the most finished seeds (means over fewer seeds are not comparable)."""
-    by_splits: dict[str, dict[str, list[dict]]] = {}
-    for name, metrics in runs.items():
-        if any(validation_mean(m) is not None for m in metrics):  # a refit has no validation accuracies
-            by_splits.setdefault(metrics[0]["validation_splits"], {})[name] = metrics
-    if not by_splits:
-        return []
-    lines = [
-        "## Chosen on the validation splits",
-        "",
-        "What may choose a recipe: the mean of both tasks' validation accuracy and the worst validation group, never a test set.",
-        "Variants are ranked only against those scored on the same validation faces (drawn from the same training sources).",
-    ]
-    for splits, candidates in by_splits.items():
-        most = max(len(metrics) for metrics in candidates.values())
-        complete = {name: metrics for name, metrics in candidates.items() if len(metrics) == most}
-        left_out = [f"`{name}`" for name in candidates if name not in complete]
-        leaders = {column: found for column in SELECTION if (found := leader(complete, column))}
-        chosen = {name for name, _ in leaders.values()}
-        lines += [
-            "",
-            f"Validation faces: {splits}. Among {len(complete)} variant{'s' if len(complete) > 1 else ''} with "
-            f"{most} finished seed{'s' if most > 1 else ''}" + (f" (left out, fewer seeds: {', '.join(left_out)})" if left_out else "") + ":",
-            "",
-            *[f"- {COLUMNS[column][0]}: {line}" for column, (_, line) in leaders.items()],
-            f"- Both choose `{chosen.pop()}`." if len(chosen) == 1 else
-            f"- The two disagree: no variant leads on both. Behind no other variant on both: {', '.join(map('`{}`'.format, undominated(complete)))}.",
-        ]
-    return lines + [""]
+    return [scored_run(name, m["seed"], data(name, m["seed"]), m["headline"]) for name, metrics in runs.items() for m in metrics]
 
 
 def report(root: Path | None, named: dict[str, Path] | None = None, differences=()) -> tuple[str, list[dict]]:
@@ -246,9 +169,8 @@ def report(root: Path | None, named: dict[str, Path] | None = None, differences=
         "| --- | --- | " + " | ".join("---" for _ in COLUMNS) + " |",
         *[f"| {row['variant']} | {row['seeds']} | " + " | ".join(row[column] for column in COLUMNS) + " |" for row in rows],
         "",
-        *(choice(compared) if compared else []),
     ]
-    return "\n".join(lines), rows
+    return "\n".join(lines) + choice_section(scored(root, compared)), rows
 
 
 def named_files(entries: list[str], program: str, what: str) -> dict[str, Path] | None:

@@ -8,6 +8,7 @@ All runs go under one root, which is also the TensorBoard log directory:
 - `<root>/results.md` and `results.csv`: per variant, mean and standard deviation over the
   seeds of every metric, and the p-value of an exact McNemar test against the baseline variant
   (the first one) on the same test images, from the seed-0 runs; `results_per_seed.csv`: every run.
+  results.md ends with the variant that the validation splits choose (`mtl.selection`).
 This module runs the variants and logs each run to TensorBoard; `mtl.comparison_stats` makes the
 statistics and `mtl.comparison_tables` the tables.
 A comparison config is `{"base": <experiment config>, "variants": {name: <overrides>}, "seeds": N,
@@ -44,6 +45,7 @@ from mtl.experiment import TEACHERS_DIR, reference_budget, train_and_evaluate, v
 from mtl.metrics import COMPARED
 from mtl.refit import refit_run
 from mtl.runs import CONFIG_FILE, METRICS_FILE, evaluation_dir, write_json
+from mtl.selection import choice_section, scored_run
 from mtl.tasks import CLASSES, EMOTION, FOUR, GENDER, TASKS, four_class_index
 
 # The variants every comparison runs unless its config names others. Variants that need teachers
@@ -270,8 +272,11 @@ def compare(spec: dict, root: Path, only: list[str] | None = None, seeds: int | 
             write_comparison(root, [row for variant in runs for row, _ in runs[variant]], [], columns, METRICS)
     rows = summarise(runs, baseline, columns)
     per_seed = [row for name in runs for row, _ in runs[name]]
+    chosen = choice_section([scored_run(name, row["seed"], configs[name].to_dict()["data"] if name in configs else None, row)
+                             for name in runs for row, _ in runs[name]])
     curves = write_curves(root, list(runs), seeds)
-    write_comparison(root, per_seed, rows, columns, METRICS, write_tables(rows, per_seed, root, appendix=curves))
+    write_comparison(root, per_seed, rows, columns, METRICS,
+                     write_tables(rows, per_seed, root, appendix="\n".join(part for part in (chosen, curves) if part)))
     return rows
 
 

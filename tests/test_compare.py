@@ -98,6 +98,9 @@ def test_results_md_shows_mean_and_spread_and_is_printed(comparison):
         mean = float(cells[header.index("gender_accuracy")].split(" ± ")[0])
         assert mean == pytest.approx(float(rows[cells[0]]["gender_accuracy_mean"]) * 100, abs=0.01)
     assert "McNemar" in table and "Made by commit" in table
+    chosen = table.split("## Chosen on the validation splits")[1]  # every variant drew its validation faces alike
+    assert chosen.count("Validation faces: gender from gender/Training") == 1 and f"Among 3 variants with {SEEDS} finished seeds:" in chosen
+    assert "- validation mean (both tasks): `" in chosen and "- validation worst group: `" in chosen
     assert table in out  # also printed
 
 
