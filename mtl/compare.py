@@ -275,8 +275,7 @@ def compare(spec: dict, root: Path, only: list[str] | None = None, seeds: int | 
     chosen = choice_section([scored_run(name, row["seed"], configs[name].to_dict()["data"] if name in configs else None, row)
                              for name in runs for row, _ in runs[name]])
     curves = write_curves(root, list(runs), seeds)
-    write_comparison(root, per_seed, rows, columns, METRICS,
-                     write_tables(rows, per_seed, root, appendix="\n".join(part for part in (chosen, curves) if part)))
+    write_comparison(root, per_seed, rows, columns, METRICS, write_tables(rows, per_seed, root, appendix=chosen + curves))
     return rows
 
 

@@ -79,7 +79,8 @@ def rule_line(runs: dict[str, dict[str, Scored]], rule: str) -> tuple[str, str] 
         verdict = "a finding: the lead exceeds its spread across seeds"
     else:
         verdict = "within the spread across seeds: not a finding"
-    return first, f"{line}, ahead of `{second}` by {points(lead, signed=True)} points per seed; {verdict}"
+    per_seed = " per seed" if len(lead) > 1 else ""
+    return first, f"{line}, ahead of `{second}` by {points(lead, signed=True)} points{per_seed}; {verdict}"
 
 
 def undominated(runs: dict[str, dict[str, Scored]]) -> list[str]:
@@ -94,8 +95,8 @@ def undominated(runs: dict[str, dict[str, Scored]]) -> list[str]:
 
 
 def choice_section(scored: list[Scored]) -> str:
-    """Markdown: per set of validation faces, the leader under each rule and whether both rules agree;
-    empty when no run has validation scores (refits, runs of `mtl evaluate` alone)."""
+    """Markdown, from a blank line: per set of validation faces, the leader under each rule and whether
+    both rules agree; empty when no run has validation scores (refits, runs of `mtl evaluate` alone)."""
     by_splits: dict[str, dict[str, dict[str, Scored]]] = {}
     for run in scored:
         if run.mean is not None or run.worst_group is not None:
@@ -103,6 +104,7 @@ def choice_section(scored: list[Scored]) -> str:
     if not by_splits:
         return ""
     lines = [
+        "",  # like every section of results.md after the table, it opens with a blank line
         "## Chosen on the validation splits",
         "",
         "What may choose a recipe: the mean of both tasks' validation accuracy and the worst validation group, never a test set.",

@@ -20,7 +20,7 @@ def test_a_lead_within_the_spread_across_seeds_is_not_a_finding():
 
 def test_one_seed_in_common_is_never_a_finding_and_one_variant_is_the_only_one():
     one_seed = choice_section(runs("first", (0.9,), (0.8,)) + runs("second", (0.8,), (0.7,)))
-    assert "fewer than two seeds in common: not a finding" in one_seed and "Among 2 variants with 1 finished seed:" in one_seed
+    assert "ahead of `second` by +10.0 points; fewer than two seeds in common: not a finding" in one_seed and "Among 2 variants with 1 finished seed:" in one_seed
     alone = choice_section(runs("only", (0.9, 0.8), (0.7, 0.6)))
     assert "`only` (85.0 ± 7.1), the only variant that has it" in alone
 
