@@ -23,7 +23,6 @@ exceeds the spread across seeds.
 import argparse
 import csv
 import json
-import statistics
 import sys
 from pathlib import Path
 
@@ -105,13 +104,9 @@ def finished_runs(root: Path) -> dict[str, list[dict]]:
 
 
 def summary(values: list, signed: bool = False) -> str:
-    values = [100 * value for value in values if value is not None]
-    sign = "+" if signed else ""
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:{sign}.1f}"
-    return f"{statistics.mean(values):{sign}.1f} ± {statistics.stdev(values):.1f}"
+    """Fractions as percent, mean ± std (one value alone), "-" where there are none."""
+    values = [value for value in values if value is not None]
+    return selection.points(values, signed) if values else "-"
 
 
 def paired_differences(runs: dict[str, list[dict]], first: str, second: str, read) -> list[float]:
