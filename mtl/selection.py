@@ -59,28 +59,42 @@ def points(values: list[float], signed: bool = False) -> str:
     return f"{statistics.mean(values):{sign}.1f} ± {statistics.stdev(values):.1f}"
 
 
+def differences(runs: dict[str, dict[str, Scored]], rule: str, first: str, second: str) -> list[float]:
+    """`first`'s value less `second`'s under `rule`, per seed both have it."""
+    return [getattr(run, rule) - getattr(runs[second][seed], rule) for seed, run in runs[first].items()
+            if seed in runs[second] and getattr(run, rule) is not None and getattr(runs[second][seed], rule) is not None]
+
+
+def verdict(lead: list[float]) -> str:
+    """Whether a per-seed difference is a finding: its mean larger than its spread, over two seeds or more."""
+    if len(lead) < 2:
+        return "fewer than two seeds in common: not a finding"
+    if abs(statistics.mean(lead)) > statistics.stdev(lead):
+        return "a finding: the difference exceeds its spread across seeds"
+    return "within the spread across seeds: not a finding"
+
+
 def rule_line(runs: dict[str, dict[str, Scored]], rule: str) -> tuple[str, str] | None:
     """(leader, line): the variant with the highest mean under `rule`, its lead over the runner-up per
     seed, and whether that lead is a finding; None when no variant has a value for the rule."""
-    values = {name: {seed: value for seed, run in seeds.items() if (value := getattr(run, rule)) is not None}
-              for name, seeds in runs.items()}
-    means = {name: statistics.mean(by_seed.values()) for name, by_seed in values.items() if by_seed}
+    values = {name: [value for run in seeds.values() if (value := getattr(run, rule)) is not None] for name, seeds in runs.items()}
+    means = {name: statistics.mean(found) for name, found in values.items() if found}
     if not means:
         return None
     first, *others = sorted(means, key=means.get, reverse=True)
-    line = f"{RULES[rule]}: `{first}` ({points(list(values[first].values()))})"
+    line = f"{RULES[rule]}: `{first}` ({points(values[first])})"
     if not others:
         return first, line + ", the only variant that has it"
-    second = others[0]
-    lead = [value - values[second][seed] for seed, value in values[first].items() if seed in values[second]]
-    if len(lead) < 2:
-        verdict = "fewer than two seeds in common: not a finding"
-    elif statistics.mean(lead) > statistics.stdev(lead):
-        verdict = "a finding: the lead exceeds its spread across seeds"
-    else:
-        verdict = "within the spread across seeds: not a finding"
+    lead = differences(runs, rule, first, others[0])
     per_seed = " per seed" if len(lead) > 1 else ""
-    return first, f"{line}, ahead of `{second}` by {points(lead, signed=True)} points{per_seed}; {verdict}"
+    return first, f"{line}, ahead of `{others[0]}` by {points(lead, signed=True)} points{per_seed}; {verdict(lead)}"
+
+
+def head_to_head(runs: dict[str, dict[str, Scored]], first: str, second: str) -> str:
+    """One line: `first` less `second` under every rule, per seed, each with its verdict."""
+    parts = [f"{RULES[rule]} {points(lead, signed=True)} points ({verdict(lead)})"
+             for rule in RULES if (lead := differences(runs, rule, first, second))]
+    return f"Head to head, `{first}` less `{second}` per seed: " + "; ".join(parts) + "."
 
 
 def undominated(runs: dict[str, dict[str, Scored]]) -> list[str]:
@@ -128,6 +142,8 @@ def choice_section(scored: list[Scored]) -> str:
         if len(chosen) == 1:
             lines.append(f"- Both choose `{chosen.pop()}`.")
         else:
-            lines.append("- The two disagree: no variant leads on both. Behind no other variant on both: "
-                         + ", ".join(f"`{name}`" for name in undominated(complete)) + ".")
+            mean_leader, worst_group_leader = (leaders[rule][0] for rule in RULES)
+            lines += ["- The two disagree: no variant leads on both. Behind no other variant on both: "
+                      + ", ".join(f"`{name}`" for name in undominated(complete)) + ".",
+                      f"- {head_to_head(complete, worst_group_leader, mean_leader)}"]
     return "\n".join(lines) + "\n"

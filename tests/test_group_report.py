@@ -99,5 +99,7 @@ def test_the_validation_splits_choose_among_variants_scored_on_the_same_faces(tm
     assert "validation mean (both tasks): `plain` (88.5 ± 0.7), ahead of `robust` by +1.0 ± 0.0 points per seed; a finding" in two_sources
     assert "validation worst group: `robust` (81.0 ± 1.4), ahead of `plain` by +10.0 ± 0.0" in two_sources
     assert "The two disagree: no variant leads on both. Behind no other variant on both: `plain`, `robust`." in two_sources
+    assert ("Head to head, `robust` less `plain` per seed: validation mean (both tasks) -1.0 ± 0.0 points (a finding: "
+            "the difference exceeds its spread across seeds); validation worst group +10.0 ± 0.0 points (a finding") in two_sources
     assert "plain_refit" not in chosen
 

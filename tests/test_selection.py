@@ -45,3 +45,13 @@ def test_sources_are_named_as_the_config_names_them_and_a_dict_by_its_fields():
     scored = scored_run("v", "42", data, {"validation_gender_accuracy": 0.9, "validation_emotion_accuracy": 0.7,
                                            "validation_worst_group_accuracy": 0.6})
     assert scored.mean == 0.8 and scored.worst_group == 0.6 and scored.splits == validation_splits(data)
+
+
+def test_where_the_rules_disagree_the_two_leaders_meet_head_to_head():
+    # `steady` leads the mean in every seed; `robust` leads the worst group on average, by one seed's luck.
+    text = choice_section(runs("steady", (0.90, 0.91, 0.92), (0.70, 0.72, 0.71))
+                          + runs("robust", (0.88, 0.89, 0.90), (0.60, 0.70, 0.95)))
+    assert "- The two disagree" in text
+    assert ("Head to head, `robust` less `steady` per seed: validation mean (both tasks) -2.0 ± 0.0 points (a finding: "
+            "the difference exceeds its spread across seeds); validation worst group +4.0 ± 17.8 points "
+            "(within the spread across seeds: not a finding).") in text
