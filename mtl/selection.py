@@ -74,10 +74,15 @@ def verdict(lead: list[float]) -> str:
     return "within the spread across seeds: not a finding"
 
 
+def rule_values(seeds: dict[str, Scored], rule: str) -> list[float]:
+    """One variant's values under `rule`, over the seeds that have one."""
+    return [value for run in seeds.values() if (value := getattr(run, rule)) is not None]
+
+
 def rule_line(runs: dict[str, dict[str, Scored]], rule: str) -> tuple[str, str] | None:
     """(leader, line): the variant with the highest mean under `rule`, its lead over the runner-up per
     seed, and whether that lead is a finding; None when no variant has a value for the rule."""
-    values = {name: [value for run in seeds.values() if (value := getattr(run, rule)) is not None] for name, seeds in runs.items()}
+    values = {name: rule_values(seeds, rule) for name, seeds in runs.items()}
     means = {name: statistics.mean(found) for name, found in values.items() if found}
     if not means:
         return None
@@ -99,11 +104,8 @@ def head_to_head(runs: dict[str, dict[str, Scored]], first: str, second: str) ->
 
 def undominated(runs: dict[str, dict[str, Scored]]) -> list[str]:
     """The variants that no other variant beats on the mean of both rules (a missing value loses)."""
-    def mean(seeds: dict[str, Scored], rule: str) -> float:
-        values = [value for run in seeds.values() if (value := getattr(run, rule)) is not None]
-        return statistics.mean(values) if values else float("-inf")
-
-    means = {name: [mean(seeds, rule) for rule in RULES] for name, seeds in runs.items()}
+    means = {name: [statistics.mean(values) if (values := rule_values(seeds, rule)) else float("-inf") for rule in RULES]
+             for name, seeds in runs.items()}
     return [name for name, own in means.items()
             if not any(all(o > v for o, v in zip(other, own)) for other_name, other in means.items() if other_name != name)]
 
