@@ -96,10 +96,11 @@ def rule_line(runs: dict[str, dict[str, Scored]], rule: str) -> tuple[str, str] 
 
 
 def head_to_head(runs: dict[str, dict[str, Scored]], first: str, second: str) -> str:
-    """One line: `first` less `second` under every rule, per seed, each with its verdict."""
-    parts = [f"{RULES[rule]} {points(lead, signed=True)} points ({verdict(lead)})"
-             for rule in RULES if (lead := differences(runs, rule, first, second))]
-    return f"Head to head, `{first}` less `{second}` per seed: " + "; ".join(parts) + "."
+    """One line: `first` less `second` under every rule, per seed they share, each with its verdict."""
+    leads = {rule: lead for rule in RULES if (lead := differences(runs, rule, first, second))}
+    parts = [f"{RULES[rule]} {points(lead, signed=True)} points ({verdict(lead)})" for rule, lead in leads.items()]
+    per_seed = " per seed" if any(len(lead) > 1 for lead in leads.values()) else ""
+    return f"Head to head, `{first}` less `{second}`{per_seed}: " + "; ".join(parts) + "."
 
 
 def undominated(runs: dict[str, dict[str, Scored]]) -> list[str]:

@@ -55,3 +55,10 @@ def test_where_the_rules_disagree_the_two_leaders_meet_head_to_head():
     assert ("Head to head, `robust` less `steady` per seed: validation mean (both tasks) -2.0 ± 0.0 points (a finding: "
             "the difference exceeds its spread across seeds); validation worst group +4.0 ± 17.8 points "
             "(within the spread across seeds: not a finding).") in text
+
+
+def test_one_seed_head_to_head_is_not_called_per_seed():
+    text = choice_section(runs("steady", (0.90,), (0.70,)) + runs("robust", (0.88,), (0.80,)))
+    assert ("Head to head, `robust` less `steady`: validation mean (both tasks) -2.0 points (fewer than two seeds "
+            "in common: not a finding); validation worst group +10.0 points (fewer than two seeds in common: "
+            "not a finding).") in text
