@@ -3,17 +3,16 @@
 # (../shared/data), refit its heads on its validation faces with every group weighing the same
 # (`mtl refit`), copy the refitted model there, and keep its config and metrics under
 # experiments/results/pretrained/.
-#   experiments/make_pretrained.sh [NAME [CONFIG]]    # CONFIG (experiments/configs/pretrained.json) into runs/NAME and runs/NAME-refit
+#   experiments/make_pretrained.sh [NAME]     # experiments/configs/pretrained.json, into runs/NAME and runs/NAME-refit
 # The training takes hours on a 2-core CPU: the same command again resumes it after its last whole
 # epoch (NAME defaults to pretrained-utk-20, so a plain rerun resumes, and one after it finished
 # only refits and copies).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name="${1:-pretrained-utk-20}"
-config="${2:-experiments/configs/pretrained.json}"
 # A finished run (it has its metrics.json) is not trained or refitted again: only the steps below run on it.
 if [ ! -f "runs/$name/metrics.json" ]; then
-    mtl train multitask --config "$config" --data-dir ../shared/data --name "$name"
+    mtl train multitask --config experiments/configs/pretrained.json --data-dir ../shared/data --name "$name"
 fi
 if [ ! -f "runs/$name-refit/metrics.json" ]; then
     mtl refit "runs/$name" --data-dir ../shared/data --name "$name-refit"
