@@ -74,6 +74,11 @@ def verdict(lead: list[float]) -> str:
     return "within the spread across seeds: not a finding"
 
 
+def per_seed(*leads: list[float]) -> str:
+    """" per seed" where a difference rests on more than one seed; nothing for one seed alone."""
+    return " per seed" if any(len(lead) > 1 for lead in leads) else ""
+
+
 def rule_values(seeds: dict[str, Scored], rule: str) -> list[float]:
     """One variant's values under `rule`, over the seeds that have one."""
     return [value for run in seeds.values() if (value := getattr(run, rule)) is not None]
@@ -91,16 +96,14 @@ def rule_line(runs: dict[str, dict[str, Scored]], rule: str) -> tuple[str, str] 
     if not others:
         return first, line + ", the only variant that has it"
     lead = differences(runs, rule, first, others[0])
-    per_seed = " per seed" if len(lead) > 1 else ""
-    return first, f"{line}, ahead of `{others[0]}` by {points(lead, signed=True)} points{per_seed}; {verdict(lead)}"
+    return first, f"{line}, ahead of `{others[0]}` by {points(lead, signed=True)} points{per_seed(lead)}; {verdict(lead)}"
 
 
 def head_to_head(runs: dict[str, dict[str, Scored]], first: str, second: str) -> str:
     """One line: `first` less `second` under every rule, per seed they share, each with its verdict."""
     leads = {rule: lead for rule in RULES if (lead := differences(runs, rule, first, second))}
     parts = [f"{RULES[rule]} {points(lead, signed=True)} points ({verdict(lead)})" for rule, lead in leads.items()]
-    per_seed = " per seed" if any(len(lead) > 1 for lead in leads.values()) else ""
-    return f"Head to head, `{first}` less `{second}`{per_seed}: " + "; ".join(parts) + "."
+    return f"Head to head, `{first}` less `{second}`{per_seed(*leads.values())}: " + "; ".join(parts) + "."
 
 
 def undominated(runs: dict[str, dict[str, Scored]]) -> list[str]:
